@@ -1,0 +1,31 @@
+"""The application factory: settings, store, chat service and blueprints."""
+import os
+
+from flask import Flask
+
+from .config import Settings, load_settings
+from .service import ChatService
+from .store import Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def create_app(settings=None, **overrides):
+    """Build the app; call after gevent's monkey-patching (the database pool depends on it)."""
+    if settings is None:
+        settings = load_settings(**overrides)
+    elif overrides:
+        settings = Settings(**{**vars(settings), **overrides}).validate()
+    app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"), static_folder=os.path.join(ROOT, "static"))
+    store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
+    service = ChatService(settings, store)
+    service.start()
+    app.extensions["chat"] = service
+
+    from . import views, ws
+
+    app.register_blueprint(views.bp)
+    app.register_blueprint(ws.bp)
+    if settings.echo_endpoint:
+        ws.register_echo(app)
+    return app

@@ -1,0 +1,93 @@
+"""Every setting and limit in one place, with its safe default, its CHAT_* variable and its flag."""
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+
+def _setting(default, help, flag=None):
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class Settings:
+    host: str = _setting("127.0.0.1", "address to listen on")
+    port: int = _setting(5000, "TCP port to listen on")
+    database_url: str = _setting(
+        "sqlite:///chat.db", "sqlite:///PATH (embedded default) or mysql://user:password@host:port/db", flag="--database"
+    )
+    backlog: int = _setting(2048, "listen backlog: how many connects may wait to be accepted")
+    max_message_size: int = _setting(65536, "largest inbound message in bytes; larger ones are closed with 1009")
+    max_name_length: int = _setting(32, "longest user name (at most 64)")
+    history_on_connect: int = _setting(50, "group messages sent in the history event on connect")
+    max_history_page: int = _setting(200, "most messages one history request returns")
+    max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
+    send_queue_messages: int = _setting(1000, "outbound frames queued per connection before it is closed as too slow")
+    send_queue_bytes: int = _setting(4 * 1024 * 1024, "outbound bytes queued per connection before it is closed as too slow")
+    ping_interval: float = _setting(20.0, "seconds between server pings")
+    ping_timeout: float = _setting(20.0, "seconds a peer may stay silent after a ping before it is closed")
+    close_timeout: float = _setting(3.0, "seconds to wait for the peer's close frame")
+    write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
+    write_batch: int = _setting(500, "most messages stored in one commit")
+    db_pool_size: int = _setting(8, "database connections in the pool")
+    db_connect_timeout: float = _setting(3.0, "seconds to wait for a database connection")
+    shutdown_timeout: float = _setting(10.0, "seconds a SIGTERM/SIGINT shutdown may take to flush and close")
+    echo_endpoint: bool = _setting(False, "mount /echo, a raw echo socket on the chat's websocket layer (tests only)")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+
+    def validate(self):
+        if not 1 <= self.max_name_length <= 64:
+            raise ValueError("max_name_length must be between 1 and 64")
+        for name in ("max_message_size", "send_queue_messages", "send_queue_bytes", "write_buffer", "write_batch", "db_pool_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        return self
+
+
+def env_name(name):
+    return "CHAT_" + name.upper()
+
+
+def flag_name(f):
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def _convert(f, raw):
+    if f.type in (bool, "bool"):
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
+    if f.type in (int, "int"):
+        return int(raw)
+    if f.type in (float, "float"):
+        return float(raw)
+    return raw
+
+
+def load_settings(argv=None, environ=None, **overrides):
+    """Defaults, then CHAT_* variables, then flags, then keyword overrides."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in dataclasses.fields(Settings):
+        if env_name(f.name) in environ:
+            values[f.name] = _convert(f, environ[env_name(f.name)])
+    if argv is not None:
+        for name, value in vars(build_parser().parse_args(argv)).items():
+            if value is not None:
+                values[name] = value
+    values.update(overrides)
+    return Settings(**values).validate()
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="run_server.py",
+        description="Real-time chat server: group chat and one-to-one messages over WebSocket.",
+        epilog="Every flag can also be set with the CHAT_* environment variable shown; flags win.",
+    )
+    for f in dataclasses.fields(Settings):
+        help_text = f"{f.metadata['help']} (env {env_name(f.name)}, default {f.default!r})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag_name(f), dest=f.name, action="store_true", default=None, help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+            parser.add_argument(flag_name(f), dest=f.name, type=kind, default=None, help=help_text)
+    return parser

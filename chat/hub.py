@@ -1,0 +1,62 @@
+"""Who is connected, and fan-out: every delivery is one encoded frame put on each recipient's queue."""
+
+
+class Hub:
+    """username -> the set of that user's live clients (tabs, devices).
+
+    A client is anything with `user` and `deliver(frame, message_id)`; `deliver` must never block.
+    """
+
+    def __init__(self):
+        self._by_user = {}
+        self._all = set()
+
+    def add(self, client):
+        """Register a client; True when it is the user's first connection (the user came online)."""
+        clients = self._by_user.get(client.user)
+        first = clients is None
+        if first:
+            clients = self._by_user[client.user] = set()
+        clients.add(client)
+        self._all.add(client)
+        return first
+
+    def remove(self, client):
+        """Unregister a client; True when it was the user's last connection (the user went offline)."""
+        self._all.discard(client)
+        clients = self._by_user.get(client.user)
+        if clients is None or client not in clients:
+            return False
+        clients.discard(client)
+        if clients:
+            return False
+        del self._by_user[client.user]
+        return True
+
+    def is_online(self, user):
+        return user in self._by_user
+
+    def online(self):
+        return sorted(self._by_user)
+
+    def clients_of(self, user):
+        return tuple(self._by_user.get(user, ()))
+
+    def connection_count(self):
+        return len(self._all)
+
+    def broadcast(self, frame, message_id=None, exclude=None):
+        """Deliver to every client but `exclude` (the sending connection)."""
+        for client in tuple(self._all):
+            if client is not exclude:
+                client.deliver(frame, message_id)
+
+    def send_to_user(self, user, frame, message_id=None, exclude=None):
+        clients = self._by_user.get(user)
+        if clients:
+            for client in tuple(clients):
+                if client is not exclude:
+                    client.deliver(frame, message_id)
+
+    def all_clients(self):
+        return tuple(self._all)

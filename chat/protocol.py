@@ -1,0 +1,224 @@
+"""The chat protocol: one inbound text frame -> a validated command or a ProtocolError; outbound events as JSON."""
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+NAME_PATTERN = re.compile(r"[a-z0-9_.-]+")
+NAME_RULE = "letters a-z, digits, '_', '.' and '-'"
+REF_MAX_LENGTH = 64
+
+HELP_TEXT = (
+    "Type text to chat with everyone. Commands: "
+    "/msg NAME text (one-to-one), /who (who is online), "
+    "/history [N] (last N group messages), /help. Start a line with // to send text beginning with /."
+)
+
+
+class ProtocolError(Exception):
+    """A recoverable client mistake: reported as an `error` event, the connection stays open."""
+
+    def __init__(self, code, message, ref=None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+@dataclass(frozen=True)
+class SendGroup:
+    msg: str
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class SendDirect:
+    to: str
+    msg: str
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class History:
+    limit: int
+    before: object = None  # int or None
+    with_user: object = None  # str or None
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Who:
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Help:
+    ref: object = None
+
+
+def normalize_name(raw, max_length):
+    """The canonical (lower-case) user name, or None when `raw` is not a valid name."""
+    if not isinstance(raw, str):
+        return None
+    name = raw.strip().lower()
+    if not name or len(name) > max_length or not NAME_PATTERN.fullmatch(name):
+        return None
+    return name
+
+
+def parse_inbound(text, *, max_name_length, default_history, max_history):
+    """Turn one inbound text frame into a command. Raises ProtocolError."""
+    if text[:1] == "{":
+        return _parse_json(text, max_name_length, default_history, max_history)
+    if text.startswith("//"):
+        return SendGroup(_require_text(text[1:]))
+    if text.startswith("/"):
+        return _parse_slash(text, max_name_length, default_history, max_history)
+    return SendGroup(_require_text(text))
+
+
+def _require_text(msg, ref=None):
+    if not isinstance(msg, str):
+        raise ProtocolError("bad_field", '"msg" must be a string', ref)
+    if not msg.strip():
+        raise ProtocolError("empty_message", "message text is empty", ref)
+    return msg
+
+
+def _parse_name(raw, field, max_name_length, ref):
+    if not isinstance(raw, str):
+        raise ProtocolError("bad_field", f'"{field}" must be a user name', ref)
+    name = normalize_name(raw, max_name_length)
+    if name is None:
+        raise ProtocolError(
+            "bad_name", f'"{raw[:40]}" is not a valid name: 1-{max_name_length} {NAME_RULE}', ref
+        )
+    return name
+
+
+def _parse_limit(raw, default, maximum, ref):
+    if raw is None:
+        return default
+    if type(raw) is not int or raw < 1:
+        raise ProtocolError("bad_field", '"limit" must be a positive whole number', ref)
+    return min(raw, maximum)
+
+
+def _parse_json(text, max_name_length, default_history, max_history):
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise ProtocolError("bad_json", "frame starts with '{' but is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "a JSON frame must be an object")
+    ref = obj.get("ref")
+    if ref is not None and not (
+        (isinstance(ref, str) and len(ref) <= REF_MAX_LENGTH) or (type(ref) is int and abs(ref) < 2**53)
+    ):
+        raise ProtocolError("bad_field", f'"ref" must be a string of at most {REF_MAX_LENGTH} characters or an integer')
+    kind = obj.get("type")
+    if kind is None:  # the seed clients' forms
+        if "to_sender" in obj or "to" in obj:
+            kind = "direct"
+            target = obj["to_sender"] if "to_sender" in obj else obj["to"]
+        elif "msg" in obj:
+            kind = "message"
+        else:
+            raise ProtocolError("bad_message", 'expected "type", "msg" or "to"', ref)
+    else:
+        target = obj.get("to")
+    if kind == "message":
+        return SendGroup(_require_text(obj.get("msg"), ref), ref)
+    if kind == "direct":
+        if target is None:
+            raise ProtocolError("bad_field", '"to" is required for a direct message', ref)
+        to = _parse_name(target, "to", max_name_length, ref)
+        return SendDirect(to, _require_text(obj.get("msg"), ref), ref)
+    if kind == "history":
+        limit = _parse_limit(obj.get("limit"), default_history, max_history, ref)
+        before = obj.get("before")
+        if before is not None and (type(before) is not int or before < 1):
+            raise ProtocolError("bad_field", '"before" must be a message id', ref)
+        with_user = obj.get("with")
+        if with_user is not None:
+            with_user = _parse_name(with_user, "with", max_name_length, ref)
+        return History(limit, before, with_user, ref)
+    if kind == "who":
+        return Who(ref)
+    if kind == "help":
+        return Help(ref)
+    if isinstance(kind, str):
+        raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
+    raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def _parse_slash(text, max_name_length, default_history, max_history):
+    command, _, rest = text[1:].partition(" ")
+    command = command.strip().lower()
+    if command == "msg":
+        target, _, msg = rest.strip().partition(" ")
+        if not target:
+            raise ProtocolError("bad_command", "usage: /msg NAME text")
+        return SendDirect(_parse_name(target, "to", max_name_length, None), _require_text(msg))
+    if command == "who":
+        return Who()
+    if command == "help":
+        return Help()
+    if command == "history":
+        arg = rest.strip()
+        if not arg:
+            return History(default_history)
+        if not arg.isdigit() or int(arg) < 1:
+            raise ProtocolError("bad_command", "usage: /history [N]")
+        return History(min(int(arg), max_history))
+    raise ProtocolError("unknown_command", f"unknown command /{command[:20]}; try /help")
+
+
+# ---- outbound events -------------------------------------------------------------------
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode_event(event):
+    return _dumps(event)
+
+
+def iso_timestamp(ms):
+    """Milliseconds since the epoch as an ISO 8601 UTC string."""
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def message_event(record):
+    """The delivery event of a stored message record."""
+    if record.recipient is None:
+        return {"type": "message", "id": record.id, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
+    return {
+        "type": "direct",
+        "id": record.id,
+        "user": record.sender,
+        "to": record.recipient,
+        "msg": record.body,
+        "ts": iso_timestamp(record.created_ms),
+    }
+
+
+def ack_event(record, ref):
+    event = {"type": "ack", "id": record.id, "ts": iso_timestamp(record.created_ms)}
+    if record.recipient is not None:
+        event["to"] = record.recipient
+    if ref is not None:
+        event["ref"] = ref
+    return event
+
+
+def error_event(code, message, ref=None):
+    event = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        event["ref"] = ref
+    return event
+
+
+def with_ref(event, ref):
+    if ref is not None:
+        event["ref"] = ref
+    return event

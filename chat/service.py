@@ -1,0 +1,151 @@
+"""The chat's operations shared by all connections: post, history, presence, known users, shutdown."""
+import logging
+import time
+
+import gevent
+
+from . import frames
+from .hub import Hub
+from .ids import IdAllocator
+from .protocol import ProtocolError, encode_event, message_event
+from .records import MessageRecord
+from .store import StoreUnavailable
+from .writer import BufferFull, MessageWriter
+
+log = logging.getLogger("chat.service")
+
+
+def _merge(db_records, uncommitted, keep, newest=False):
+    """DB rows plus not-yet-committed records matching `keep`, deduplicated by id, oldest first."""
+    by_id = {r.id: r for r in db_records}
+    for r in uncommitted:
+        if keep(r):
+            by_id[r.id] = r
+    return [by_id[i] for i in sorted(by_id)]
+
+
+class ChatService:
+    def __init__(self, settings, store):
+        self.settings = settings
+        self.store = store
+        self.hub = Hub()
+        self._known_users = set()
+        self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
+        self.writer = None
+        self.started_at = time.time()
+
+    def start(self):
+        self.store.ensure_schema()
+        self.ids.start()
+        self.writer = MessageWriter(self.store, self.settings.write_buffer, self.settings.write_batch)
+
+    # ---- users ---------------------------------------------------------------------------
+
+    def register_user(self, name):
+        """Remember a user on first connect; returns the id of the last message they were present for."""
+        user = self.store.get_user(name)
+        if user is None:
+            self.store.add_user(name)
+            user = (name, 0)
+        self._known_users.add(name)
+        return user[1]
+
+    def is_known(self, name):
+        if name in self._known_users or self.hub.is_online(name):
+            return True
+        if self.store.get_user(name) is not None:
+            self._known_users.add(name)
+            return True
+        return False
+
+    def user_left(self, name):
+        try:
+            self.store.set_last_seen(name, self.ids.last_assigned)
+        except StoreUnavailable as e:
+            log.warning("could not record when %s left: %s", name, e)
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def post(self, session, body, recipient=None, ref=None):
+        """Accept a message: deliver it live now, acknowledge it to `session` once committed."""
+        sender = session.user
+        if recipient is not None:
+            if recipient == sender:
+                raise ProtocolError("self_message", "you cannot send a direct message to yourself", ref)
+            try:
+                known = self.is_known(recipient)
+            except StoreUnavailable:
+                known = False
+            if not known:
+                raise ProtocolError("unknown_user", f"no user named {recipient!r} has ever connected", ref)
+        try:
+            record = MessageRecord(self.ids.next_id(), sender, recipient, body, int(time.time() * 1000))
+            self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
+        except (BufferFull, StoreUnavailable):
+            raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
+        frame = frames.encode_text(encode_event(message_event(record)))
+        hub = self.hub
+        if recipient is None:
+            hub.broadcast(frame, record.id, exclude=session)
+        else:
+            hub.send_to_user(recipient, frame, record.id)
+            hub.send_to_user(sender, frame, record.id, exclude=session)
+        return record
+
+    def history_page(self, user, limit, before=None, with_user=None):
+        """A page of older messages (group, or one conversation), oldest first."""
+        if with_user is None:
+            rows = self.store.group_page(limit, before)
+        else:
+            rows = self.store.conversation_page(user, with_user, limit, before)
+        ceiling = before or 2**62
+        merged = _merge(rows, self.writer.uncommitted(), lambda r: r.id < ceiling and r.in_conversation(user, with_user))
+        return merged[-limit:]
+
+    def connect_history(self, user, last_seen_id, since=None):
+        """What a new connection is sent: everything after `since`, or recent group messages plus unreceived directs."""
+        uncommitted = self.writer.uncommitted()  # taken before the queries: see ChatSession.run
+        limit = self.settings.max_replay
+        if since is not None:
+            rows = self.store.visible_since(user, since, limit)
+            return _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user))[:limit]
+        recent = self.settings.history_on_connect
+        group = _merge(self.store.group_page(recent), uncommitted, lambda r: r.recipient is None)[-recent:]
+        directs = _merge(
+            self.store.directs_to_since(user, last_seen_id, limit),
+            uncommitted,
+            lambda r: r.recipient == user and r.id > last_seen_id,
+        )
+        return sorted(group + directs[:limit], key=lambda r: r.id)
+
+    # ---- presence and life cycle ------------------------------------------------------------
+
+    def announce(self, event, exclude=None):
+        self.hub.broadcast(frames.encode_text(encode_event(event)), exclude=exclude)
+
+    def health(self):
+        try:
+            self.store.ping()
+            store_ok = True
+        except StoreUnavailable:
+            store_ok = False
+        writer = self.writer
+        status = "ok" if store_ok and writer.healthy else "degraded"
+        return {
+            "status": status,
+            "store": self.store.kind,
+            "store_reachable": store_ok,
+            "pending_writes": len(writer),
+            "connections": self.hub.connection_count(),
+            "users_online": len(self.hub.online()),
+        }
+
+    def shutdown(self, timeout):
+        """Close every socket with 1001 and store everything accepted; True if it all finished in `timeout`."""
+        deadline = time.monotonic() + timeout
+        for client in self.hub.all_clients():
+            client.conn.close(frames.CLOSE_GOING_AWAY, "server shutting down")
+        flushed = self.writer.flush(max(0.0, deadline - time.monotonic()))
+        while self.hub.connection_count() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return flushed

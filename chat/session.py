@@ -1,0 +1,124 @@
+"""One client's life on /ws/<name>: welcome and history, commands in, events out, presence on the way out."""
+import logging
+
+from . import frames
+from .protocol import (
+    HELP_TEXT,
+    Help,
+    History,
+    ProtocolError,
+    SendDirect,
+    SendGroup,
+    Who,
+    ack_event,
+    encode_event,
+    error_event,
+    message_event,
+    parse_inbound,
+    with_ref,
+)
+from .store import StoreUnavailable
+
+log = logging.getLogger("chat.session")
+
+
+class ChatSession:
+    __slots__ = ("service", "user", "conn", "since", "_held", "_parse_options", "__weakref__")
+
+    def __init__(self, service, user, conn, since=None):
+        self.service = service
+        self.user = user
+        self.conn = conn
+        self.since = since
+        # Until the connect-time history is sent, live deliveries wait here, so nothing arrives twice or out of order.
+        self._held = []
+        settings = service.settings
+        self._parse_options = dict(
+            max_name_length=settings.max_name_length,
+            default_history=settings.history_on_connect,
+            max_history=settings.max_history_page,
+        )
+
+    def deliver(self, frame, message_id=None):
+        held = self._held
+        if held is None:
+            self.conn.send_frame(frame)
+        else:
+            held.append((message_id, frame))
+
+    def send_event(self, event):
+        self.conn.send_text(encode_event(event))
+
+    def acknowledge(self, record, ref):
+        self.send_event(ack_event(record, ref))
+
+    def run(self):
+        service = self.service
+        hub = service.hub
+        first = hub.add(self)
+        try:
+            try:
+                last_seen = service.register_user(self.user)
+                # Registered before the history query: anything newer is held above and released after it.
+                history = service.connect_history(self.user, last_seen, self.since)
+            except StoreUnavailable as e:
+                log.warning("refusing %s: store unavailable: %s", self.user, e)
+                self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
+                self.conn.run(_ignore)
+                return
+            self.send_event({"type": "welcome", "user": self.user, "online": hub.online(), "help": HELP_TEXT})
+            self.send_event(_history_event(history, since=self.since))
+            self._release_held({r.id for r in history})
+            if first:
+                service.announce({"type": "presence", "user": self.user, "online": True}, exclude=self)
+            self.conn.run(self.handle_text)
+        finally:
+            if hub.remove(self):
+                service.user_left(self.user)
+                service.announce({"type": "presence", "user": self.user, "online": False})
+
+    def _release_held(self, already_sent):
+        held, self._held = self._held, None
+        for message_id, frame in held:
+            if message_id not in already_sent:
+                self.conn.send_frame(frame)
+
+    def handle_text(self, text):
+        try:
+            command = parse_inbound(text, **self._parse_options)
+            kind = type(command)
+            if kind is SendGroup:
+                self.service.post(self, command.msg, None, command.ref)
+            elif kind is SendDirect:
+                self.service.post(self, command.msg, command.to, command.ref)
+            elif kind is History:
+                records = self.service.history_page(self.user, command.limit, command.before, command.with_user)
+                event = _history_event(records, with_user=command.with_user, before=command.before)
+                event["more"] = len(records) == command.limit
+                self.send_event(with_ref(event, command.ref))
+            elif kind is Who:
+                self.send_event(with_ref({"type": "who", "online": self.service.hub.online()}, command.ref))
+            elif kind is Help:
+                self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
+        except ProtocolError as e:
+            self.send_event(error_event(e.code, e.message, e.ref))
+        except StoreUnavailable:
+            self.send_event(error_event("store_unavailable", "the message store is not answering; try again"))
+        except Exception:
+            log.exception("error handling a message from %s", self.user)
+            self.send_event(error_event("internal", "the server failed to handle that message"))
+
+
+def _history_event(records, since=None, with_user=None, before=None):
+    event = {"type": "history", "messages": [message_event(r) for r in records]}
+    if since is not None:
+        event["since"] = since
+    if with_user is not None:
+        event["with"] = with_user
+    if before is not None:
+        event["before"] = before
+    return event
+
+
+def _ignore(text):
+    return None

@@ -1,0 +1,157 @@
+"""The message store: a DBUtils pool over SQLite or PyMySQL, the schema, and every query (parameterised)."""
+import contextlib
+import time
+
+from dbutils.pooled_db import PooledDB
+
+from ..records import MessageRecord
+from .dialects import dialect_for, schema_statements
+
+_COLUMNS = "id, sender, recipient, body, created_ms"
+
+
+class StoreUnavailable(Exception):
+    """The database did not answer."""
+
+
+class Store:
+    def __init__(self, url, pool_size=8, connect_timeout=3.0):
+        self.dialect = dialect_for(url)
+        self._operational_errors = self.dialect.operational_errors
+        # Built here, after run_server.py has monkey-patched, so the pool's lock is cooperative.
+        self._pool = PooledDB(
+            maxconnections=pool_size,
+            maxcached=pool_size,
+            blocking=True,
+            ping=1,
+            **self.dialect.pool_args(connect_timeout),
+        )
+        q = self.dialect.sql
+        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)")
+        self._q_group_page = q(f"SELECT {_COLUMNS} FROM messages WHERE recipient IS NULL AND id < ? ORDER BY id DESC LIMIT ?")
+        self._q_conversation_page = q(
+            f"SELECT {_COLUMNS} FROM messages WHERE id < ? AND "
+            "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) ORDER BY id DESC LIMIT ?"
+        )
+        self._q_visible_since = q(
+            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND "
+            "(recipient IS NULL OR recipient = ? OR sender = ?) ORDER BY id LIMIT ?"
+        )
+        self._q_directs_to_since = q(f"SELECT {_COLUMNS} FROM messages WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?")
+        self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
+        self._q_user = q("SELECT name, last_seen_id FROM users WHERE name = ?")
+        self._q_set_last_seen = q("UPDATE users SET last_seen_id = ? WHERE name = ? AND last_seen_id < ?")
+        self._q_reserve = q("UPDATE chat_meta SET next_id = next_id + ? WHERE id = 1")
+        self._q_next_id = q("SELECT next_id FROM chat_meta WHERE id = 1")
+
+    @property
+    def kind(self):
+        return self.dialect.name
+
+    def describe(self):
+        return self.dialect.describe()
+
+    @contextlib.contextmanager
+    def _cursor(self):
+        """A pooled connection's cursor: commit on success, roll back on error, discard when broken."""
+        try:
+            conn = self._pool.connection()
+        except self._operational_errors as e:
+            raise StoreUnavailable(str(e)) from e
+        try:
+            cur = conn.cursor()
+            try:
+                yield cur
+                conn.commit()
+            finally:
+                cur.close()
+        except self._operational_errors as e:
+            _discard(conn)
+            raise StoreUnavailable(str(e)) from e
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            conn.close()
+            raise
+        else:
+            conn.close()
+
+    def ensure_schema(self):
+        with self._cursor() as cur:
+            for statement in schema_statements(self.dialect):
+                cur.execute(statement)
+        with self._cursor() as cur:
+            cur.execute(self._q_next_id)
+            if cur.fetchone() is None:
+                cur.execute("SELECT COALESCE(MAX(id), 0) FROM messages")
+                start = int(cur.fetchone()[0]) + 1
+                cur.execute(self.dialect.sql(f"{self.dialect.insert_ignore} INTO chat_meta (id, next_id) VALUES (1, ?)"), (start,))
+
+    def ping(self):
+        with self._cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+
+    def reserve_ids(self, count):
+        """Claim `count` fresh message ids; returns the first. Ids are never handed out twice, even after a crash."""
+        with self._cursor() as cur:
+            cur.execute(self._q_reserve, (count,))
+            cur.execute(self._q_next_id)
+            end = int(cur.fetchone()[0])
+        return end - count
+
+    def insert_messages(self, records):
+        """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
+        with self._cursor() as cur:
+            cur.executemany(self._q_insert, records)
+
+    def group_page(self, limit, before=None):
+        return self._page(self._q_group_page, (before or 2**62, limit))
+
+    def conversation_page(self, user, other, limit, before=None):
+        return self._page(self._q_conversation_page, (before or 2**62, user, other, other, user, limit))
+
+    def visible_since(self, user, since_id, limit):
+        return self._rows(self._q_visible_since, (since_id, user, user, limit))
+
+    def directs_to_since(self, user, after_id, limit):
+        return self._rows(self._q_directs_to_since, (user, after_id, limit))
+
+    def add_user(self, name):
+        with self._cursor() as cur:
+            cur.execute(self._q_add_user, (name, int(time.time() * 1000)))
+
+    def get_user(self, name):
+        """(name, last_seen_id) or None."""
+        with self._cursor() as cur:
+            cur.execute(self._q_user, (name,))
+            row = cur.fetchone()
+        return None if row is None else (row[0], int(row[1]))
+
+    def set_last_seen(self, name, message_id):
+        with self._cursor() as cur:
+            cur.execute(self._q_set_last_seen, (message_id, name, message_id))
+
+    def count_messages(self):
+        with self._cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM messages")
+            return int(cur.fetchone()[0])
+
+    def _rows(self, query, params):
+        with self._cursor() as cur:
+            cur.execute(query, params)
+            rows = cur.fetchall()
+        return [MessageRecord(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+
+    def _page(self, query, params):
+        rows = self._rows(query, params)
+        rows.reverse()
+        return rows
+
+    def close(self):
+        self._pool.close()
+
+
+def _discard(conn):
+    with contextlib.suppress(Exception):
+        conn.close()

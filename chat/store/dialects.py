@@ -1,0 +1,87 @@
+"""How to reach each database: URL parsing, the DB-API module, session setup and SQL spelling."""
+import os
+import sqlite3
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+
+SQL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sql")
+
+
+class SQLiteDialect:
+    name = "sqlite"
+    schema_file = "sqlite.sql"
+    insert_ignore = "INSERT OR IGNORE"
+    operational_errors = (sqlite3.OperationalError, sqlite3.InterfaceError)
+
+    def __init__(self, url):
+        path = unquote(urlsplit(url).path)
+        # sqlite:///chat.db is relative, sqlite:////var/lib/chat.db absolute
+        self.path = path[1:] if path.startswith("/") else path
+        if not self.path or self.path == ":memory:":
+            raise ValueError("the SQLite store needs a file: sqlite:///PATH")
+
+    def pool_args(self, connect_timeout):
+        return dict(
+            creator=sqlite3,
+            database=self.path,
+            timeout=connect_timeout,
+            setsession=["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"],
+        )
+
+    def sql(self, text):
+        return text
+
+    def describe(self):
+        return f"sqlite:///{self.path}"
+
+
+class MySQLDialect:
+    name = "mysql"
+    schema_file = "mysql.sql"
+    insert_ignore = "INSERT IGNORE"
+    operational_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+    def __init__(self, url):
+        parts = urlsplit(url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 3306
+        self.user = unquote(parts.username or "root")
+        self.password = unquote(parts.password or "")
+        self.database = unquote(parts.path.lstrip("/")) or "chat"
+
+    def pool_args(self, connect_timeout):
+        return dict(
+            creator=pymysql,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            charset="utf8mb4",
+            connect_timeout=connect_timeout,
+            read_timeout=max(30, connect_timeout),
+            write_timeout=max(30, connect_timeout),
+            autocommit=False,
+        )
+
+    def sql(self, text):
+        return text.replace("?", "%s")
+
+    def describe(self):
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+def dialect_for(url):
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        return SQLiteDialect(url)
+    if scheme in ("mysql", "mysql+pymysql", "mariadb"):
+        return MySQLDialect(url)
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or mysql://user:password@host:port/db")
+
+
+def schema_statements(dialect):
+    with open(os.path.join(SQL_DIR, dialect.schema_file), encoding="utf-8") as f:
+        text = "\n".join(line for line in f if not line.lstrip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]

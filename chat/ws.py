@@ -1,0 +1,61 @@
+"""The websocket endpoints: /ws/<name> for chat, and /echo on the same websocket layer when the test configuration asks."""
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .handler import ACCEPT_KEY, HandshakeError
+from .protocol import NAME_RULE, normalize_name
+from .session import ChatSession
+
+bp = Blueprint("ws", __name__)
+
+
+def _refuse(status, reason, headers=()):
+    response = jsonify(error=reason)
+    response.status_code = status
+    response.headers.extend(headers)
+    return response
+
+
+def _upgrade(settings):
+    """(connection, None) after the 101, or (None, error response) before it."""
+    accept = request.environ.get(ACCEPT_KEY)
+    if accept is None:
+        return None, _refuse(400, "this server's websocket handler is not in use; run run_server.py")
+    try:
+        return accept(settings), None
+    except HandshakeError as e:
+        return None, _refuse(e.status, e.message, e.headers)
+
+
+@bp.route("/ws", defaults={"username": ""}, websocket=True, strict_slashes=False)
+@bp.route("/ws/<path:username>", websocket=True)
+def chat_socket(username):
+    service = current_app.extensions["chat"]
+    settings = service.settings
+    user = normalize_name(username, settings.max_name_length)
+    if user is None:
+        return _refuse(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
+    since = request.args.get("since")
+    if since is not None:
+        if not since.isdigit():
+            return _refuse(400, "since must be a message id (a whole number)")
+        since = int(since)
+    conn, refusal = _upgrade(settings)
+    if refusal is not None:
+        return refusal
+    ChatSession(service, user, conn, since).run()
+    return Response()
+
+
+def echo_socket():
+    """Echoes every message back on the chat's own websocket layer (for the Autobahn conformance run)."""
+    conn, refusal = _upgrade(current_app.extensions["chat"].settings)
+    if refusal is not None:
+        return refusal
+    from . import frames
+
+    conn.run(conn.send_text, on_binary=lambda data: conn.send_frame(frames.encode_frame(frames.OP_BINARY, data)))
+    return Response()
+
+
+def register_echo(app):
+    app.add_url_rule("/echo", "echo", echo_socket, websocket=True)

@@ -27,6 +27,7 @@ class Settings:
     ping_interval: float = _setting(20.0, "seconds between server pings")
     ping_timeout: float = _setting(20.0, "seconds a peer may stay silent after a ping before it is closed")
     close_timeout: float = _setting(3.0, "seconds to wait for the peer's close frame")
+    presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
     db_pool_size: int = _setting(8, "database connections in the pool")

@@ -31,12 +31,17 @@ _unpack_long = struct.Struct("!Q").unpack_from
 
 
 class FrameError(Exception):
-    """The peer broke the protocol; `code` is the close code to answer with."""
+    """The peer broke the protocol; `code` is the close code to answer with.
+
+    `events` holds the events that `feed()` completed before the bad frame in the same call:
+    they arrived before the violation and are still to be handled.
+    """
 
     def __init__(self, code, reason):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.events = []
 
 
 class Text(str):
@@ -86,7 +91,8 @@ def encode_text(text):
 def encode_close(code=CLOSE_NORMAL, reason=""):
     if code == CLOSE_NO_STATUS:
         return encode_frame(OP_CLOSE, b"")
-    body = reason.encode("utf-8")[:123]
+    # A control frame carries at most 125 bytes; cut the reason on a character boundary so it stays valid UTF-8.
+    body = reason.encode("utf-8")[:123].decode("utf-8", "ignore").encode("utf-8")
     return encode_frame(OP_CLOSE, struct.pack("!H", code) + body)
 
 
@@ -115,6 +121,9 @@ class FrameParser:
         self._fragment_opcode = 0
         self._fragment_size = 0
         self._decoder = None
+        # Fail fast on a text frame that arrives in pieces: UTF-8 of its payload checked so far.
+        self._partial_decoder = None
+        self._partial_done = 0
 
     def feed(self, data):
         """Add received bytes; return the list of complete events. Raises FrameError."""
@@ -124,12 +133,16 @@ class FrameParser:
             self._pos = 0
         buf += data
         events = []
-        while True:
-            event = self._next_frame()
-            if event is None:
-                break
-            if event is not _CONSUMED:
-                events.append(event)
+        try:
+            while True:
+                event = self._next_frame()
+                if event is None:
+                    break
+                if event is not _CONSUMED:
+                    events.append(event)
+        except FrameError as e:
+            e.events = events
+            raise
         if self._pos > 65536 and self._pos * 2 > len(buf):
             del buf[: self._pos]
             self._pos = 0
@@ -185,13 +198,43 @@ class FrameParser:
         elif self.require_mask:
             raise FrameError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
         if available < header + length:
+            if available > header and (opcode == OP_TEXT or (opcode == OP_CONTINUATION and self._decoder is not None)):
+                self._check_partial_text(pos + header, available - header, opcode, masked)
             return None
+        if self._partial_decoder is not None:
+            self._partial_decoder = None
+            self._partial_done = 0
         start = pos + header
         payload = bytes(buf[start : start + length])
         if masked:
             payload = unmask(payload, bytes(buf[start - 4 : start]))
         self._pos = start + length
         return self._event(opcode, fin, payload)
+
+    def _check_partial_text(self, start, got, opcode, masked):
+        """Validate the UTF-8 of the `got` payload bytes of an incomplete text frame that were not checked yet.
+
+        The whole payload is decoded again once the frame is complete; this only makes bad UTF-8 fail
+        as soon as it arrives instead of after the rest of the frame.
+        """
+        done = self._partial_done
+        if got <= done:
+            return
+        decoder = self._partial_decoder
+        if decoder is None:
+            decoder = self._partial_decoder = codecs.getincrementaldecoder("utf-8")("strict")
+            if opcode == OP_CONTINUATION:  # carry on from the bytes of the message's earlier fragments
+                decoder.setstate(self._decoder.getstate())
+        chunk = bytes(self._buf[start + done : start + got])
+        if masked:
+            k = done % 4
+            mask = bytes(self._buf[start - 4 : start])
+            chunk = unmask(chunk, mask[k:] + mask[:k])
+        try:
+            decoder.decode(chunk, False)
+        except UnicodeDecodeError:
+            raise FrameError(CLOSE_INVALID_DATA, "invalid UTF-8 in a text message") from None
+        self._partial_done = got
 
     def _event(self, opcode, fin, payload):
         if opcode == OP_TEXT or opcode == OP_BINARY:

@@ -4,8 +4,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-NAME_PATTERN = re.compile(r"[a-z0-9_.-]+")
-NAME_RULE = "letters a-z, digits, '_', '.' and '-'"
+# The first character is a letter or digit, so "." and ".." (which URL normalisation collapses) are not names.
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+NAME_RULE = "letters a-z, digits, '_', '.' and '-', starting with a letter or digit"
 REF_MAX_LENGTH = 64
 
 HELP_TEXT = (

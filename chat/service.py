@@ -33,6 +33,9 @@ class ChatService:
         self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
         self.writer = None
         self.started_at = time.time()
+        self._presence_pending = {}
+        self._presence_announced = {}
+        self._presence_flusher = None
 
     def start(self):
         self.store.ensure_schema()
@@ -120,8 +123,32 @@ class ChatService:
 
     # ---- presence and life cycle ------------------------------------------------------------
 
-    def announce(self, event, exclude=None):
-        self.hub.broadcast(frames.encode_text(encode_event(event)), exclude=exclude)
+    def presence_changed(self, user, online):
+        """Queue a presence change; changes within presence_batch_delay go out as one event (a storm of n joins is not n*n frames)."""
+        self._presence_pending[user] = online
+        if self._presence_flusher is None:
+            self._presence_flusher = gevent.spawn_later(self.settings.presence_batch_delay, self._flush_presence)
+
+    def _flush_presence(self):
+        pending, self._presence_pending = self._presence_pending, {}
+        self._presence_flusher = None
+        announced = self._presence_announced
+        changes = []
+        for user, online in pending.items():
+            if announced.get(user, False) != online:  # a join and leave inside one window cancel out
+                changes.append({"user": user, "online": online})
+                if online:
+                    announced[user] = True
+                else:
+                    announced.pop(user, None)
+        if len(changes) == 1:
+            change = changes[0]
+            frame = frames.encode_text(encode_event({"type": "presence", **change}))
+            for client in self.hub.all_clients():
+                if client.user != change["user"]:  # the user's own welcome already says it is online
+                    client.deliver(frame)
+        elif changes:
+            self.hub.broadcast(frames.encode_text(encode_event({"type": "presence", "changes": changes})))
 
     def health(self):
         try:

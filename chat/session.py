@@ -70,12 +70,12 @@ class ChatSession:
             self.send_event(_history_event(history, since=self.since))
             self._release_held({r.id for r in history})
             if first:
-                service.announce({"type": "presence", "user": self.user, "online": True}, exclude=self)
+                service.presence_changed(self.user, True)
             self.conn.run(self.handle_text)
         finally:
             if hub.remove(self):
                 service.user_left(self.user)
-                service.announce({"type": "presence", "user": self.user, "online": False})
+                service.presence_changed(self.user, False)
 
     def _release_held(self, already_sent):
         held, self._held = self._held, None

@@ -13,6 +13,8 @@ from .frames import Binary, Close, FrameError, FrameParser, Ping, Text
 log = logging.getLogger("chat.wire")
 
 READ_SIZE = 65536
+# A busy reader never blocks (its data is always ready), so it yields this often to let writers drain their queues.
+YIELD_EVERY = 64
 OPEN, CLOSING, CLOSED = 0, 1, 2
 
 CLOSE_SLOW_CONSUMER = frames.CLOSE_POLICY_VIOLATION
@@ -94,12 +96,14 @@ class Connection:
                     break
                 if not data:
                     break
+                failure = None
                 try:
                     events = parser.feed(data)
                 except FrameError as e:
-                    self.close(e.code, e.reason)
-                    break
-                for event in events:
+                    events, failure = e.events, e  # messages completed before the bad frame still count
+                for index, event in enumerate(events, 1):
+                    if not index % YIELD_EVERY:
+                        gevent.sleep(0)
                     kind = type(event)
                     if kind is Text:
                         if self._state == OPEN:
@@ -115,6 +119,11 @@ class Connection:
                         elif self._state == OPEN:
                             on_binary(event)
                     # Pongs need nothing: any bytes read reset the read timeout.
+                if failure is not None and self._state != CLOSED:
+                    self.close(failure.code, failure.reason)
+                    self._linger()
+                    break
+                gevent.sleep(0)
         finally:
             self._finish()
 
@@ -163,6 +172,25 @@ class Connection:
             except (OSError, ValueError):
                 self._state = CLOSED
                 return
+
+    def _linger(self):
+        """We failed the connection: flush our close frame, send FIN, then read and discard until the peer closes.
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy our close
+        frame (and its code, e.g. 1009) before the peer reads it. The close timer bounds the wait.
+        """
+        deadline = time.monotonic() + self._close_timeout
+        self._state = CLOSED
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(self._close_timeout)
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            read = self._rfile.read1
+            while read(READ_SIZE) and time.monotonic() < deadline:
+                pass
+        except (OSError, ValueError):
+            pass
 
     def _abort(self):
         """The peer did not finish the close handshake in time: drop the TCP connection."""

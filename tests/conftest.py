@@ -176,6 +176,13 @@ def server(start_server, database_url):
     return start_server(database_url)
 
 
+def presence_changes(event):
+    """[(user, online)] from a presence event in either form: single, or batched under "changes"."""
+    if "changes" in event:
+        return [(c["user"], c["online"]) for c in event["changes"]]
+    return [(event["user"], event["online"])]
+
+
 class ChatClient:
     """A real websocket client (websocket-client) that reads JSON events."""
 
@@ -204,6 +211,13 @@ class ChatClient:
             if event["type"] not in ("presence",):
                 raise AssertionError(f"expected {types}, got {event}")
 
+    def wait_presence(self, user, online, timeout=RECV_TIMEOUT):
+        """Read until a presence event (single or batched form) says `user` went online/offline."""
+        while True:
+            event = self.recv_type("presence", timeout=timeout)
+            if (user, online) in presence_changes(event):
+                return event
+
     def handshake(self):
         """Read the welcome and history events every connection starts with."""
         welcome = self.recv_type("welcome")
@@ -218,6 +232,12 @@ class ChatClient:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
                 return code, data[2:].decode("utf-8", "replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def close(self):
         try:

@@ -1,6 +1,7 @@
 """gevent-websocket's handler, changed so the Flask view decides before the upgrade and then owns the raw socket."""
 import base64
 import binascii
+import io
 
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
@@ -45,7 +46,7 @@ class ChatWebSocketHandler(WebSocketHandler):
         return WSGIHandler.run_application(self)
 
     def _accept(self, settings):
-        """Validate the handshake, send 101 and return our Connection over the raw socket."""
+        """Validate the handshake, send 101 and return our Connection, which owns a duplicate of the socket."""
         if self.request_version != "HTTP/1.1":
             raise HandshakeError(400, "WebSocket upgrade needs HTTP/1.1")
         version = self.environ.get("HTTP_SEC_WEBSOCKET_VERSION", "")
@@ -63,7 +64,28 @@ class ChatWebSocketHandler(WebSocketHandler):
         self.websocket.closed = True
         self.write(b"")  # sends the 101 headers now
         self._upgraded = True
-        return Connection(self.socket, self.rfile, settings)
+        leftover = self._buffered_bytes()
+        # The connection outlives this HTTP handler: it gets its own descriptor, and the handler lets go of
+        # the socket, so its greenlet, the WSGI environ and Flask's request context are freed while the
+        # websocket lives on in a shallow greenlet (see ws.py).
+        sock = self.socket.dup()
+        self.socket = None
+        return Connection(sock, settings, leftover)
+
+    def _buffered_bytes(self):
+        """Bytes the HTTP reader already took off the socket after the request (a client that did not wait for 101)."""
+        self.socket.settimeout(0.0)
+        try:
+            ready = self.rfile.peek()  # with a zero timeout this never waits
+        except OSError:
+            ready = b""
+        finally:
+            self.socket.settimeout(None)
+        leftover = self.rfile.read(len(ready)) if ready else b""
+        # Nothing reads the HTTP reader after an upgrade; dropping it frees its 8 KiB buffer per connection.
+        self.rfile = self.wsgi_input.rfile = self.environ["wsgi.input"] = _NO_MORE_INPUT
+        self.websocket.stream = self.websocket.raw_read = self.websocket.raw_write = None
+        return leftover
 
     def start_response(self, status, headers, exc_info=None):
         if self._upgraded:  # the view's dummy response after the socket closed
@@ -78,6 +100,9 @@ class ChatWebSocketHandler(WebSocketHandler):
     def log_request(self):
         if not self._upgraded:
             super().log_request()
+
+
+_NO_MORE_INPUT = io.BytesIO(b"")
 
 
 def _discard(data):

@@ -8,6 +8,15 @@ from datetime import datetime, timezone
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 NAME_RULE = "letters a-z, digits, '_', '.' and '-', starting with a letter or digit"
 REF_MAX_LENGTH = 64
+MAX_ID = 2**63 - 1  # message ids are signed 64-bit integers in both stores
+
+
+def parse_message_id(raw):
+    """A message id from text (a URL parameter): ASCII digits only, at most MAX_ID; None when invalid."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    value = int(raw)
+    return value if value <= MAX_ID else None
 
 HELP_TEXT = (
     "Type text to chat with everyone. Commands: "
@@ -138,7 +147,7 @@ def _parse_json(text, max_name_length, default_history, max_history):
     if kind == "history":
         limit = _parse_limit(obj.get("limit"), default_history, max_history, ref)
         before = obj.get("before")
-        if before is not None and (type(before) is not int or before < 1):
+        if before is not None and (type(before) is not int or not 1 <= before <= MAX_ID):
             raise ProtocolError("bad_field", '"before" must be a message id', ref)
         with_user = obj.get("with")
         if with_user is not None:

@@ -22,28 +22,87 @@ SLOW_CONSUMER_REASON = "send queue overflow: client too slow"
 PING_FRAME = frames.encode_frame(frames.OP_PING, b"")
 
 
+class _Flusher:
+    """The one greenlet that writes every connection with queued frames, without ever waiting on a socket.
+
+    Frames queued during one burst of work go out in one send per connection. A socket that will not
+    take everything gets a writer greenlet of its own until its backlog is gone, so no connection costs
+    a greenlet while idle and no slow socket holds up the others.
+    """
+
+    def __init__(self):
+        self._dirty = []
+        self._wake = Event()
+        self._greenlet = None
+
+    def mark(self, conn):
+        dirty = self._dirty
+        dirty.append(conn)
+        if len(dirty) == 1:
+            if self._greenlet is None:
+                self._greenlet = gevent.spawn(self._run)
+            self._wake.set()
+
+    def _run(self):
+        wake = self._wake
+        while True:
+            wake.wait()
+            wake.clear()
+            dirty, self._dirty = self._dirty, []
+            for conn in dirty:
+                conn._flush()
+
+
+class _Pinger:
+    """One greenlet per ping interval that pings every open connection."""
+
+    def __init__(self, interval):
+        self.interval = interval
+        self.connections = set()
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self):
+        while True:
+            gevent.sleep(self.interval)
+            for conn in tuple(self.connections):
+                conn.send_frame(PING_FRAME)
+
+
+_flusher = _Flusher()
+_pingers = {}
+
+
+def _pinger_for(interval):
+    pinger = _pingers.get(interval)
+    if pinger is None:
+        pinger = _pingers[interval] = _Pinger(interval)
+    return pinger
+
+
 class Connection:
     """Frames in through `run()`, frames out through `send_frame()`; never blocks the caller of `send_frame()`."""
 
     __slots__ = (
-        "_sock", "_rfile", "_parser", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes", "_wake",
-        "_state", "_writer", "_close_timer", "_ping_interval", "_close_timeout", "close_code", "close_reason",
+        "_sock", "_raw_send", "_initial", "_parser", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes",
+        "_dirty", "_state", "_writer", "_close_timer", "_pinger", "_close_timeout", "close_code", "close_reason",
         "__weakref__",
     )
 
-    def __init__(self, sock, rfile, settings):
+    def __init__(self, sock, settings, initial=b""):
         self._sock = sock
-        self._rfile = rfile
+        # The real non-blocking socket under gevent's: its send() raises instead of waiting.
+        self._raw_send = sock._sock.send
+        self._initial = initial
         self._parser = FrameParser(settings.max_message_size)
         self._queue = deque()
         self._queued_bytes = 0
         self._max_queue = settings.send_queue_messages
         self._max_queue_bytes = settings.send_queue_bytes
-        self._wake = Event()
+        self._dirty = False
         self._state = OPEN
-        self._writer = None
+        self._writer = None  # a greenlet only while the socket has a backlog
         self._close_timer = None
-        self._ping_interval = settings.ping_interval
+        self._pinger = _pinger_for(settings.ping_interval)
         self._close_timeout = settings.close_timeout
         self.close_code = None  # what we sent, or answered
         self.close_reason = ""
@@ -64,7 +123,9 @@ class Connection:
         if len(queue) > self._max_queue or self._queued_bytes > self._max_queue_bytes:
             self._overflow()
             return False
-        self._wake.set()
+        if not self._dirty:
+            self._dirty = True
+            _flusher.mark(self)
         return True
 
     def send_text(self, text):
@@ -76,19 +137,22 @@ class Connection:
             return
         self._state = CLOSING
         self.close_code, self.close_reason = code, reason
-        self._queue.append(frames.encode_close(code, reason))
-        self._wake.set()
+        self._queue_control(frames.encode_close(code, reason))
         self._close_timer = gevent.spawn_later(self._close_timeout, self._abort)
 
     def run(self, on_text, on_binary=None):
         """Read until the connection ends. `on_text(str)` handles each text message; binary gets 1003 unless `on_binary`."""
-        self._writer = gevent.spawn(self._write_loop)
+        self._pinger.connections.add(self)
         parser = self._parser
-        read = self._rfile.read1
+        # gevent's recv allocates its buffer only once data is there; a buffered reader's read1 would hold
+        # READ_SIZE bytes for every idle connection while it waits.
+        recv = self._sock.recv
+        data, self._initial = self._initial, None
         try:
             while self._state != CLOSED:
                 try:
-                    data = read(READ_SIZE)
+                    if not data:
+                        data = recv(READ_SIZE)
                 except socket.timeout:
                     self.close(frames.CLOSE_INTERNAL_ERROR, "ping timeout")
                     break
@@ -99,6 +163,7 @@ class Connection:
                 failure = None
                 try:
                     events = parser.feed(data)
+                    data = None
                 except FrameError as e:
                     events, failure = e.events, e  # messages completed before the bad frame still count
                 for index, event in enumerate(events, 1):
@@ -109,7 +174,8 @@ class Connection:
                         if self._state == OPEN:
                             on_text(event)
                     elif kind is Ping:
-                        self._send_control(frames.encode_frame(frames.OP_PONG, event))
+                        if self._state == OPEN:
+                            self._queue_control(frames.encode_frame(frames.OP_PONG, event))
                     elif kind is Close:
                         self._on_peer_close(event)
                         break
@@ -127,17 +193,18 @@ class Connection:
         finally:
             self._finish()
 
-    def _send_control(self, frame):
-        if self._state == OPEN:
-            self._queue.append(frame)
-            self._wake.set()
+    def _queue_control(self, frame):
+        """Queue a control frame; never counted against the limits, so a close still goes out after an overflow."""
+        self._queue.append(frame)
+        if not self._dirty:
+            self._dirty = True
+            _flusher.mark(self)
 
     def _on_peer_close(self, event):
         if self._state == OPEN:
             code = frames.CLOSE_NORMAL if event.code == frames.CLOSE_NO_STATUS else event.code
             self.close_code, self.close_reason = code, event.reason
-            self._queue.append(frames.encode_close(code))
-            self._wake.set()
+            self._queue_control(frames.encode_close(code))
         self._state = CLOSED
 
     def _overflow(self):
@@ -146,32 +213,48 @@ class Connection:
         self._queued_bytes = 0
         self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
 
-    def _write_loop(self):
+    def _flush(self):
+        """Called by the flusher: one non-blocking send of everything queued; a writer greenlet takes any rest."""
+        self._dirty = False
         queue = self._queue
-        wake = self._wake
+        if self._writer is not None or not queue:
+            return  # a writer greenlet is draining and will take these too
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._queued_bytes = 0
+        try:
+            sent = self._raw_send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._state = CLOSED
+            return
+        if sent < len(data):
+            self._writer = gevent.spawn(self._drain, memoryview(data)[sent:])
+
+    def _drain(self, rest):
+        """Wait on a backed-up socket until it has taken `rest` and everything queued meanwhile."""
+        queue = self._queue
         sendall = self._sock.sendall
-        interval = self._ping_interval
-        next_ping = time.monotonic() + interval
-        while True:
-            if not queue:
-                if self._state == CLOSED:
-                    return
-                wake.clear()
-                wake.wait(max(0.0, next_ping - time.monotonic()))
-                if time.monotonic() >= next_ping:
-                    next_ping = time.monotonic() + interval
-                    if self._state == OPEN:
-                        queue.append(PING_FRAME)
-                if not queue:
-                    continue
-            data = queue[0] if len(queue) == 1 else b"".join(queue)
-            queue.clear()
-            self._queued_bytes = 0
-            try:
+        try:
+            sendall(rest)
+            while queue:
+                data = queue[0] if len(queue) == 1 else b"".join(queue)
+                queue.clear()
+                self._queued_bytes = 0
                 sendall(data)
-            except (OSError, ValueError):
-                self._state = CLOSED
-                return
+        except (OSError, ValueError):
+            self._state = CLOSED
+        finally:
+            self._writer = None
+
+    def _flush_now(self):
+        """Send what is queued (our close frame) before the socket goes, waiting at most close_timeout."""
+        if self._writer is None and self._queue:
+            self._flush()
+        if self._writer is not None:
+            self._writer.join(self._close_timeout)
+            self._writer.kill(block=False)
 
     def _linger(self):
         """We failed the connection: flush our close frame, send FIN, then read and discard until the peer closes.
@@ -181,13 +264,11 @@ class Connection:
         """
         deadline = time.monotonic() + self._close_timeout
         self._state = CLOSED
-        self._wake.set()
-        if self._writer is not None:
-            self._writer.join(self._close_timeout)
+        self._flush_now()
         try:
             self._sock.shutdown(socket.SHUT_WR)
-            read = self._rfile.read1
-            while read(READ_SIZE) and time.monotonic() < deadline:
+            recv = self._sock.recv
+            while time.monotonic() < deadline and recv(READ_SIZE):
                 pass
         except (OSError, ValueError):
             pass
@@ -202,11 +283,8 @@ class Connection:
 
     def _finish(self):
         self._state = CLOSED
-        self._wake.set()
-        writer = self._writer
-        if writer is not None:
-            writer.join(self._close_timeout)  # let it flush our close frame
-            writer.kill(block=False)
+        self._pinger.connections.discard(self)
+        self._flush_now()
         if self._close_timer is not None:
             self._close_timer.kill(block=False)
         try:

@@ -1,8 +1,10 @@
 """The websocket endpoints: /ws/<name> for chat, and /echo on the same websocket layer when the test configuration asks."""
+import gevent
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from . import frames
 from .handler import ACCEPT_KEY, HandshakeError
-from .protocol import NAME_RULE, normalize_name
+from .protocol import NAME_RULE, normalize_name, parse_message_id
 from .session import ChatSession
 
 bp = Blueprint("ws", __name__)
@@ -36,14 +38,14 @@ def chat_socket(username):
         return _refuse(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
     since = request.args.get("since")
     if since is not None:
-        if not since.isdigit():
+        since = parse_message_id(since)
+        if since is None:
             return _refuse(400, "since must be a message id (a whole number)")
-        since = int(since)
     conn, refusal = _upgrade(settings)
     if refusal is not None:
         return refusal
-    ChatSession(service, user, conn, since).run()
-    return Response()
+    gevent.spawn(ChatSession(service, user, conn, since).run)
+    return Response()  # the handler's greenlet ends here; the session's goes on
 
 
 def echo_socket():
@@ -51,9 +53,7 @@ def echo_socket():
     conn, refusal = _upgrade(current_app.extensions["chat"].settings)
     if refusal is not None:
         return refusal
-    from . import frames
-
-    conn.run(conn.send_text, on_binary=lambda data: conn.send_frame(frames.encode_frame(frames.OP_BINARY, data)))
+    gevent.spawn(conn.run, conn.send_text, lambda data: conn.send_frame(frames.encode_frame(frames.OP_BINARY, data)))
     return Response()
 
 

@@ -1,0 +1,658 @@
+"""Benchmark load client: picows on uvloop, one process, drives one server through one scenario and prints JSON.
+
+Run by bench/run.py pinned to core 0 (`taskset -c 0`); the server runs pinned to core 1. The server's CPU
+time and RSS are read from /proc/PID while the scenario runs, so the numbers below bracket exactly the
+measured work. The last line on stdout is the JSON result; progress goes to stderr.
+"""
+import argparse
+import asyncio
+import gc
+import json
+import os
+import resource
+import sys
+import time
+
+import uvloop
+from picows import WSListener, WSMsgType, ws_connect
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TEXT = WSMsgType.TEXT
+CLOSE = WSMsgType.CLOSE
+perf_ns = time.perf_counter_ns
+
+# A chat-sized message: about 60 bytes of text.
+FILLER = "hello everyone, this is a benchmark chat message"
+
+
+def log(*args):
+    print("  [load]", *args, file=sys.stderr, flush=True)
+
+
+# ---- the server process, read from /proc ------------------------------------------------------------
+
+
+class ServerProc:
+    def __init__(self, pid):
+        self.pid = pid
+        cores = sorted(os.sched_getaffinity(pid))
+        self.core = cores[0] if len(cores) == 1 else None
+
+    def cpu(self):
+        """utime + stime of the server process in seconds (all threads, live and exited; 1/CLK_TCK resolution)."""
+        with open(f"/proc/{self.pid}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def cpu_precise(self):
+        """(utime + stime, the sum of every live thread's schedstat run time in ns / 1e9, thread count)."""
+        total = 0
+        threads = 0
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat", "rb") as f:
+                    total += int(f.read().split()[0])
+                threads += 1
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return self.cpu(), total / 1e9, threads
+
+    def rss_kb(self):
+        with open(f"/proc/{self.pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def alive(self):
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                data = f.read()
+            return data[data.rindex(b")") + 2 : data.rindex(b")") + 3] not in (b"Z", b"X")
+        except FileNotFoundError:
+            return False
+
+    async def settle(self, quiet=0.3, timeout=60.0):
+        """Wait until the server's CPU time stops moving for `quiet` seconds; returns the seconds waited."""
+        t0 = time.monotonic()
+        last = self.cpu()
+        still_since = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            await asyncio.sleep(0.05)
+            now = self.cpu()
+            if now != last:
+                last = now
+                still_since = time.monotonic()
+            elif time.monotonic() - still_since >= quiet:
+                return time.monotonic() - t0
+        log(f"warning: server still busy after {timeout:.0f} s of waiting to settle")
+        return time.monotonic() - t0
+
+
+def core_times(core):
+    """(busy, steal) seconds of one CPU core from /proc/stat: busy counts every process on it, steal the hypervisor's."""
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if line.startswith(b"cpu%d " % core):
+                v = [int(x) for x in line.split()[1:]]
+                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+                return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+    return 0.0, 0.0
+
+
+# ---- clients ------------------------------------------------------------------------------------------
+
+
+class Stats:
+    """Everything unexpected that any client saw: error events, close frames, disconnects."""
+
+    def __init__(self):
+        self.errors = 0
+        self.error_examples = []
+        self.closes = 0
+        self.close_examples = []
+        self.disconnects = 0
+        self.expect_disconnect = False
+
+    def note_error(self, name, payload):
+        self.errors += 1
+        if len(self.error_examples) < 5:
+            self.error_examples.append(f"{name}: {payload[:300].decode('utf-8', 'replace')}")
+
+    def note_close(self, name, code, reason):
+        self.closes += 1
+        if len(self.close_examples) < 5:
+            self.close_examples.append(f"{name}: close {code} {reason!r}")
+
+    def as_dict(self):
+        return dict(
+            errors=self.errors,
+            error_examples=self.error_examples,
+            server_closes=self.closes,
+            close_examples=self.close_examples,
+            unexpected_disconnects=self.disconnects,
+        )
+
+
+def _ignore(client, payload):
+    return None
+
+
+class Client(WSListener):
+    """One websocket client. `handler(client, payload)` sees every text frame except error events."""
+
+    def __init__(self, name, stats):
+        super().__init__()
+        self.name = name
+        self.stats = stats
+        self.transport = None
+        self.handler = _ignore
+        self.count = 0
+        self.target = 0
+        self.done = None  # a callback when count reaches target
+        self.samples = None
+        self.open = False
+
+    def on_ws_connected(self, transport):
+        self.transport = transport
+        self.open = True
+
+    def on_ws_frame(self, transport, frame):
+        kind = frame.msg_type
+        if kind is TEXT:
+            payload = frame.get_payload_as_bytes()
+            if b'"error"' in payload[:24]:
+                self.stats.note_error(self.name, payload)
+            self.handler(self, payload)
+        elif kind is CLOSE:
+            self.stats.note_close(self.name, int(frame.get_close_code()), frame.get_close_message())
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport):
+        if self.open and not self.stats.expect_disconnect:
+            self.stats.disconnects += 1
+        self.open = False
+
+    def send(self, text):
+        self.transport.send(TEXT, text.encode())
+
+
+async def connect_many(url, names, stats, concurrency=100, timeout=30.0):
+    """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures."""
+    sem = asyncio.Semaphore(concurrency)
+    failures = []
+
+    async def one(name):
+        async with sem:
+            try:
+                _, client = await ws_connect(
+                    lambda: Client(name, stats), f"{url}/ws/{name}", websocket_handshake_timeout=timeout,
+                    read_buffer_init_size=4096,
+                )
+                return client
+            except Exception as e:  # noqa: BLE001 - reported, not hidden
+                failures.append(f"{name}: {type(e).__name__}: {e}")
+                return None
+
+    clients = await asyncio.gather(*(one(n) for n in names))
+    return [c for c in clients if c is not None], failures
+
+
+async def close_all(clients, stats):
+    stats.expect_disconnect = True
+    for c in clients:
+        if c.open:
+            c.transport.disconnect(graceful=False)
+    await asyncio.sleep(0.2)
+
+
+def _counter(tag):
+    """A handler counting frames that carry `tag`; calls client.done() when the target is reached."""
+
+    def handler(client, payload):
+        if tag in payload:
+            client.count += 1
+            if client.count == client.target and client.done is not None:
+                client.done()
+
+    return handler
+
+
+def _ack_counter(client, payload):
+    if b'"ack"' in payload[:16]:
+        client.count += 1
+        if client.count == client.target and client.done is not None:
+            client.done()
+
+
+class Completion:
+    """Resolves when `n` clients have reached their targets; remembers when."""
+
+    def __init__(self, n):
+        self.remaining = n
+        self.future = asyncio.get_running_loop().create_future()
+        self.t_done = None
+        if n == 0:
+            self._finish()
+
+    def arm(self, client, target):
+        client.count = 0
+        client.target = target
+        client.done = self._one
+
+    def _one(self):
+        self.remaining -= 1
+        if self.remaining == 0:
+            self._finish()
+
+    def _finish(self):
+        self.t_done = perf_ns()
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+async def wait_all(timeout, *completions):
+    """True when every completion resolved within `timeout` seconds."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(asyncio.shield(c.future) for c in completions)), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+def client_cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+def cpu_between(before, after):
+    """Server CPU seconds between two cpu_precise() readings, and which counter gave them.
+
+    The per-thread schedstat sum has nanosecond resolution; utime+stime has 1/CLK_TCK (10 ms) but also
+    counts threads that exited. The precise figure is used when the thread set did not change and both agree.
+    """
+    coarse = after[0] - before[0]
+    fine = after[1] - before[1]
+    if before[2] == after[2] and fine >= 0 and abs(fine - coarse) <= 2.5 / CLK_TCK + 0.05 * coarse:
+        return fine, "schedstat"
+    return coarse, "stat"
+
+
+def shortfall(clients):
+    missing = sum(max(0, c.target - c.count) for c in clients)
+    short = sum(1 for c in clients if c.count < c.target)
+    return missing, short
+
+
+def connect_failed(failures):
+    return dict(ok=False, failure=f"{len(failures)} connects failed", connect_failures=failures[:10], connect_failure_count=len(failures))
+
+
+DB_PROC = None  # the database server (mariadbd), when --db-pid is given: its CPU is reported apart
+
+
+class Round:
+    """Brackets one measured round: server CPU and client CPU from start() to stop()."""
+
+    def __init__(self, server):
+        self.server = server
+        self.db_cpu = None
+
+    async def start(self):
+        await self.server.settle()
+        self.cpu0 = self.server.cpu_precise()
+        self.db0 = DB_PROC.cpu_precise() if DB_PROC else None
+        self.core0 = core_times(self.server.core) if self.server.core is not None else None
+        self.own_core = sorted(os.sched_getaffinity(0))
+        self.own_core = self.own_core[0] if len(self.own_core) == 1 else None
+        self.ccore0 = core_times(self.own_core) if self.own_core is not None else None
+        self.ccpu0 = client_cpu()
+        self.t0 = perf_ns()
+        return self.t0
+
+    async def stop(self, t_end):
+        """Call when the last expected frame arrived (at perf_ns() `t_end`); waits for the server to go idle."""
+        self.wall = (t_end - self.t0) / 1e9
+        self.client_cpu = client_cpu() - self.ccpu0
+        ccore1 = core_times(self.own_core) if self.ccore0 is not None else None
+        server_cpu_at_end = self.server.cpu()
+        core1 = core_times(self.server.core) if self.core0 is not None else None
+        # Other processes' use of each pinned core during the round (what is not ours), as a share of the wall time.
+        self.interference = {}
+        if core1 is not None:
+            self.interference["server_core_others"] = max(0.0, (core1[0] - self.core0[0]) - (server_cpu_at_end - self.cpu0[0])) / self.wall
+            self.interference["server_core_steal"] = (core1[1] - self.core0[1]) / self.wall
+        if ccore1 is not None:
+            self.interference["client_core_others"] = max(0.0, (ccore1[0] - self.ccore0[0]) - self.client_cpu) / self.wall
+        await self.server.settle()
+        self.cpu, self.cpu_source = cpu_between(self.cpu0, self.server.cpu_precise())
+        if self.db0 is not None:
+            self.db_cpu = cpu_between(self.db0, DB_PROC.cpu_precise())[0]
+        return self.cpu
+
+
+# ---- scenarios ----------------------------------------------------------------------------------------
+
+
+async def scenario_fanout(args, server, stats):
+    """`clients` receivers and one more sender; the sender sends `messages` group messages back to back."""
+    receivers, failures = await connect_many(args.url, [f"fan{i}" for i in range(args.clients)], stats)
+    senders, f2 = await connect_many(args.url, ["fansender"], stats)
+    if failures or f2:
+        return connect_failed(failures + f2)
+    sender = senders[0]
+    rounds = []
+    for r in range(args.warmup + args.rounds):
+        texts = [f"#F{r}# {i} {FILLER}".encode() for i in range(args.messages)]
+        deliveries, acks = Completion(len(receivers)), Completion(1)
+        counter = _counter(f"#F{r}#".encode())
+        for c in receivers:
+            c.handler = counter
+            deliveries.arm(c, args.messages)
+        sender.handler = _ack_counter
+        acks.arm(sender, args.messages)
+        measure = Round(server)
+        t0 = await measure.start()
+        send = sender.transport.send
+        for t in texts:
+            send(TEXT, t)
+        if not await wait_all(args.timeout, deliveries, acks):
+            missing, short = shortfall(receivers)
+            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+                        receivers_short=short, acks=sender.count, rounds=rounds)
+        cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
+        n = len(receivers) * args.messages
+        delivery_wall = (deliveries.t_done - t0) / 1e9
+        row = dict(
+            cpu_s=cpu, cpu_source=measure.cpu_source, deliveries=n, cpu_us_per_delivery=cpu / n * 1e6,
+            deliveries_per_s=n / delivery_wall, delivery_wall_s=delivery_wall, ack_wall_s=(acks.t_done - t0) / 1e9,
+            server_cpu_share=cpu / measure.wall, client_cpu_share=measure.client_cpu / measure.wall,
+        )
+        row.update(measure.interference)
+        log(f"fanout round {r}{' (warm-up)' if r < args.warmup else ''}: {row['cpu_us_per_delivery']:.2f} us/delivery, "
+            f"{row['deliveries_per_s']:,.0f}/s (last ack {row['ack_wall_s']:.3f} s), "
+            f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
+        if r >= args.warmup:
+            rounds.append(row)
+    await close_all(receivers + senders, stats)
+    return dict(ok=True, rounds=rounds)
+
+
+async def scenario_direct(args, server, stats):
+    """`pairs` pairs; every sender sends `messages` direct messages to its partner, all at once."""
+    n = args.pairs
+    recipients, f1 = await connect_many(args.url, [f"drecv{i}" for i in range(n)], stats)
+    senders, f2 = await connect_many(args.url, [f"dsend{i}" for i in range(n)], stats)
+    if f1 or f2:
+        return connect_failed(f1 + f2)
+    senders.sort(key=lambda c: int(c.name[5:]))
+    recipients.sort(key=lambda c: int(c.name[5:]))
+    rounds = []
+    for r in range(args.warmup + args.rounds):
+        counter = _counter(f"#D{r}#".encode())
+        deliveries, acks = Completion(n), Completion(n)
+        batches = []
+        for s, rc in zip(senders, recipients):
+            rc.handler = counter
+            deliveries.arm(rc, args.messages)
+            s.handler = _ack_counter
+            acks.arm(s, args.messages)
+            texts = [json.dumps({"to": rc.name, "msg": f"#D{r}# {i} {FILLER}"}).encode() for i in range(args.messages)]
+            batches.append((s.transport.send, texts))
+        measure = Round(server)
+        t0 = await measure.start()
+        for send, texts in batches:
+            for t in texts:
+                send(TEXT, t)
+        if not await wait_all(args.timeout, deliveries, acks):
+            missing, short = shortfall(recipients)
+            missing_acks, _ = shortfall(senders)
+            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+                        recipients_short=short, missing_acks=missing_acks, rounds=rounds)
+        cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
+        total = n * args.messages
+        row = dict(
+            cpu_s=cpu, cpu_source=measure.cpu_source, messages=total, cpu_us_per_message=cpu / total * 1e6,
+            messages_per_s=total / measure.wall, delivery_wall_s=(deliveries.t_done - t0) / 1e9,
+            ack_wall_s=(acks.t_done - t0) / 1e9, server_cpu_share=cpu / measure.wall,
+            client_cpu_share=measure.client_cpu / measure.wall,
+        )
+        if measure.db_cpu is not None:
+            row["db_cpu_us_per_message"] = measure.db_cpu / total * 1e6
+        row.update(measure.interference)
+        log(f"direct round {r}{' (warm-up)' if r < args.warmup else ''}: {row['cpu_us_per_message']:.2f} us/message, "
+            f"{row['messages_per_s']:,.0f}/s (deliveries {row['delivery_wall_s']:.3f} s, acks {row['ack_wall_s']:.3f} s), "
+            f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
+        if r >= args.warmup:
+            rounds.append(row)
+    await close_all(senders + recipients, stats)
+    return dict(ok=True, rounds=rounds)
+
+
+def _others(row):
+    o = row.get("server_core_others", 0) + row.get("server_core_steal", 0)
+    c = row.get("client_core_others", 0)
+    return f"; OTHER PROCESSES used {o:.0%} of the server core, {c:.0%} of the client core" if o > 0.05 or c > 0.05 else ""
+
+
+def _percentile(sorted_values, q):
+    k = min(len(sorted_values) - 1, max(0, round(q / 100 * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+async def scenario_latency(args, server, stats):
+    """`clients` receivers; one sender sends `rate` group messages per second for `duration` s, send time in the text."""
+    receivers, f1 = await connect_many(args.url, [f"lat{i}" for i in range(args.clients)], stats)
+    senders, f2 = await connect_many(args.url, ["latsender"], stats)
+    if f1 or f2:
+        return connect_failed(f1 + f2)
+    sender = senders[0]
+    interval_ns = int(1e9 / args.rate)
+    total = int(args.rate * args.duration)
+    rounds = []
+    for r in range(args.warmup + args.rounds):
+        tag = f"#L{r}#".encode()
+        samples = []
+
+        def handler(client, payload, tag=tag, lt=len(tag), append=samples.append):
+            i = payload.find(tag)
+            if i >= 0:
+                append(perf_ns() - int(payload[i + lt : i + lt + 19]))
+                client.count += 1
+                if client.count == client.target:
+                    client.done()
+
+        deliveries, acks = Completion(len(receivers)), Completion(1)
+        for c in receivers:
+            c.handler = handler
+            deliveries.arm(c, total)
+        sender.handler = _ack_counter
+        acks.arm(sender, total)
+        prefix = f"#L{r}#"
+        send = sender.transport.send
+        measure = Round(server)
+        t0 = await measure.start()
+        late = 0
+        for seq in range(total):
+            due = t0 + seq * interval_ns
+            now = perf_ns()
+            if due > now:
+                await asyncio.sleep((due - now) / 1e9)
+            elif now - due > interval_ns:
+                late += 1
+            send(TEXT, f"{prefix}{perf_ns():019d} {seq} {FILLER}".encode())
+        t_sent = perf_ns()
+        if not await wait_all(args.timeout, deliveries, acks):
+            missing, short = shortfall(receivers)
+            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+                        receivers_short=short, acks=sender.count, rounds=rounds)
+        cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
+        samples.sort()
+        row = dict(
+            p50_ms=_percentile(samples, 50) / 1e6, p99_ms=_percentile(samples, 99) / 1e6,
+            p999_ms=_percentile(samples, 99.9) / 1e6, max_ms=samples[-1] / 1e6, samples=len(samples),
+            send_rate=total / ((t_sent - t0) / 1e9), sends_late=late, cpu_s=cpu, cpu_source=measure.cpu_source,
+            cpu_us_per_delivery=cpu / len(samples) * 1e6, server_cpu_share=cpu / measure.wall,
+            client_cpu_share=measure.client_cpu / measure.wall,
+        )
+        row.update(measure.interference)
+        log(f"latency round {r}{' (warm-up)' if r < args.warmup else ''}: p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
+            f"max {row['max_ms']:.1f} ms, {row['send_rate']:.0f} msg/s sent ({late} late), "
+            f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
+        if r >= args.warmup:
+            rounds.append(row)
+    await close_all(receivers + senders, stats)
+    return dict(ok=True, rounds=rounds)
+
+
+def _idle_name(args, i):
+    # shared: one user with many connections (no presence traffic); distinct: one user per connection.
+    return "idle" if args.names == "shared" else f"idle{i}"
+
+
+async def scenario_memory(args, server, stats):
+    """RSS growth per idle connection at each step (connections added in steps, each step measured once settled)."""
+    steps = sorted(int(s) for s in args.steps.split(","))
+    warm, failures = await connect_many(args.url, [f"warm{i}" for i in range(20)], stats)
+    if failures:
+        return connect_failed(failures)
+    await close_all(warm, stats)
+    stats.expect_disconnect = False
+    await server.settle(quiet=0.5)
+    rss0 = server.rss_kb()
+    log(f"memory: RSS before {rss0 / 1024:.1f} MiB")
+    clients = []
+    result = dict(ok=True, names=args.names, rss_before_kb=rss0, steps={})
+    for step in steps:
+        t0 = time.monotonic()
+        new, failures = await connect_many(
+            args.url, [_idle_name(args, i) for i in range(len(clients), step)], stats, concurrency=args.concurrency,
+            timeout=args.timeout,
+        )
+        clients += new
+        connect_s = time.monotonic() - t0
+        settle_s = await server.settle(quiet=1.0, timeout=args.timeout)
+        open_now = sum(1 for c in clients if c.open)
+        rss = server.rss_kb()
+        per = (rss - rss0) / step
+        result["steps"][str(step)] = dict(
+            rss_kb=rss, kb_per_connection=per, open=open_now, connect_failures=len(failures),
+            connect_failure_examples=failures[:5], connect_s=connect_s, settle_s=settle_s,
+        )
+        log(f"memory: {open_now} open of {step}: RSS {rss / 1024:.1f} MiB, {per:.1f} KB per connection "
+            f"(connect {connect_s:.1f} s, settle {settle_s:.1f} s, {len(failures)} failed)")
+        if failures or open_now < step:
+            result["ok"] = False
+            result["failure"] = f"at {step}: {open_now} open, {len(failures)} connects failed"
+            break
+    await close_all(clients, stats)
+    return result
+
+
+async def scenario_storm(args, server, stats):
+    """`clients` connects (distinct users) started at once; seconds until every one is upgraded (101 received)."""
+    t_done = []
+    failures = []
+
+    async def one(name):
+        try:
+            _, client = await ws_connect(
+                lambda: Client(name, stats), f"{args.url}/ws/{name}", websocket_handshake_timeout=args.timeout,
+                read_buffer_init_size=4096,
+            )
+            t_done.append(perf_ns())
+            return client
+        except Exception as e:  # noqa: BLE001
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+            return None
+
+    await server.settle()
+    cpu0 = server.cpu_precise()
+    core0 = core_times(server.core) if server.core is not None else None
+    t0 = perf_ns()
+    clients = await asyncio.gather(*(one(f"storm{i}") for i in range(args.clients)))
+    core1 = core_times(server.core) if core0 is not None else None
+    cpu_mid = server.cpu()
+    clients = [c for c in clients if c is not None]
+    t_done.sort()
+    seconds = (t_done[-1] - t0) / 1e9 if t_done else None
+    half = (t_done[len(t_done) // 2] - t0) / 1e9 if t_done else None
+    settle_s = await server.settle(timeout=args.timeout)
+    cpu, source = cpu_between(cpu0, server.cpu_precise())
+    open_now = sum(1 for c in clients if c.open)
+    log(f"storm: {len(clients)} of {args.clients} upgraded, all by {seconds or 0:.3f} s, half by {half or 0:.3f} s, "
+        f"{len(failures)} failed; server busy {settle_s:.1f} s more, cpu {cpu:.2f} s; {open_now} still open")
+    await close_all(clients, stats)
+    others = {}
+    if core1 is not None and seconds:
+        others["server_core_others"] = max(0.0, (core1[0] - core0[0]) - (cpu_mid - cpu0[0])) / seconds
+        others["server_core_steal"] = (core1[1] - core0[1]) / seconds
+    result = dict(
+        **others, ok=not failures, seconds=seconds, half_s=half, upgraded=len(clients), failures=len(failures),
+        failure_examples=failures[:5], server_cpu_s=cpu, cpu_source=source, busy_after_s=settle_s, open_after=open_now,
+    )
+    if failures:
+        result["failure"] = f"{len(failures)} of {args.clients} connects failed"
+    return result
+
+
+SCENARIOS = dict(fanout=scenario_fanout, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+
+
+async def amain(args):
+    global DB_PROC
+    server = ServerProc(args.pid)
+    if args.db_pid:
+        DB_PROC = ServerProc(args.db_pid)
+    stats = Stats()
+    t0 = time.monotonic()
+    try:
+        result = await SCENARIOS[args.scenario](args, server, stats)
+    except Exception as e:  # noqa: BLE001 - the orchestrator reports it
+        result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
+    result["elapsed_s"] = time.monotonic() - t0
+    result.update(stats.as_dict())
+    if not server.alive():
+        result["ok"] = False
+        result["failure"] = (result.get("failure") or "") + " (server process died)"
+    if stats.errors or stats.closes or stats.disconnects:
+        result["ok"] = False
+        result.setdefault("failure", "the server sent errors or closed connections")
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT")
+    p.add_argument("--pid", type=int, required=True, help="the server's process id (CPU and RSS are read from /proc)")
+    p.add_argument("--db-pid", type=int, default=None, help="the database server's process id: its CPU is reported apart")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--clients", type=int, default=1000)
+    p.add_argument("--messages", type=int, default=None, help="fanout: 300; direct: 100 per pair")
+    p.add_argument("--pairs", type=int, default=200)
+    p.add_argument("--rate", type=float, default=200.0)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--steps", default="5000,10000")
+    p.add_argument("--names", choices=("shared", "distinct"), default="shared", help="memory: user names of the idle connections")
+    p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
+    p.add_argument("--timeout", type=float, default=60.0)
+    args = p.parse_args()
+    if args.messages is None:
+        args.messages = 100 if args.scenario == "direct" else 300
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    gc.freeze()
+    result = uvloop.run(amain(args))
+    print(json.dumps(result), flush=True)
+    # Exit without tearing down thousands of transports one by one.
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

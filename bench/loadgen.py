@@ -90,15 +90,20 @@ class ServerProc:
         return time.monotonic() - t0
 
 
-def core_times(core):
-    """(busy, steal) seconds of one CPU core from /proc/stat: busy counts every process on it, steal the hypervisor's."""
+def machine_times():
+    """(busy, steal) seconds summed over every CPU, from /proc/stat (1/CLK_TCK resolution)."""
     with open("/proc/stat", "rb") as f:
-        for line in f:
-            if line.startswith(b"cpu%d " % core):
-                v = [int(x) for x in line.split()[1:]]
-                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
-                return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
-    return 0.0, 0.0
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+    return (user + nice + system + irq + softirq) / CLK_TCK, steal / CLK_TCK
+
+
+def interference(wall, machine0, machine1, ours):
+    """Other processes' CPU during a round, in cores: the machine's busy time minus ours (server, client, database)."""
+    others = max(0.0, (machine1[0] - machine0[0]) - ours) / wall
+    steal = (machine1[1] - machine0[1]) / wall
+    # Every figure involved counts in ticks: allow a few ticks of rounding before calling a round disturbed.
+    return dict(others_cores=others, steal_cores=steal, tick_slack=5 / CLK_TCK / wall)
 
 
 # ---- clients ------------------------------------------------------------------------------------------
@@ -135,6 +140,9 @@ class Stats:
         )
 
 
+WAIT_HISTORY = False  # --wait-history: the server sends welcome and history on connect (ours does)
+
+
 def _ignore(client, payload):
     return None
 
@@ -148,11 +156,12 @@ class Client(WSListener):
         self.stats = stats
         self.transport = None
         self.handler = _ignore
+        self.tag = None  # frames carrying this are counted (see Completion.arm)
         self.count = 0
         self.target = 0
         self.done = None  # a callback when count reaches target
-        self.samples = None
         self.open = False
+        self.ready = not WAIT_HISTORY  # our server: ready once the connect-time history event arrived
 
     def on_ws_connected(self, transport):
         self.transport = transport
@@ -162,8 +171,16 @@ class Client(WSListener):
         kind = frame.msg_type
         if kind is TEXT:
             payload = frame.get_payload_as_bytes()
-            if b'"error"' in payload[:24]:
+            tag = self.tag
+            if tag is not None and tag in payload:  # the fast path: a delivery being counted
+                self.count += 1
+                if self.count == self.target:
+                    self.done()
+                return
+            if payload.find(b'"error"', 0, 24) >= 0:
                 self.stats.note_error(self.name, payload)
+            elif not self.ready and payload.find(b'"history"', 0, 24) >= 0:
+                self.ready = True
             self.handler(self, payload)
         elif kind is CLOSE:
             self.stats.note_close(self.name, int(frame.get_close_code()), frame.get_close_message())
@@ -196,8 +213,16 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0):
                 failures.append(f"{name}: {type(e).__name__}: {e}")
                 return None
 
-    clients = await asyncio.gather(*(one(n) for n in names))
-    return [c for c in clients if c is not None], failures
+    clients = [c for c in await asyncio.gather(*(one(n) for n in names)) if c is not None]
+    if WAIT_HISTORY and not failures:
+        # Messages sent before a client's connect-time history would reach it inside that history event, not live.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(c.ready for c in clients):
+            await asyncio.sleep(0.02)
+        waiting = [c.name for c in clients if not c.ready]
+        if waiting:
+            failures += [f"{n}: no history event within {timeout:.0f} s of connecting" for n in waiting]
+    return clients, failures
 
 
 async def close_all(clients, stats):
@@ -206,18 +231,6 @@ async def close_all(clients, stats):
         if c.open:
             c.transport.disconnect(graceful=False)
     await asyncio.sleep(0.2)
-
-
-def _counter(tag):
-    """A handler counting frames that carry `tag`; calls client.done() when the target is reached."""
-
-    def handler(client, payload):
-        if tag in payload:
-            client.count += 1
-            if client.count == client.target and client.done is not None:
-                client.done()
-
-    return handler
 
 
 def _ack_counter(client, payload):
@@ -237,7 +250,9 @@ class Completion:
         if n == 0:
             self._finish()
 
-    def arm(self, client, target):
+    def arm(self, client, target, tag=None):
+        """Count `client`'s frames that carry `tag` (or that its handler counts) up to `target`."""
+        client.tag = tag
         client.count = 0
         client.target = target
         client.done = self._one
@@ -304,10 +319,8 @@ class Round:
         await self.server.settle()
         self.cpu0 = self.server.cpu_precise()
         self.db0 = DB_PROC.cpu_precise() if DB_PROC else None
-        self.core0 = core_times(self.server.core) if self.server.core is not None else None
-        self.own_core = sorted(os.sched_getaffinity(0))
-        self.own_core = self.own_core[0] if len(self.own_core) == 1 else None
-        self.ccore0 = core_times(self.own_core) if self.own_core is not None else None
+        self.machine0 = machine_times()
+        self.db_coarse0 = DB_PROC.cpu() if DB_PROC else 0.0
         self.ccpu0 = client_cpu()
         self.t0 = perf_ns()
         return self.t0
@@ -316,21 +329,50 @@ class Round:
         """Call when the last expected frame arrived (at perf_ns() `t_end`); waits for the server to go idle."""
         self.wall = (t_end - self.t0) / 1e9
         self.client_cpu = client_cpu() - self.ccpu0
-        ccore1 = core_times(self.own_core) if self.ccore0 is not None else None
-        server_cpu_at_end = self.server.cpu()
-        core1 = core_times(self.server.core) if self.core0 is not None else None
-        # Other processes' use of each pinned core during the round (what is not ours), as a share of the wall time.
-        self.interference = {}
-        if core1 is not None:
-            self.interference["server_core_others"] = max(0.0, (core1[0] - self.core0[0]) - (server_cpu_at_end - self.cpu0[0])) / self.wall
-            self.interference["server_core_steal"] = (core1[1] - self.core0[1]) / self.wall
-        if ccore1 is not None:
-            self.interference["client_core_others"] = max(0.0, (ccore1[0] - self.ccore0[0]) - self.client_cpu) / self.wall
+        # What else ran on the machine during the round (the database server counts as ours).
+        ours = self.client_cpu + (self.server.cpu() - self.cpu0[0]) + ((DB_PROC.cpu() - self.db_coarse0) if DB_PROC else 0.0)
+        self.interference = interference(self.wall, self.machine0, machine_times(), ours)
         await self.server.settle()
         self.cpu, self.cpu_source = cpu_between(self.cpu0, self.server.cpu_precise())
         if self.db0 is not None:
             self.db_cpu = cpu_between(self.db0, DB_PROC.cpu_precise())[0]
         return self.cpu
+
+
+def disturbance(row):
+    """Cores' worth of CPU that unrelated processes (or the hypervisor) took during a round, beyond rounding."""
+    return max(0.0, row.get("others_cores", 0) + row.get("steal_cores", 0) - row.get("tick_slack", 0))
+
+
+class Plan:
+    """Round numbers: warm-up rounds, then measured ones; a measured round that other processes disturbed
+    (over 10% of the pinned cores) is set aside and run again, up to --retries extra rounds."""
+
+    def __init__(self, args):
+        self.warmup, self.rounds, self.retries = args.warmup, args.rounds, args.retries
+        self.kept, self.disturbed = [], []
+        self.next = 0
+
+    def __iter__(self):
+        while len(self.kept) < self.rounds and self.next < self.warmup + self.rounds + self.retries:
+            self.next += 1
+            yield self.next - 1
+
+    def keep(self, r, row):
+        if r < self.warmup:
+            return " (warm-up)"
+        if disturbed := disturbance(row) > 0.10:
+            if len(self.disturbed) < self.retries:
+                self.disturbed.append(row)
+                return " (DISTURBED by other processes: set aside, will run another)"
+        self.kept.append(row)
+        return " (disturbed by other processes: kept, no retries left)" if disturbed else ""
+
+    def result(self):
+        rounds = self.kept
+        while len(rounds) < self.rounds and self.disturbed:
+            rounds.append(self.disturbed.pop(0))
+        return dict(ok=True, rounds=rounds, disturbed_rounds_set_aside=len(self.disturbed))
 
 
 # ---- scenarios ----------------------------------------------------------------------------------------
@@ -343,14 +385,14 @@ async def scenario_fanout(args, server, stats):
     if failures or f2:
         return connect_failed(failures + f2)
     sender = senders[0]
-    rounds = []
-    for r in range(args.warmup + args.rounds):
+    plan = Plan(args)
+    rounds = plan.kept
+    for r in plan:
         texts = [f"#F{r}# {i} {FILLER}".encode() for i in range(args.messages)]
         deliveries, acks = Completion(len(receivers)), Completion(1)
-        counter = _counter(f"#F{r}#".encode())
+        tag = f"#F{r}#".encode()
         for c in receivers:
-            c.handler = counter
-            deliveries.arm(c, args.messages)
+            deliveries.arm(c, args.messages, tag)
         sender.handler = _ack_counter
         acks.arm(sender, args.messages)
         measure = Round(server)
@@ -371,13 +413,12 @@ async def scenario_fanout(args, server, stats):
             server_cpu_share=cpu / measure.wall, client_cpu_share=measure.client_cpu / measure.wall,
         )
         row.update(measure.interference)
-        log(f"fanout round {r}{' (warm-up)' if r < args.warmup else ''}: {row['cpu_us_per_delivery']:.2f} us/delivery, "
+        note = plan.keep(r, row)
+        log(f"fanout round {r}{note}: {row['cpu_us_per_delivery']:.2f} us/delivery, "
             f"{row['deliveries_per_s']:,.0f}/s (last ack {row['ack_wall_s']:.3f} s), "
             f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
-        if r >= args.warmup:
-            rounds.append(row)
     await close_all(receivers + senders, stats)
-    return dict(ok=True, rounds=rounds)
+    return plan.result()
 
 
 async def scenario_direct(args, server, stats):
@@ -389,14 +430,14 @@ async def scenario_direct(args, server, stats):
         return connect_failed(f1 + f2)
     senders.sort(key=lambda c: int(c.name[5:]))
     recipients.sort(key=lambda c: int(c.name[5:]))
-    rounds = []
-    for r in range(args.warmup + args.rounds):
-        counter = _counter(f"#D{r}#".encode())
+    plan = Plan(args)
+    rounds = plan.kept
+    for r in plan:
+        tag = f"#D{r}#".encode()
         deliveries, acks = Completion(n), Completion(n)
         batches = []
         for s, rc in zip(senders, recipients):
-            rc.handler = counter
-            deliveries.arm(rc, args.messages)
+            deliveries.arm(rc, args.messages, tag)
             s.handler = _ack_counter
             acks.arm(s, args.messages)
             texts = [json.dumps({"to": rc.name, "msg": f"#D{r}# {i} {FILLER}"}).encode() for i in range(args.messages)]
@@ -422,19 +463,17 @@ async def scenario_direct(args, server, stats):
         if measure.db_cpu is not None:
             row["db_cpu_us_per_message"] = measure.db_cpu / total * 1e6
         row.update(measure.interference)
-        log(f"direct round {r}{' (warm-up)' if r < args.warmup else ''}: {row['cpu_us_per_message']:.2f} us/message, "
+        note = plan.keep(r, row)
+        log(f"direct round {r}{note}: {row['cpu_us_per_message']:.2f} us/message, "
             f"{row['messages_per_s']:,.0f}/s (deliveries {row['delivery_wall_s']:.3f} s, acks {row['ack_wall_s']:.3f} s), "
             f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
-        if r >= args.warmup:
-            rounds.append(row)
     await close_all(senders + recipients, stats)
-    return dict(ok=True, rounds=rounds)
+    return plan.result()
 
 
 def _others(row):
-    o = row.get("server_core_others", 0) + row.get("server_core_steal", 0)
-    c = row.get("client_core_others", 0)
-    return f"; OTHER PROCESSES used {o:.0%} of the server core, {c:.0%} of the client core" if o > 0.05 or c > 0.05 else ""
+    d = disturbance(row)
+    return f"; OTHER PROCESSES used {d:.0%} of a core" if d > 0.05 else ""
 
 
 def _percentile(sorted_values, q):
@@ -451,8 +490,9 @@ async def scenario_latency(args, server, stats):
     sender = senders[0]
     interval_ns = int(1e9 / args.rate)
     total = int(args.rate * args.duration)
-    rounds = []
-    for r in range(args.warmup + args.rounds):
+    plan = Plan(args)
+    rounds = plan.kept
+    for r in plan:
         tag = f"#L{r}#".encode()
         samples = []
 
@@ -498,13 +538,12 @@ async def scenario_latency(args, server, stats):
             client_cpu_share=measure.client_cpu / measure.wall,
         )
         row.update(measure.interference)
-        log(f"latency round {r}{' (warm-up)' if r < args.warmup else ''}: p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
+        note = plan.keep(r, row)
+        log(f"latency round {r}{note}: p50 {row['p50_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
             f"max {row['max_ms']:.1f} ms, {row['send_rate']:.0f} msg/s sent ({late} late), "
             f"server cpu {row['server_cpu_share']:.0%}, client cpu {row['client_cpu_share']:.0%}{_others(row)}")
-        if r >= args.warmup:
-            rounds.append(row)
     await close_all(receivers + senders, stats)
-    return dict(ok=True, rounds=rounds)
+    return plan.result()
 
 
 def _idle_name(args, i):
@@ -570,11 +609,12 @@ async def scenario_storm(args, server, stats):
 
     await server.settle()
     cpu0 = server.cpu_precise()
-    core0 = core_times(server.core) if server.core is not None else None
+    machine0 = machine_times()
+    ccpu0 = client_cpu()
     t0 = perf_ns()
     clients = await asyncio.gather(*(one(f"storm{i}") for i in range(args.clients)))
-    core1 = core_times(server.core) if core0 is not None else None
-    cpu_mid = server.cpu()
+    machine1 = machine_times()
+    ours = (server.cpu() - cpu0[0]) + (client_cpu() - ccpu0)
     clients = [c for c in clients if c is not None]
     t_done.sort()
     seconds = (t_done[-1] - t0) / 1e9 if t_done else None
@@ -585,10 +625,7 @@ async def scenario_storm(args, server, stats):
     log(f"storm: {len(clients)} of {args.clients} upgraded, all by {seconds or 0:.3f} s, half by {half or 0:.3f} s, "
         f"{len(failures)} failed; server busy {settle_s:.1f} s more, cpu {cpu:.2f} s; {open_now} still open")
     await close_all(clients, stats)
-    others = {}
-    if core1 is not None and seconds:
-        others["server_core_others"] = max(0.0, (core1[0] - core0[0]) - (cpu_mid - cpu0[0])) / seconds
-        others["server_core_steal"] = (core1[1] - core0[1]) / seconds
+    others = interference(seconds, machine0, machine1, ours) if seconds else {}
     result = dict(
         **others, ok=not failures, seconds=seconds, half_s=half, upgraded=len(clients), failures=len(failures),
         failure_examples=failures[:5], server_cpu_s=cpu, cpu_source=source, busy_after_s=settle_s, open_after=open_now,
@@ -602,7 +639,8 @@ SCENARIOS = dict(fanout=scenario_fanout, direct=scenario_direct, latency=scenari
 
 
 async def amain(args):
-    global DB_PROC
+    global DB_PROC, WAIT_HISTORY
+    WAIT_HISTORY = args.wait_history
     server = ServerProc(args.pid)
     if args.db_pid:
         DB_PROC = ServerProc(args.db_pid)
@@ -629,8 +667,10 @@ def main():
     p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT")
     p.add_argument("--pid", type=int, required=True, help="the server's process id (CPU and RSS are read from /proc)")
     p.add_argument("--db-pid", type=int, default=None, help="the database server's process id: its CPU is reported apart")
+    p.add_argument("--wait-history", action="store_true", help="wait for each connection's history event before measuring")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--retries", type=int, default=3, help="extra rounds allowed to replace rounds disturbed by other processes")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--messages", type=int, default=None, help="fanout: 300; direct: 100 per pair")
     p.add_argument("--pairs", type=int, default=200)

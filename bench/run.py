@@ -300,10 +300,14 @@ def run_load(opts, server, scenario, params, rounds, log_path):
             cmd += [f"--{key}", str(value)]
     if scenario == "memory":
         cmd += ["--names", opts.memory_names]
+    if server.kind in ("sqlite", "mariadb") and scenario != "storm":
+        cmd += ["--wait-history"]
     if server.kind == "mariadb" and opts.db_pid:
         cmd += ["--db-pid", str(opts.db_pid)]
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
-    limit = 120 + (rounds + params.get("warmup", 0)) * 90 + (600 if scenario == "memory" else 0)
+    if scenario in ("fanout", "direct", "latency"):
+        cmd += ["--retries", str(opts.retries)]
+    limit = 120 + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
     with open(log_path, "ab") as errlog:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         CLEANUP.procs[proc.pid] = proc
@@ -388,7 +392,7 @@ def figures_for(scenario, result):
         return {}
 
     # Other processes on the pinned cores during the rounds (bench/loadgen.py measures it from /proc/stat).
-    others = [r.get("server_core_others", 0) + r.get("server_core_steal", 0) + r.get("client_core_others", 0) for r in rows]
+    others = [max(0.0, r.get("others_cores", 0) + r.get("steal_cores", 0) - r.get("tick_slack", 0)) for r in rows]
     disturbed = bool(others) and statistics.median(others) > 0.1
 
     def fig(values, client_shares=()):
@@ -519,6 +523,8 @@ def parse_args(argv=None):
     p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per scenario (overrides the mode's)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="extra rounds per scenario to replace rounds that other processes disturbed (default 3, quick 1)")
     p.add_argument("--memory-names", choices=("shared", "distinct"), default="shared",
                    help="memory scenario: all idle connections as one user (default), or one user each "
                         "(our server then broadcasts presence to everyone on each connect: slow)")
@@ -559,6 +565,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     atexit.register(CLEANUP.kill_all)
 
+    if opts.retries is None:
+        opts.retries = 1 if opts.quick else 3
     plan = QUICK if opts.quick else FULL
     plan = {k: dict(v) for k, v in plan.items()}
     if opts.rounds:

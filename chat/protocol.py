@@ -193,9 +193,17 @@ def encode_event(event):
     return _dumps(event)
 
 
+_second_prefix = [None, ""]  # [epoch second, "YYYY-MM-DDTHH:MM:SS."]: messages arrive many per second
+
+
 def iso_timestamp(ms):
     """Milliseconds since the epoch as an ISO 8601 UTC string."""
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second, millis = divmod(ms, 1000)
+    cached = _second_prefix
+    if cached[0] != second:
+        cached[1] = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        cached[0] = second
+    return f"{cached[1]}{millis:03d}Z"
 
 
 def message_event(record):

@@ -34,7 +34,7 @@ def chat_socket(username):
     service = current_app.extensions["chat"]
     settings = service.settings
     user = normalize_name(username, settings.max_name_length)
-    if user is None:
+    if user is None or username != username.strip():
         return _refuse(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
     since = request.args.get("since")
     if since is not None:

@@ -80,9 +80,10 @@ def raw_connect(chat, short):
         "/ws/a/b",
         "/ws/al%C3%A9",
         "/ws/a%00b",
+        "/ws/%20alice",
     ],
     ids=["empty-slash", "empty", "too-long", "space", "script-encoded", "script", "dotdot-x", "dotdot-x-encoded",
-         "dotdot", "leading-dot", "slash", "non-ascii", "nul"],
+         "dotdot", "leading-dot", "slash", "non-ascii", "nul", "leading-space"],
 )
 def test_invalid_username_is_refused_with_400_before_the_upgrade(small_server, path, still_serving):
     raw, response = RawWebSocket.open_http(small_server.port, path)

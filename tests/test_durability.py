@@ -16,6 +16,10 @@ from mariadb_instance import ThrowawayMariaDB, mariadb_binaries
 from silent_client import SilentClient
 
 
+# These tests send as fast as they can on purpose; the per-connection rate limit is not what they test.
+UNLIMITED = dict(rate_limit=1e9, rate_burst=10**9)
+
+
 def stored_messages(database_url):
     """{id: (sender, recipient, body)} straight from the database."""
     if database_url.startswith("sqlite"):
@@ -85,7 +89,7 @@ async def _blast_until_killed(server, senders, kill_after_acks):
 
 
 def test_kill_9_loses_no_acknowledged_message(start_server, database_url):
-    server = start_server(database_url)
+    server = start_server(database_url, **UNLIMITED)
     acked = asyncio.run(_blast_until_killed(server, [f"writer{i}" for i in range(4)], kill_after_acks=2000))
     server.proc.wait(10)
     assert server.proc.returncode == -signal.SIGKILL
@@ -119,7 +123,7 @@ def throwaway_mariadb(tmp_path):
 def test_database_outage_buffers_then_stores_and_acks(start_server, throwaway_mariadb, clients):
     db = throwaway_mariadb
     buffer = 40
-    server = start_server(db.url, write_buffer=buffer, db_connect_timeout=1)
+    server = start_server(db.url, write_buffer=buffer, db_connect_timeout=1, **UNLIMITED)
     alice = clients(server, "alice")
     bob = clients(server, "bob")
     alice.send({"type": "message", "msg": "before the outage", "ref": "r0"})
@@ -168,7 +172,7 @@ def test_healthz_503_when_store_unreachable(start_server, throwaway_mariadb):
 
 
 def test_slow_consumer_is_closed_and_others_unaffected(start_server, sqlite_url, clients):
-    server = start_server(sqlite_url, send_queue_messages=200, send_queue_bytes=256 * 1024, close_timeout=60)
+    server = start_server(sqlite_url, send_queue_messages=200, send_queue_bytes=256 * 1024, close_timeout=60, **UNLIMITED)
     slow = SilentClient.connect(server.port, "/ws/slow", rcvbuf=4096)  # connects, then never reads
     sender = clients(server, "sender")
     fast = clients(server, "fast")
@@ -214,7 +218,7 @@ def test_dead_peer_is_closed_and_leaves_presence(start_server, sqlite_url, clien
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_graceful_shutdown_flushes_and_closes_1001(start_server, database_url, clients, signum):
-    server = start_server(database_url)
+    server = start_server(database_url, **UNLIMITED)
     watchers = [clients(server, f"watcher{i}") for i in range(3)]
     sender = clients(server, "sender")
     for i in range(300):

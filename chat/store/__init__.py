@@ -3,6 +3,7 @@ import contextlib
 import time
 
 from dbutils.pooled_db import PooledDB
+from gevent import get_hub
 
 from ..records import MessageRecord
 from .dialects import dialect_for, schema_statements
@@ -52,19 +53,14 @@ class Store:
         return self.dialect.describe()
 
     @contextlib.contextmanager
-    def _cursor(self):
-        """A pooled connection's cursor: commit on success, roll back on error, discard when broken."""
+    def _connection(self):
+        """A pooled connection: rolled back on error, discarded when broken, always returned."""
         try:
             conn = self._pool.connection()
         except self._operational_errors as e:
             raise StoreUnavailable(str(e)) from e
         try:
-            cur = conn.cursor()
-            try:
-                yield cur
-                conn.commit()
-            finally:
-                cur.close()
+            yield conn
         except self._operational_errors as e:
             _discard(conn)
             raise StoreUnavailable(str(e)) from e
@@ -75,6 +71,17 @@ class Store:
             raise
         else:
             conn.close()
+
+    @contextlib.contextmanager
+    def _cursor(self):
+        """A pooled connection's cursor, committed on success."""
+        with self._connection() as conn:
+            cur = conn.cursor()
+            try:
+                yield cur
+                conn.commit()
+            finally:
+                cur.close()
 
     def ensure_schema(self):
         with self._cursor() as cur:
@@ -102,8 +109,14 @@ class Store:
 
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
-        with self._cursor() as cur:
-            cur.executemany(self._q_insert, records)
+        if not self.dialect.blocking:
+            with self._cursor() as cur:
+                cur.executemany(self._q_insert, records)
+            return
+        # SQLite calls block the whole event loop (a commit can wait on fsync at a checkpoint), so the
+        # batch runs in a native thread; sqlite3 releases the GIL meanwhile.
+        with self._connection() as conn:
+            get_hub().threadpool.apply(_insert_batch, (conn, self._q_insert, records))
 
     def group_page(self, limit, before=None):
         return self._page(self._q_group_page, (before or 2**62, limit))
@@ -150,6 +163,15 @@ class Store:
 
     def close(self):
         self._pool.close()
+
+
+def _insert_batch(conn, query, records):
+    cur = conn.cursor()
+    try:
+        cur.executemany(query, records)
+    finally:
+        cur.close()
+    conn.commit()
 
 
 def _discard(conn):

@@ -11,6 +11,7 @@ SQL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 class SQLiteDialect:
     name = "sqlite"
     schema_file = "sqlite.sql"
+    blocking = True  # its calls do not yield to gevent
     insert_ignore = "INSERT OR IGNORE"
     operational_errors = (sqlite3.OperationalError, sqlite3.InterfaceError)
 
@@ -26,6 +27,7 @@ class SQLiteDialect:
             creator=sqlite3,
             database=self.path,
             timeout=connect_timeout,
+            check_same_thread=False,  # batches are written from gevent's thread pool, one user at a time
             setsession=["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"],
         )
 
@@ -39,6 +41,7 @@ class SQLiteDialect:
 class MySQLDialect:
     name = "mysql"
     schema_file = "mysql.sql"
+    blocking = False  # PyMySQL is cooperative once gevent has patched sockets
     insert_ignore = "INSERT IGNORE"
     operational_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
 

@@ -120,6 +120,9 @@ class Stats:
         self.disconnects = 0
         self.expect_disconnect = False
 
+    def problems(self):
+        return (self.errors, self.closes, self.disconnects)
+
     def note_error(self, name, payload):
         self.errors += 1
         if len(self.error_examples) < 5:
@@ -268,13 +271,28 @@ class Completion:
             self.future.set_result(None)
 
 
-async def wait_all(timeout, *completions):
-    """True when every completion resolved within `timeout` seconds."""
-    try:
-        await asyncio.wait_for(asyncio.gather(*(asyncio.shield(c.future) for c in completions)), timeout)
-        return True
-    except asyncio.TimeoutError:
-        return False
+async def wait_all(timeout, stats, *completions):
+    """None when every completion resolved within `timeout` seconds, else why not.
+
+    Gives up early (after a short grace period) when the server closes connections or sends error events.
+    """
+    everything = asyncio.ensure_future(asyncio.gather(*(asyncio.shield(c.future) for c in completions)))
+    deadline = time.monotonic() + timeout
+    baseline = stats.problems()
+    trouble_since = None
+    while True:
+        done, _ = await asyncio.wait({everything}, timeout=0.1)
+        if done:
+            return None
+        now = time.monotonic()
+        if stats.problems() != baseline:
+            trouble_since = trouble_since or now
+            if now - trouble_since > 1.0:
+                everything.cancel()
+                return "the server closed connections or sent error events (see the examples)"
+        if now > deadline:
+            everything.cancel()
+            return f"timed out after {timeout:.0f} s"
 
 
 def client_cpu():
@@ -305,6 +323,26 @@ def connect_failed(failures):
     return dict(ok=False, failure=f"{len(failures)} connects failed", connect_failures=failures[:10], connect_failure_count=len(failures))
 
 
+QUIET = dict(per_round=15.0, budget=90.0)  # --quiet-wait: seconds a round may wait for other processes to calm down
+
+
+async def wait_quiet(server, sample=0.5):
+    """Before a round: wait (within the budget) until unrelated processes use under 10% of a core."""
+    waited = 0.0
+    while True:
+        m0, s0, c0, d0 = machine_times(), server.cpu(), client_cpu(), (DB_PROC.cpu() if DB_PROC else 0.0)
+        await asyncio.sleep(sample)
+        ours = (server.cpu() - s0) + (client_cpu() - c0) + ((DB_PROC.cpu() - d0) if DB_PROC else 0.0)
+        i = interference(sample, m0, machine_times(), ours)
+        busy = i["others_cores"] + i["steal_cores"]
+        if busy <= 0.10 + 2 / CLK_TCK / sample or waited >= QUIET["per_round"] or QUIET["budget"] <= 0:
+            if waited:
+                log(f"waited {waited:.1f} s for other processes to quieten (now {busy:.0%} of a core)")
+            return
+        waited += sample
+        QUIET["budget"] -= sample
+
+
 DB_PROC = None  # the database server (mariadbd), when --db-pid is given: its CPU is reported apart
 
 
@@ -317,6 +355,7 @@ class Round:
 
     async def start(self):
         await self.server.settle()
+        await wait_quiet(self.server)
         self.cpu0 = self.server.cpu_precise()
         self.db0 = DB_PROC.cpu_precise() if DB_PROC else None
         self.machine0 = machine_times()
@@ -400,9 +439,9 @@ async def scenario_fanout(args, server, stats):
         send = sender.transport.send
         for t in texts:
             send(TEXT, t)
-        if not await wait_all(args.timeout, deliveries, acks):
+        if why := await wait_all(args.timeout, stats, deliveries, acks):
             missing, short = shortfall(receivers)
-            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+            return dict(ok=False, failure=f"round {r}: {why}", missing_deliveries=missing,
                         receivers_short=short, acks=sender.count, rounds=rounds)
         cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
         n = len(receivers) * args.messages
@@ -447,10 +486,10 @@ async def scenario_direct(args, server, stats):
         for send, texts in batches:
             for t in texts:
                 send(TEXT, t)
-        if not await wait_all(args.timeout, deliveries, acks):
+        if why := await wait_all(args.timeout, stats, deliveries, acks):
             missing, short = shortfall(recipients)
             missing_acks, _ = shortfall(senders)
-            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+            return dict(ok=False, failure=f"round {r}: {why}", missing_deliveries=missing,
                         recipients_short=short, missing_acks=missing_acks, rounds=rounds)
         cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
         total = n * args.messages
@@ -524,9 +563,9 @@ async def scenario_latency(args, server, stats):
                 late += 1
             send(TEXT, f"{prefix}{perf_ns():019d} {seq} {FILLER}".encode())
         t_sent = perf_ns()
-        if not await wait_all(args.timeout, deliveries, acks):
+        if why := await wait_all(args.timeout, stats, deliveries, acks):
             missing, short = shortfall(receivers)
-            return dict(ok=False, failure=f"round {r} timed out after {args.timeout} s", missing_deliveries=missing,
+            return dict(ok=False, failure=f"round {r}: {why}", missing_deliveries=missing,
                         receivers_short=short, acks=sender.count, rounds=rounds)
         cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
         samples.sort()
@@ -608,6 +647,7 @@ async def scenario_storm(args, server, stats):
             return None
 
     await server.settle()
+    await wait_quiet(server)
     cpu0 = server.cpu_precise()
     machine0 = machine_times()
     ccpu0 = client_cpu()
@@ -641,6 +681,7 @@ SCENARIOS = dict(fanout=scenario_fanout, direct=scenario_direct, latency=scenari
 async def amain(args):
     global DB_PROC, WAIT_HISTORY
     WAIT_HISTORY = args.wait_history
+    QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_wait * 6
     server = ServerProc(args.pid)
     if args.db_pid:
         DB_PROC = ServerProc(args.db_pid)
@@ -670,6 +711,8 @@ def main():
     p.add_argument("--wait-history", action="store_true", help="wait for each connection's history event before measuring")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--quiet-wait", type=float, default=15.0,
+                   help="seconds a round may wait for unrelated processes to go quiet before it starts (6x that in all)")
     p.add_argument("--retries", type=int, default=3, help="extra rounds allowed to replace rounds disturbed by other processes")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--messages", type=int, default=None, help="fanout: 300; direct: 100 per pair")

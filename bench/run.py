@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import statistics
@@ -48,21 +49,22 @@ FIGURES = [
     ("memory_5000", "memory: RSS per idle conn @5000", "KB", "<= 16", "low"),
     ("memory_10000", "memory: RSS per idle conn @10000", "KB", "<= 16", "low"),
     ("storm", "storm: s until 2000 connects upgraded", "s", "<= 1", "low"),
+    ("memory_connect", "memory: s to open the 10000 (100 at a time)", "s", None, "low"),
 ]
 
 FULL = dict(
-    fanout=dict(rounds=5, warmup=1, clients=1000, messages=300),
+    fanout=dict(rounds=7, warmup=1, clients=1000, messages=300),
     direct=dict(rounds=5, warmup=1, pairs=200, messages=100),
     latency=dict(rounds=3, warmup=1, clients=100, rate=200, duration=5),
-    memory=dict(rounds=3, steps="5000,10000"),
+    memory=dict(rounds=2, steps="5000,10000"),
     storm=dict(rounds=5, clients=2000),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
     direct=dict(rounds=2, warmup=1, pairs=200, messages=100),
     latency=dict(rounds=1, warmup=1, clients=100, rate=200, duration=2),
-    memory=dict(rounds=1, steps="5000,10000"),
-    storm=dict(rounds=2, clients=2000),
+    memory=dict(rounds=1, steps="5000"),
+    storm=dict(rounds=1, clients=2000),
 )
 
 
@@ -194,6 +196,30 @@ def drop_database(admin, name):
         CLEANUP.databases.remove(name)
 
 
+# Our server's production guards that a load test would trip, and how the bench sets them (only flags that
+# `run_server.py --help` lists are passed; the rest of the settings keep their production defaults).
+OUR_FLAGS = [
+    ("--rate-limit", "1e9"),  # the per-connection rate limit: one sender bursts 300 messages
+    ("--rate-burst", "1000000000"),
+    ("--bots", ""),  # no chat bots: they would be extra recipients of every group message
+]
+OUR_FLAGS_SHARED_NAMES = [("--max-connections-per-user", "1000000")]  # --memory-names shared only
+
+
+def our_server_flags(memory_names):
+    try:
+        helptext = subprocess.run([PY, os.path.join(ROOT, "run_server.py"), "--help"], capture_output=True, text=True,
+                                  timeout=60, cwd=ROOT).stdout
+    except Exception:  # noqa: BLE001
+        helptext = ""
+    wanted = OUR_FLAGS + (OUR_FLAGS_SHARED_NAMES if memory_names == "shared" else [])
+    flags = []
+    for flag, value in wanted:
+        if re.search(re.escape(flag) + r"\b", helptext):
+            flags += [flag, value]
+    return flags
+
+
 class Server:
     """One server process pinned to the server core, with its own fresh database; logs go to a file."""
 
@@ -212,13 +238,14 @@ class Server:
         if self.kind == "sqlite":
             self.tmpdir = tempfile.mkdtemp(prefix="chat-bench-")
             CLEANUP.dirs.append(self.tmpdir)
-            return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", f"sqlite:///{self.tmpdir}/chat.db"]
+            return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", f"sqlite:///{self.tmpdir}/chat.db",
+                    *self.opts.our_flags]
         if self.kind == "mariadb":
             self.database = create_database(self.opts.mysql_admin)
             a = self.opts.mysql_admin
             auth = a["user"] + (":" + a["password"] if a["password"] else "")
             url = f"mysql://{auth}@{a['host']}:{a['port']}/{self.database}"
-            return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", url]
+            return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", url, *self.opts.our_flags]
         if self.kind == "naive":
             return [PY, os.path.join(HERE, "peers", "naive_seed.py"), "--port", "0"]
         if self.kind == "websockets":
@@ -307,7 +334,8 @@ def run_load(opts, server, scenario, params, rounds, log_path):
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
     if scenario in ("fanout", "direct", "latency"):
         cmd += ["--retries", str(opts.retries)]
-    limit = 120 + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
+    cmd += ["--quiet-wait", str(opts.quiet_wait)]
+    limit = 120 + 6 * opts.quiet_wait + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
     with open(log_path, "ab") as errlog:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         CLEANUP.procs[proc.pid] = proc
@@ -424,6 +452,9 @@ def figures_for(scenario, result):
             values = [r["steps"][step]["kb_per_connection"] for r in rows if step in r.get("steps", {})]
             if values:
                 out[f"memory_{step}"] = fig(values)
+        totals = [sum(st["connect_s"] for st in r["steps"].values()) for r in rows if "10000" in r.get("steps", {})]
+        if totals:
+            out["memory_connect"] = fig(totals)
         return out
     if scenario == "storm":
         return dict(storm=fig([r["seconds"] for r in rows]))
@@ -451,9 +482,8 @@ def build_table(servers, figures, failures):
     ratio_cols = [(o, p) for o in ours for p in peers]
     header = ["figure", "target"] + [SERVERS[s] for s in servers] + [f"{SERVERS[o].split('/')[1]}÷{SERVERS[p].split()[0]}" for o, p in ratio_cols]
     rows = [header]
-    scenario_of = {"fanout": "fanout", "direct": "direct", "latency": "latency", "memory": "memory", "storm": "storm"}
     for name, label, unit, target, _better in FIGURES:
-        scen = scenario_of[name.split("_")[0]]
+        scen = name.split("_")[0]
         if not any(scen in failures.get(s, {}) or name in figures.get(s, {}) for s in servers):
             continue
         cells = [f"{label} ({unit})", target or ""]
@@ -525,9 +555,11 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per scenario (overrides the mode's)")
     p.add_argument("--retries", type=int, default=None,
                    help="extra rounds per scenario to replace rounds that other processes disturbed (default 3, quick 1)")
-    p.add_argument("--memory-names", choices=("shared", "distinct"), default="shared",
-                   help="memory scenario: all idle connections as one user (default), or one user each "
-                        "(our server then broadcasts presence to everyone on each connect: slow)")
+    p.add_argument("--quiet-wait", type=float, default=None,
+                   help="seconds each round may wait for unrelated processes to go quiet first (default 15, quick 2)")
+    p.add_argument("--memory-names", choices=("distinct", "shared"), default="distinct",
+                   help="memory scenario: one user per idle connection (default), or all as one user "
+                        "(no presence traffic; lifts our server's connections-per-user limit)")
     p.add_argument("--mysql-url", default=os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
                    help="MariaDB server where the bench creates and drops its databases")
     p.add_argument("--server-core", type=int, default=1)
@@ -565,6 +597,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     atexit.register(CLEANUP.kill_all)
 
+    if opts.quiet_wait is None:
+        opts.quiet_wait = 2.0 if opts.quick else 15.0
     if opts.retries is None:
         opts.retries = 1 if opts.quick else 3
     plan = QUICK if opts.quick else FULL
@@ -577,6 +611,8 @@ def main(argv=None):
         say(f"MariaDB {info['mariadb']}: skipping ours/MariaDB")
         opts.servers = [s for s in opts.servers if s != "mariadb"]
     opts.db_pid = mariadbd_pid() if "mariadb" in opts.servers else None
+    opts.our_flags = our_server_flags(opts.memory_names) if {"sqlite", "mariadb"} & set(opts.servers) else []
+    info["our_server_flags"] = shlex.join(opts.our_flags)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(opts.out, exist_ok=True)
     logdir = os.path.join(opts.out, f"logs-{stamp}")
@@ -616,6 +652,7 @@ def main(argv=None):
         "Medians over rounds. CPU is the server process's own (utime+stime; per-thread schedstat when it agrees), "
         "bracketed per round; the database server's CPU is not included.",
         "Ratios are ours ÷ peer: below 1 is better for CPU, latency, memory and storm; above 1 is better for the rates.",
+        f"Our server ran with: {info.get('our_server_flags') or '(defaults)'}; memory scenario names: {opts.memory_names}.",
     ]
     all_flags = "".join(flags for f in figures.values() for _, _, flags in f.values())
     if "*" in all_flags:

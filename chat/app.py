@@ -3,6 +3,7 @@ import os
 
 from flask import Flask
 
+from .bots.runner import BotRunner
 from .config import Settings, load_settings
 from .service import ChatService
 from .store import Store
@@ -20,12 +21,14 @@ def create_app(settings=None, **overrides):
     store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
     service = ChatService(settings, store)
     service.start()
+    BotRunner.start(service)
     app.extensions["chat"] = service
 
-    from . import views, ws
+    from . import accounts, views, ws
 
     app.register_blueprint(views.bp)
     app.register_blueprint(ws.bp)
+    accounts.init_app(app, settings, store)  # accounts, sessions, tokens, CSRF, security headers
     if settings.echo_endpoint:
         ws.register_echo(app)
     return app

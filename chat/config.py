@@ -33,15 +33,54 @@ class Settings:
     db_pool_size: int = _setting(8, "database connections in the pool")
     db_connect_timeout: float = _setting(3.0, "seconds to wait for a database connection")
     shutdown_timeout: float = _setting(10.0, "seconds a SIGTERM/SIGINT shutdown may take to flush and close")
+    bots: str = _setting("eliza", "bots to run, comma-separated (an empty value turns bots off); bot names are reserved")
+    bot_modules: str = _setting("", "modules to import for the bots they register (comma-separated), e.g. mybots")
+    bot_inbox: int = _setting(100, "messages waiting for a bot's answer before the oldest are dropped")
     echo_endpoint: bool = _setting(False, "mount /echo, a raw echo socket on the chat's websocket layer (tests only)")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
+    # Accounts and security (chat/auth.py, chat/security.py, chat/guard.py)
+    secret_key: str = _setting(
+        "", "key that signs session cookies and CSRF tokens; empty: generated once and kept in INSTANCE_DIR/secret_key (mode 0600)"
+    )
+    instance_dir: str = _setting("instance", "directory for files the server creates itself (the generated secret key)")
+    redis_url: str = _setting("", "redis://host:port/db: keep sign-in sessions and API tokens in Redis; empty: in the database")
+    redis_prefix: str = _setting("chat:", "prefix of every Redis key the server writes")
+    allow_guests: bool = _setting(True, "let anyone chat under a name nobody has registered (--no-allow-guests: accounts only)")
+    allowed_origins: str = _setting(
+        "", "comma-separated origins (https://host[:port]) besides the server's own whose pages may open websockets; * allows any"
+    )
+    trust_proxy: bool = _setting(False, "trust X-Forwarded-For/-Proto/-Host from one reverse proxy (client address, https, Secure cookies)")
+    session_lifetime: float = _setting(14 * 86400.0, "seconds a browser sign-in lasts")
+    token_lifetime: float = _setting(86400.0, "seconds an API token from POST /api/token stays valid")
+    min_password_length: int = _setting(8, "shortest password accepted at registration")
+    rate_limit: float = _setting(20.0, "messages per second one connection may send (token bucket refill rate)")
+    rate_burst: int = _setting(40, "messages one connection may send at once before rate_limit applies")
+    rate_limit_strikes: int = _setting(
+        20, "messages refused as rate_limited before the connection is closed with 1008 (one strike is forgiven per second)"
+    )
+    max_connections_per_user: int = _setting(10, "websockets one user name may have open at once")
+    login_max_failures: int = _setting(5, "failed sign-ins for one name within login_failure_window before its sign-ins are refused")
+    login_max_failures_per_address: int = _setting(
+        20, "failed sign-ins from one address within login_failure_window before its sign-ins are refused"
+    )
+    login_failure_window: float = _setting(300.0, "seconds a failed sign-in counts against its name and address")
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
             raise ValueError("max_name_length must be between 1 and 64")
-        for name in ("max_message_size", "send_queue_messages", "send_queue_bytes", "write_buffer", "write_batch", "db_pool_size"):
+        for name in ("max_message_size", "send_queue_messages", "send_queue_bytes", "write_buffer", "write_batch", "db_pool_size", "bot_inbox"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in (
+            "rate_burst", "rate_limit_strikes", "max_connections_per_user", "login_max_failures", "login_max_failures_per_address",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("rate_limit", "session_lifetime", "token_lifetime", "login_failure_window"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        if not 1 <= self.min_password_length <= 1024:
+            raise ValueError("min_password_length must be between 1 and 1024")
         return self
 
 
@@ -87,7 +126,8 @@ def build_parser():
     for f in dataclasses.fields(Settings):
         help_text = f"{f.metadata['help']} (env {env_name(f.name)}, default {f.default!r})"
         if f.type in (bool, "bool"):
-            parser.add_argument(flag_name(f), dest=f.name, action="store_true", default=None, help=help_text)
+            # --flag / --no-flag, so a setting that is on by default can be turned off from the command line too
+            parser.add_argument(flag_name(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
             parser.add_argument(flag_name(f), dest=f.name, type=kind, default=None, help=help_text)

@@ -2,6 +2,7 @@
 import base64
 import binascii
 import io
+import re
 
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
@@ -101,8 +102,13 @@ class ChatWebSocketHandler(WebSocketHandler):
         if not self._upgraded:
             super().log_request()
 
+    def format_request(self):
+        # API tokens may come as ?token=...: keep them out of the access log.
+        return _TOKEN_IN_QUERY.sub(r"\1token=REDACTED", super().format_request())
+
 
 _NO_MORE_INPUT = io.BytesIO(b"")
+_TOKEN_IN_QUERY = re.compile(r"([?&])token=[^&\s\"]*")
 
 
 def _discard(data):

@@ -36,6 +36,7 @@ class ChatService:
         self._presence_pending = {}
         self._presence_announced = {}
         self._presence_flusher = None
+        self.bots = None  # chat.bots.runner.BotRunner, set by BotRunner.start
 
     def start(self):
         self.store.ensure_schema()
@@ -52,6 +53,10 @@ class ChatService:
             user = (name, 0)
         self._known_users.add(name)
         return user[1]
+
+    def is_reserved(self, name):
+        """A bot's name (running or not): nobody may connect or register as it."""
+        return self.bots is not None and self.bots.is_reserved(name)
 
     def is_known(self, name):
         if name in self._known_users or self.hub.is_online(name):
@@ -163,13 +168,15 @@ class ChatService:
             "store": self.store.kind,
             "store_reachable": store_ok,
             "pending_writes": len(writer),
-            "connections": self.hub.connection_count(),
+            "connections": self.hub.connection_count() - (self.bots.in_hub if self.bots is not None else 0),  # sockets
             "users_online": len(self.hub.online()),
         }
 
     def shutdown(self, timeout):
         """Close every socket with 1001 and store everything accepted; True if it all finished in `timeout`."""
         deadline = time.monotonic() + timeout
+        if self.bots is not None:
+            self.bots.stop()  # bots have no socket to close: they leave the hub here
         for client in self.hub.all_clients():
             client.conn.close(frames.CLOSE_GOING_AWAY, "server shutting down")
         flushed = self.writer.flush(max(0.0, deadline - time.monotonic()))

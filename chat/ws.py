@@ -3,9 +3,9 @@ import gevent
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import frames
+from .guard import GuardedSession, check_handshake
 from .handler import ACCEPT_KEY, HandshakeError
 from .protocol import NAME_RULE, normalize_name, parse_message_id
-from .session import ChatSession
 
 bp = Blueprint("ws", __name__)
 
@@ -36,15 +36,22 @@ def chat_socket(username):
     user = normalize_name(username, settings.max_name_length)
     if user is None or username != username.strip():
         return _refuse(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
+    if service.is_reserved(user):
+        return _refuse(403, f"the name {user!r} is reserved for a bot")
     since = request.args.get("since")
     if since is not None:
         since = parse_message_id(since)
         if since is None:
             return _refuse(400, "since must be a message id (a whole number)")
-    conn, refusal = _upgrade(settings)
+    # Origin, credentials, guests and the connection cap: see chat/guard.py.
+    admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
     if refusal is not None:
         return refusal
-    gevent.spawn(ChatSession(service, user, conn, since).run)
+    conn, refusal = _upgrade(settings)
+    if refusal is not None:
+        admission.release()
+        return refusal
+    gevent.spawn(GuardedSession(service, user, conn, since, admission).run)
     return Response()  # the handler's greenlet ends here; the session's goes on
 
 

@@ -17,3 +17,21 @@ CREATE TABLE IF NOT EXISTS chat_meta (
     id INT NOT NULL PRIMARY KEY,
     next_id BIGINT NOT NULL
 ) ENGINE=InnoDB;
+-- Registered accounts (chat/auth.py). Names are stored normalised (lower case), so uniqueness is case-insensitive.
+-- password_hash is a werkzeug.security salted hash; NULL means the operator removed the account and the name stays reserved.
+CREATE TABLE IF NOT EXISTS accounts (
+    name VARCHAR(64) NOT NULL PRIMARY KEY,
+    password_hash VARCHAR(255) NULL,
+    created_ms BIGINT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Sign-in sessions (kind 'session') and API tokens (kind 'token') when CHAT_REDIS_URL is not set.
+-- Only the SHA-256 of each secret is stored; deleting a row revokes it.
+CREATE TABLE IF NOT EXISTS auth_credentials (
+    secret_hash CHAR(64) NOT NULL PRIMARY KEY,
+    kind VARCHAR(8) NOT NULL,
+    name VARCHAR(64) NOT NULL,
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    KEY auth_credentials_name (name),
+    KEY auth_credentials_expires (expires_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

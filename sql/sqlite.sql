@@ -17,3 +17,21 @@ CREATE TABLE IF NOT EXISTS chat_meta (
     id INTEGER PRIMARY KEY,
     next_id INTEGER NOT NULL
 );
+-- Registered accounts (chat/auth.py). Names are stored normalised (lower case), so uniqueness is case-insensitive.
+-- password_hash is a werkzeug.security salted hash; NULL means the operator removed the account and the name stays reserved.
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY,
+    password_hash TEXT,
+    created_ms INTEGER NOT NULL
+);
+-- Sign-in sessions (kind 'session') and API tokens (kind 'token') when CHAT_REDIS_URL is not set.
+-- Only the SHA-256 of each secret is stored; deleting a row revokes it.
+CREATE TABLE IF NOT EXISTS auth_credentials (
+    secret_hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auth_credentials_name ON auth_credentials (name);
+CREATE INDEX IF NOT EXISTS auth_credentials_expires ON auth_credentials (expires_ms);

@@ -20,7 +20,12 @@
   const MAX_FRAME_BYTES = 60 * 1024; // the server closes a socket that sends more than 64 KiB at once
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
   const SAME_BLOCK_MS = 5 * 60 * 1000; // consecutive messages of one sender within this are grouped
-  const NAME_KEY = "chat.name";
+  const NAME_KEY = "chat.name"; // a guest's name, remembered for the next visit
+  // Signed in (the server put the account's name on the page): the socket's handshake carries the session
+  // cookie, so the page connects as that name with no name picker. Otherwise the visitor is a guest.
+  const ACCOUNT = document.body.dataset.user || null;
+  const GUESTS = document.body.dataset.allowGuests !== "false";
+  const CLOSE_CREDENTIALS_ENDED = 4001; // signed out, token revoked, account removed, or the guest's name registered
   const convsKey = (me) => "chat.conversations." + me;
 
   const $ = (id) => document.getElementById(id);
@@ -759,10 +764,19 @@
       }
       handle(ev);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (e) => {
       if (state.ws !== ws) return;
       state.ws = null;
+      const wasWelcomed = state.welcomed;
+      if (e.code === CLOSE_CREDENTIALS_ENDED) {
+        credentialsEnded(e.reason);
+        return;
+      }
+      // Never welcomed on this page: maybe the handshake was refused (401/403); ask why rather than retry blindly.
+      // (Later drops are network or server trouble; a revoked session or a registered name closes with 4001.)
+      const firstTry = !state.everWelcomed;
       disconnected();
+      if (!wasWelcomed && firstTry) checkRefusal();
     });
   }
 
@@ -816,7 +830,7 @@
 
   function join(name) {
     state.me = name;
-    save(NAME_KEY, name);
+    if (!ACCOUNT) save(NAME_KEY, name);
     ui.joinScreen.hidden = true;
     ui.app.hidden = false;
     setAvatar(ui.meAvatar, name);
@@ -854,9 +868,59 @@
     setConn("connecting");
     ui.app.hidden = true;
     ui.joinScreen.hidden = false;
-    ui.joinName.value = "";
     history.replaceState(null, "", location.pathname);
-    ui.joinName.focus();
+    if (ui.joinName) {
+      ui.joinName.value = "";
+      ui.joinName.focus();
+    }
+  }
+
+  // ---- accounts ----------------------------------------------------------------------------
+
+  // {name, valid, registered, signed_in, guests} from the server, or null when it cannot say.
+  function nameStatus(name) {
+    return fetch("/api/names/" + encodeURIComponent(name), { credentials: "same-origin", cache: "no-store" })
+      .then((r) => (r.ok ? r.json() : null))
+      .catch(() => null);
+  }
+
+  function showJoinError(text) {
+    ui.joinError.textContent = text;
+    ui.joinError.hidden = false;
+    if (ui.joinName) ui.joinName.focus();
+  }
+
+  function registeredText(name) {
+    return "“" + name + "” is a registered name. Sign in to use it, or pick another name.";
+  }
+
+  // The server ended this page's right to its name (close code 4001).
+  function credentialsEnded(reason) {
+    state.wantConnected = false;
+    if (ACCOUNT) {
+      location.assign("/"); // signed out (here or in another tab): the page comes back signed out
+      return;
+    }
+    const name = state.me;
+    leave();
+    showJoinError(reason === "name registered by another user" ? registeredText(name) : "You were disconnected: " + (reason || "the name can no longer be used") + ".");
+  }
+
+  // The socket closed before its welcome: if the handshake was refused because of the name, say so instead of retrying.
+  function checkRefusal() {
+    const name = state.me;
+    if (!name) return;
+    nameStatus(name).then((status) => {
+      if (!status || state.me !== name || state.welcomed) return;
+      if (ACCOUNT) {
+        if (!status.signed_in) location.assign("/"); // the session ended (signed out elsewhere, expired, removed)
+      } else if (status.registered) {
+        leave();
+        showJoinError(registeredText(name));
+      } else if (!status.guests) {
+        location.assign("/");
+      }
+    });
   }
 
   // ---- wiring ----------------------------------------------------------------------------
@@ -877,6 +941,7 @@
 
   ui.joinForm.addEventListener("submit", (e) => {
     e.preventDefault();
+    if (!ui.joinName) return; // no guests here: the page offers only sign-in and registration
     const name = normalizeName(ui.joinName.value);
     if (!name) {
       ui.joinError.textContent = "Use 1–" + MAX_NAME + " characters: letters a–z, digits, “_”, “.” and “-”, starting with a letter or digit.";
@@ -885,7 +950,12 @@
       return;
     }
     ui.joinError.hidden = true;
-    join(name);
+    // A registered name would be refused at the handshake: say so here. If the server cannot tell, try anyway.
+    nameStatus(name).then((status) => {
+      if (state.me) return; // joined meanwhile (another submit)
+      if (status && status.registered && !status.signed_in) showJoinError(registeredText(name));
+      else join(name);
+    });
   });
 
   ui.composer.addEventListener("submit", (e) => {
@@ -906,7 +976,7 @@
     if (state.active && !state.active.loading) requestHistory(state.active, "older");
   });
   ui.back.addEventListener("click", () => ui.app.classList.add("show-list"));
-  ui.switchUser.addEventListener("click", leave);
+  if (ui.switchUser) ui.switchUser.addEventListener("click", leave);
   ui.retryNow.addEventListener("click", reconnectNow);
   ui.noticeClose.addEventListener("click", () => {
     ui.notice.hidden = true;
@@ -921,11 +991,13 @@
     reconnectNow();
   });
 
-  const remembered = normalizeName(load(NAME_KEY, null));
-  if (remembered) {
+  const remembered = GUESTS ? normalizeName(load(NAME_KEY, null)) : null;
+  if (ACCOUNT) {
+    join(ACCOUNT);
+  } else if (remembered) {
     join(remembered);
   } else {
     ui.joinScreen.hidden = false;
-    ui.joinName.focus();
+    if (ui.joinName) ui.joinName.focus();
   }
 })();

@@ -92,6 +92,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Many tests send bursts on purpose (durability, history paging, acks in order); the per-connection rate limit
+# (default 20 messages/s, burst 40) is not what they test, so test servers lift it unless a test sets its own.
+# tests/test_security.py tests the limit; tests/test_auth_browser.py runs the page with the real defaults.
+SUITE_SETTINGS = {"rate_limit": 1_000_000, "rate_burst": 1_000_000}
+
+
 class ServerProcess:
     """`python run_server.py` in a subprocess; ready once it prints its listening line."""
 
@@ -105,10 +111,12 @@ class ServerProcess:
 
     def start(self):
         args = [sys.executable, os.path.join(ROOT, "run_server.py"), "--port", str(self.port), "--database", self.database_url]
-        for key, value in self.settings.items():
+        for key, value in {**SUITE_SETTINGS, **self.settings}.items():
             flag = "--" + key.replace("_", "-")
             if value is True:
                 args.append(flag)
+            elif value is False:
+                args.append("--no-" + flag[2:])
             else:
                 args += [flag, str(value)]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env)

@@ -195,17 +195,18 @@ def presence_changes(event):
 
 def test_online_list_follows_presence(chat_server, open_page, clients):
     alice = open_page(chat_server, "alice")
-    expect(alice.page.locator("#online-count")).to_have_text("1")
+    expect(alice.page.locator('#online li[data-user="eliza"]')).to_be_visible()  # a bot, always online
+    expect(alice.page.locator("#online-count")).to_have_text("2")
     # Connections close together: the server may gather their presence changes into one event.
     others = [clients(chat_server, name, handshake=False) for name in ("dan", "erin", "finn")]
     for name in ("dan", "erin", "finn"):
         expect(alice.page.locator(f'#online li[data-user="{name}"]')).to_be_visible()
-    expect(alice.page.locator("#online-count")).to_have_text("4")
-    expect(alice.page.locator("#chat-sub")).to_have_text("4 people online")
+    expect(alice.page.locator("#online-count")).to_have_text("5")
+    expect(alice.page.locator("#chat-sub")).to_have_text("5 people online")
     for client in others:
         client.close()
-    expect(alice.page.locator("#online li[data-user]")).to_have_count(0)
-    expect(alice.page.locator("#online-count")).to_have_text("1")
+    expect(alice.page.locator("#online li[data-user]")).to_have_count(1)
+    expect(alice.page.locator("#online-count")).to_have_text("2")
     expect(alice.page.locator("#online li.me")).to_contain_text("alice")
 
 

@@ -38,7 +38,7 @@ def test_healthz_counts_connections(server, clients):
     clients(server, "alice")
     clients(server, "bob")
     body = healthz(server)[2]
-    assert (body["connections"], body["users_online"]) == (3, 2)
+    assert (body["connections"], body["users_online"]) == (3, 2 + 1)  # eliza, a bot, is online without a connection
 
 
 # ---- group messages --------------------------------------------------------------------------
@@ -218,14 +218,14 @@ def test_slash_who(server, clients):
     clients(server, "bob")
     clients(server, "bob")
     alice.send("/who")
-    assert alice.recv_type("who")["online"] == ["alice", "bob"]
+    assert alice.recv_type("who")["online"] == ["alice", "bob", "eliza"]  # eliza: a bot, always online
 
 
 def test_typed_who_echoes_ref(server, clients):
     alice = clients(server, "alice")
     alice.send({"type": "who", "ref": "w"})
     event = alice.recv_type("who")
-    assert (event["online"], event["ref"]) == (["alice"], "w")
+    assert (event["online"], event["ref"]) == (["alice", "eliza"], "w")
 
 
 def test_slash_help(chat):
@@ -291,7 +291,7 @@ def test_welcome_event(server, clients):
     welcome = bob.recv()
     assert welcome["type"] == "welcome"
     assert welcome["user"] == "bob"
-    assert welcome["online"] == ["alice", "bob"]
+    assert welcome["online"] == ["alice", "bob", "eliza"]
     assert "/msg" in welcome["help"]
     history = bob.recv()
     assert history == {"type": "history", "messages": []}

@@ -1,0 +1,100 @@
+"""Operator commands: `python3 -m chat.admin remove-user NAME` disables an account, revokes its sessions and tokens,
+and has the running server close that user's websockets (4001 "account removed")."""
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+
+from .accounts import admin_serializer
+from .auth import AuthService
+from .config import load_settings
+from .protocol import normalize_name
+from .security import load_secret_key
+from .store import Store, StoreUnavailable
+
+USAGE_EPILOG = """\
+Pass the same settings as the server (flags or CHAT_* variables) so this reaches the same database, Redis and
+secret key: e.g. python3 -m chat.admin remove-user alice --database mysql://chat:pw@db/chat --port 5000.
+The running server is told over HTTP (POST /admin/disconnect, signed with the secret key), by default at
+http://HOST:PORT from those settings; --server URL overrides it."""
+
+
+def _server_url(settings, override):
+    if override:
+        return override.rstrip("/")
+    host = settings.host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def notify_server(url, secret_key, name, timeout=5.0):
+    """Ask the running server to close `name`'s sockets: the number closed, or None when no server answered."""
+    body = admin_serializer(secret_key).dumps({"name": name}).encode("ascii")
+    request = urllib.request.Request(f"{url}/admin/disconnect", data=body, method="POST", headers={"Content-Type": "text/plain"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())["closed"]
+    except urllib.error.HTTPError:
+        raise
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def remove_user(settings, raw_name, release=False, server=None, out=print):
+    name = normalize_name(raw_name, settings.max_name_length)
+    if name is None:
+        out(f"{raw_name!r} is not a valid user name")
+        return 2
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        auth = AuthService(settings, store)
+        existed = auth.remove_account(name, release=release)
+    except StoreUnavailable as e:
+        out(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    if not existed:
+        out(f"no account named {name}")
+        return 1
+    out(f"{'deleted' if release else 'removed'} account {name}; its sessions and tokens are revoked"
+        + ("" if release else "; the name stays reserved (--release frees it)"))
+    url = _server_url(settings, server)
+    try:
+        closed = notify_server(url, load_secret_key(settings), name)
+    except urllib.error.HTTPError as e:
+        out(f"the server at {url} refused the request ({e.code}): does it use the same secret key "
+            "(CHAT_SECRET_KEY, or --instance-dir)?")
+        return 1
+    if closed is None:
+        out(f"no server answered at {url}: if one runs elsewhere, pass --server URL, or {name}'s open sockets stay open")
+    else:
+        out(f"the server at {url} closed {closed} open connection(s) of {name}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python3 -m chat.admin", description="Chat server operator commands.", epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    remove = commands.add_parser(
+        "remove-user", help="disable an account, revoke its sessions and tokens, close its websockets", epilog=USAGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    remove.add_argument("name")
+    remove.add_argument("--release", action="store_true", help="delete the account so the name is free again (default: keep it reserved)")
+    remove.add_argument("--server", help="URL of the running server (default: http://HOST:PORT from the settings)")
+    args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    settings = load_settings(rest)
+    return remove_user(settings, args.name, release=args.release, server=args.server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Accounts, sign-in sessions and API tokens: salted password hashes, revocable credentials (database or Redis), and the
+live sockets each credential opened, so that signing out, revoking a token or removing an account closes them (4001)."""
+import hashlib
+import json
+import logging
+import secrets
+import time
+
+import gevent
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .protocol import normalize_name
+from .ratelimit import FailureThrottle
+from .security import parse_allowed_origins
+from .store import StoreUnavailable
+from .store.accounts import AccountQueries, NameTaken, now_ms
+
+log = logging.getLogger("chat.auth")
+
+# Close code for a socket whose right to the name ended: its session signed out, its token was revoked,
+# its account was removed, or (a guest) someone registered the name. Clients should not reconnect as before.
+CLOSE_CREDENTIALS_ENDED = 4001
+REASON_SIGNED_OUT = "signed out"
+REASON_TOKEN_REVOKED = "token revoked"
+REASON_ACCOUNT_REMOVED = "account removed"
+REASON_NAME_REGISTERED = "name registered by another user"
+
+SESSION, TOKEN = "session", "token"
+TOKEN_PREFIX = "chat_"
+MAX_SECRET_LENGTH = 256  # longer presented secrets are refused unread
+MAX_PASSWORD_LENGTH = 1024
+PASSWORD_METHOD = "scrypt"  # werkzeug.security: scrypt, n=2**15, r=8, p=1, 16-byte salt
+PURGE_INTERVAL = 600.0
+
+__all__ = ["AuthService", "NameTaken", "Throttled", "CLOSE_CREDENTIALS_ENDED"]
+
+
+class Throttled(Exception):
+    """Too many failed sign-ins for this name or from this address."""
+
+    def __init__(self, retry_after):
+        super().__init__(f"too many failed sign-ins; try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def secret_hash(secret):
+    """Only this digest of a session id or token is stored: a copy of the database or Redis yields no usable credential."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _offload(fn, *args):
+    """Run a CPU-heavy call (a password hash: ~0.1 s) in gevent's thread pool; hashlib releases the GIL, so the
+    chat keeps running meanwhile."""
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+# ---- where credentials live --------------------------------------------------------------------
+
+
+class DatabaseCredentials:
+    """Sessions and tokens in the `auth_credentials` table."""
+
+    kind = "database"
+
+    def __init__(self, queries):
+        self._q = queries
+
+    def add(self, digest, kind, name, lifetime):
+        self._q.add_credential(digest, kind, name, now_ms() + int(lifetime * 1000))
+
+    def get(self, digest):
+        return self._q.get_credential(digest)
+
+    def delete(self, digest):
+        return self._q.delete_credential(digest)
+
+    def delete_all(self, name):
+        return self._q.delete_credentials_of(name)
+
+    def purge(self):
+        return self._q.purge_expired()
+
+
+class RedisCredentials:
+    """Sessions and tokens in Redis: PREFIX cred:DIGEST -> {"name","kind"} with a TTL, and PREFIX user:NAME -> set of digests."""
+
+    kind = "redis"
+
+    def __init__(self, url, prefix, timeout, max_lifetime):
+        import redis
+
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+        self._prefix = prefix
+        self._max_lifetime_ms = int(max_lifetime * 1000)
+
+    def _key(self, digest):
+        return f"{self._prefix}cred:{digest}"
+
+    def _user_key(self, name):
+        return f"{self._prefix}user:{name}"
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except self._errors as e:
+            raise StoreUnavailable(f"redis: {e}") from e
+
+    def add(self, digest, kind, name, lifetime):
+        def run():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(self._key(digest), json.dumps({"name": name, "kind": kind}), px=max(1, int(lifetime * 1000)))
+            pipe.sadd(self._user_key(name), digest)
+            pipe.pexpire(self._user_key(name), self._max_lifetime_ms)  # every member expires before the set
+            pipe.execute()
+
+        self._call(run)
+
+    def get(self, digest):
+        raw = self._call(lambda: self._redis.get(self._key(digest)))
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value["name"], value["kind"]
+
+    def delete(self, digest):
+        found = self.get(digest)
+        if found is None:
+            return None
+        name = found[0]
+
+        def run():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(self._key(digest))
+            pipe.srem(self._user_key(name), digest)
+            return pipe.execute()[0]
+
+        return name if self._call(run) else None
+
+    def delete_all(self, name):
+        def run():
+            digests = self._redis.smembers(self._user_key(name))
+            pipe = self._redis.pipeline(transaction=True)
+            for digest in digests:
+                pipe.delete(self._key(digest))
+            pipe.delete(self._user_key(name))
+            return sum(pipe.execute()[:-1])
+
+        return self._call(run)
+
+    def purge(self):
+        return 0  # keys expire by themselves
+
+    def close(self):
+        self._redis.close()
+
+
+def make_credentials(settings, queries):
+    if settings.redis_url:
+        return RedisCredentials(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.db_connect_timeout,
+            max(settings.session_lifetime, settings.token_lifetime),
+        )
+    return DatabaseCredentials(queries)
+
+
+# ---- live sockets per credential ------------------------------------------------------------------
+
+
+class Admission:
+    """One websocket allowed in by the handshake: counts against its name's connection cap until released."""
+
+    __slots__ = ("auth", "name", "digest", "session", "_pending_close")
+
+    def __init__(self, auth, name, digest):
+        self.auth = auth
+        self.name = name
+        self.digest = digest  # of the session or token it came with; None for a guest
+        self.session = None
+        self._pending_close = None
+
+    def attach(self, session):
+        self.session = session
+        if self._pending_close is not None:
+            session.conn.close(*self._pending_close)
+
+    def close(self, code, reason):
+        if self.session is None:
+            self._pending_close = (code, reason)  # ended before its session started: closed as soon as it does
+        else:
+            self.session.conn.close(code, reason)
+
+    def release(self):
+        live = self.auth._live.get(self.name)
+        if live is not None:
+            live.discard(self)
+            if not live:
+                del self.auth._live[self.name]
+
+
+class AuthService:
+    """Accounts and credentials for one server process (and, without the live-socket part, for the admin CLI)."""
+
+    def __init__(self, settings, store, credentials=None):
+        self.settings = settings
+        self.accounts = AccountQueries(store)
+        self.credentials = credentials if credentials is not None else make_credentials(settings, self.accounts)
+        self.name_throttle = FailureThrottle(settings.login_max_failures, settings.login_failure_window)
+        self.address_throttle = FailureThrottle(settings.login_max_failures_per_address, settings.login_failure_window)
+        self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
+        self._live = {}  # name -> set of Admission
+        self._dummy_hash = None
+        self._purger = None
+
+    def start_purging(self):
+        """Expired database credentials are refused anyway; this only keeps the table small."""
+
+        def loop():
+            while True:
+                gevent.sleep(PURGE_INTERVAL)
+                try:
+                    purged = self.credentials.purge()
+                    if purged:
+                        log.debug("purged %d expired credentials", purged)
+                except Exception as e:  # a store outage must not end the loop
+                    log.warning("could not purge expired credentials: %s", e)
+
+        self._purger = gevent.spawn(loop)
+
+    def normalize(self, raw):
+        return normalize_name(raw, self.settings.max_name_length)
+
+    # ---- accounts -----------------------------------------------------------------------
+
+    def account_state(self, name):
+        """None (no account: a guest may use the name), "active", or "removed" (reserved, nobody may sign in)."""
+        row = self.accounts.get_account(name)
+        if row is None:
+            return None
+        return "active" if row[1] else "removed"
+
+    def register(self, name, password):
+        """Create the account (raises NameTaken); guests using the name are disconnected."""
+        digest = _offload(generate_password_hash, password, PASSWORD_METHOD)
+        self.accounts.create_account(name, digest)
+        closed = self.close_sockets(name, REASON_NAME_REGISTERED, guests_only=True)
+        log.info("registered %s (closed %d guest connections using the name)", name, closed)
+
+    def authenticate(self, raw_name, password, address):
+        """The account's name when the password is right, else None. Raises Throttled (before checking anything)."""
+        name = self.normalize(raw_name) if isinstance(raw_name, str) else None
+        name_key = "n:" + (name or str(raw_name)[:64].strip().lower())
+        address_key = "a:" + (address or "?")
+        wait = max(self.name_throttle.retry_after(name_key), self.address_throttle.retry_after(address_key))
+        if wait:
+            raise Throttled(wait)
+        row = self.accounts.get_account(name) if name else None
+        stored = row[1] if row is not None else None
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
+            password = ""
+        if stored:
+            ok = _offload(check_password_hash, stored, password)
+        else:
+            _offload(check_password_hash, self._dummy(), password)  # same cost for unknown names: no timing oracle
+            ok = False
+        if not ok:
+            self.name_throttle.failed(name_key)
+            self.address_throttle.failed(address_key)
+            log.info("failed sign-in for %r from %s", name_key[2:], address)
+            return None
+        self.name_throttle.clear(name_key)
+        return name
+
+    def _dummy(self):
+        if self._dummy_hash is None:
+            self._dummy_hash = _offload(generate_password_hash, secrets.token_hex(16), PASSWORD_METHOD)
+        return self._dummy_hash
+
+    def remove_account(self, name, release=False):
+        """Disable (or with `release` delete) the account and revoke all its credentials. True if it existed.
+
+        Sockets are not touched here: the running server does that (POST /admin/disconnect, see chat/admin.py).
+        """
+        existed = self.accounts.remove_account(name, release)
+        revoked = self.credentials.delete_all(name)
+        log.info("removed account %s (existed: %s, release: %s, revoked %d credentials)", name, existed, release, revoked)
+        return existed
+
+    # ---- credentials --------------------------------------------------------------------
+
+    def issue(self, name, kind, lifetime=None):
+        """A new secret (session id or API token) for `name`, valid `lifetime` seconds (default: the setting's);
+        only its digest is stored."""
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32) if kind == TOKEN else secrets.token_urlsafe(32)
+        if lifetime is None:
+            lifetime = self.settings.token_lifetime if kind == TOKEN else self.settings.session_lifetime
+        self.credentials.add(secret_hash(secret), kind, name, lifetime)
+        return secret
+
+    def resolve(self, secret, kind):
+        """(name, digest) for a live credential of `kind`, or None (unknown, expired, revoked or the wrong kind)."""
+        if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET_LENGTH:
+            return None
+        digest = secret_hash(secret)
+        found = self.credentials.get(digest)
+        if found is None or found[1] != kind:
+            return None
+        return found[0], digest
+
+    def revoke(self, secret, reason):
+        """Revoke one credential and close the sockets it opened; the name it belonged to, or None."""
+        if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET_LENGTH:
+            return None
+        digest = secret_hash(secret)
+        name = self.credentials.delete(digest)
+        if name is not None:
+            self.close_sockets(name, reason, digest=digest)
+        return name
+
+    # ---- live sockets -------------------------------------------------------------------
+
+    def connections_of(self, name):
+        return len(self._live.get(name, ()))
+
+    def admit(self, name, digest):
+        admission = Admission(self, name, digest)
+        self._live.setdefault(name, set()).add(admission)
+        return admission
+
+    def close_sockets(self, name, reason, digest=None, guests_only=False):
+        """Close `name`'s websockets (only those opened with `digest`, or only guests') with 4001 and `reason`."""
+        closed = 0
+        for admission in tuple(self._live.get(name, ())):
+            if guests_only and admission.digest is not None:
+                continue
+            if digest is not None and admission.digest != digest:
+                continue
+            admission.close(CLOSE_CREDENTIALS_ENDED, reason)
+            closed += 1
+        if closed:
+            log.info("closed %d connections of %s: %s", closed, name, reason)
+        return closed
+
+
+def expires_at(lifetime):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + lifetime))

@@ -1,0 +1,131 @@
+"""Who may open /ws/<name>, decided before the upgrade (Origin, token or session, guests, connection cap), and the
+per-connection message rate limit once in."""
+import json
+import logging
+import math
+import time
+
+from flask import jsonify, request, session
+
+from . import frames
+from .auth import SESSION, TOKEN
+from .protocol import REF_MAX_LENGTH, error_event
+from .ratelimit import TokenBucket
+from .security import origin_allowed
+from .session import ChatSession
+from .store import StoreUnavailable
+
+log = logging.getLogger("chat.guard")
+
+CLOSE_RATE_LIMITED = frames.CLOSE_POLICY_VIOLATION
+RATE_LIMITED_REASON = "rate limit exceeded"
+
+
+def _refuse(status, reason, bearer=False):
+    response = jsonify(error=reason)
+    response.status_code = status
+    if bearer:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+    return response
+
+
+def bearer_token():
+    """The API token of this handshake: `Authorization: Bearer T` (wscat -H), else `?token=T`; None without one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.args.get("token")
+
+
+def check_handshake(auth, name):
+    """(Admission, None) when this request may open a websocket as `name`, else (None, an HTTP refusal)."""
+    settings = auth.settings
+    origin = request.headers.get("Origin")
+    # A browser always sends Origin; a page elsewhere must not ride on this site's cookie.
+    if origin is not None and not origin_allowed(origin, auth.allowed_origins):
+        return None, _refuse(403, f"origin not allowed: {origin[:100]}")
+    credential = None  # (name, digest)
+    try:
+        token = bearer_token()
+        if token is not None:
+            credential = auth.resolve(token, TOKEN)
+            if credential is None:
+                return None, _refuse(401, "the token is invalid, expired or revoked", bearer=True)
+            if credential[0] != name:
+                return None, _refuse(403, f"this token belongs to another user, not {name}")
+        elif origin is not None:
+            # The session cookie counts only with an Origin that passed the check above: a client that sends
+            # no Origin could be anything, so it needs a token (or a guest name).
+            sid = session.get("sid")
+            if sid:
+                credential = auth.resolve(sid, SESSION)
+        state = auth.account_state(name)
+    except StoreUnavailable as e:
+        log.warning("refusing a websocket for %s: %s", name, e)
+        return None, _refuse(503, "the account store is not answering; try again")
+    if state is None:
+        if credential is not None and credential[0] != name:
+            credential = None  # signed in as someone else, opening a name nobody owns: a guest like any other
+        if credential is None and not settings.allow_guests:
+            return None, _refuse(403, f"guests are not allowed here: register {name} or sign in", bearer=True)
+    elif state == "removed":
+        return None, _refuse(403, f"the account {name} was removed by the operator")
+    elif credential is None:
+        return None, _refuse(
+            401, f"{name} is a registered name: sign in, or pass its token as ?token= or an Authorization: Bearer header", bearer=True
+        )
+    elif credential[0] != name:
+        return None, _refuse(403, f"signed in as {credential[0]}, not {name}")
+    cap = settings.max_connections_per_user
+    if auth.connections_of(name) >= cap:
+        return None, _refuse(429, f"too many connections for {name}: at most {cap} at once")
+    return auth.admit(name, credential[1] if credential else None), None
+
+
+def _ref_of(text):
+    """The "ref" of a JSON frame, so a refusal can be matched to the message it refused."""
+    if text[:1] != "{":
+        return None
+    try:
+        ref = json.loads(text).get("ref")
+    except (ValueError, AttributeError):
+        return None
+    if (isinstance(ref, str) and len(ref) <= REF_MAX_LENGTH) or (type(ref) is int and abs(ref) < 2**53):
+        return ref
+    return None
+
+
+class GuardedSession(ChatSession):
+    """A ChatSession admitted by check_handshake: rate-limited, and closable through its Admission."""
+
+    __slots__ = ("admission", "_bucket", "_strikes")
+
+    def __init__(self, service, user, conn, since, admission):
+        super().__init__(service, user, conn, since)
+        settings = service.settings
+        self.admission = admission
+        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Refused messages use up strikes, one coming back per second; a client that keeps going gets 1008.
+        self._strikes = TokenBucket(1.0, settings.rate_limit_strikes)
+        admission.attach(self)
+
+    def run(self):
+        try:
+            ChatSession.run(self)
+        finally:
+            self.admission.release()
+
+    def handle_text(self, text):
+        now = time.monotonic()
+        wait = self._bucket.take(now)
+        if not wait:
+            return ChatSession.handle_text(self, text)
+        if self._strikes.take(now):
+            log.info("closing %s: %s", self.user, RATE_LIMITED_REASON)
+            self.conn.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)
+            return None
+        event = error_event("rate_limited", "too many messages: slow down; this one was not sent", _ref_of(text))
+        event["retry_after"] = math.ceil(wait * 1000) / 1000
+        self.send_event(event)
+        return None

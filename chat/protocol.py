@@ -220,6 +220,33 @@ def message_event(record):
     }
 
 
+_quote = json.encoder.encode_basestring  # C-accelerated; leaves non-ASCII as is, like ensure_ascii=False
+
+
+def _json_ref(ref):
+    return str(ref) if type(ref) is int else _quote(ref)
+
+
+def message_json(record):
+    """`encode_event(message_event(record))`, built without a JSON encoder: this runs once per message."""
+    if record.recipient is None:
+        return (
+            f'{{"type":"message","id":{record.id},"user":{_quote(record.sender)},'
+            f'"msg":{_quote(record.body)},"ts":"{iso_timestamp(record.created_ms)}"}}'
+        )
+    return (
+        f'{{"type":"direct","id":{record.id},"user":{_quote(record.sender)},"to":{_quote(record.recipient)},'
+        f'"msg":{_quote(record.body)},"ts":"{iso_timestamp(record.created_ms)}"}}'
+    )
+
+
+def ack_json(record, ref):
+    """`encode_event(ack_event(record, ref))`, built without a JSON encoder."""
+    to = "" if record.recipient is None else f',"to":{_quote(record.recipient)}'
+    tail = "" if ref is None else f',"ref":{_json_ref(ref)}'
+    return f'{{"type":"ack","id":{record.id},"ts":"{iso_timestamp(record.created_ms)}"{to}{tail}}}'
+
+
 def ack_event(record, ref):
     event = {"type": "ack", "id": record.id, "ts": iso_timestamp(record.created_ms)}
     if record.recipient is not None:

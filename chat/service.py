@@ -7,7 +7,7 @@ import gevent
 from . import frames
 from .hub import Hub
 from .ids import IdAllocator
-from .protocol import ProtocolError, encode_event, message_event
+from .protocol import ProtocolError, encode_event, message_json
 from .records import MessageRecord
 from .store import StoreUnavailable
 from .writer import BufferFull, MessageWriter
@@ -91,7 +91,7 @@ class ChatService:
             self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
-        frame = frames.encode_text(encode_event(message_event(record)))
+        frame = frames.encode_text(message_json(record))
         hub = self.hub
         if recipient is None:
             hub.broadcast(frame, record.id, exclude=session)

@@ -10,7 +10,7 @@ from .protocol import (
     SendDirect,
     SendGroup,
     Who,
-    ack_event,
+    ack_json,
     encode_event,
     error_event,
     message_event,
@@ -50,7 +50,7 @@ class ChatSession:
         self.conn.send_text(encode_event(event))
 
     def acknowledge(self, record, ref):
-        self.send_event(ack_event(record, ref))
+        self.conn.send_text(ack_json(record, ref))
 
     def run(self):
         service = self.service

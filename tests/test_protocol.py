@@ -334,3 +334,17 @@ def test_encode_event_is_compact_utf8_json():
     text = protocol.encode_event({"type": "message", "msg": "😀"})
     assert text == '{"type":"message","msg":"😀"}'
     assert json.loads(text)["msg"] == "😀"
+
+
+@pytest.mark.parametrize("recipient", [None, "bob"])
+@pytest.mark.parametrize("ref", [None, 7, -3, "r-1", 'quo"te\\ 😀', ""])
+@pytest.mark.parametrize("body", ["hi", 'a "quoted" \\ back\nslash\t<b>&', "emoji 😀 ünïcode \u2028 \x00 \x1f"])
+def test_fast_event_builders_equal_the_generic_encoder(recipient, ref, body):
+    from chat.protocol import ack_event, ack_json, message_json
+    from chat.records import MessageRecord
+
+    record = MessageRecord(42, "al.ice-1", recipient, body, 1795243167123)
+    assert json.loads(message_json(record)) == protocol.message_event(record)
+    assert message_json(record) == protocol.encode_event(protocol.message_event(record))
+    assert json.loads(ack_json(record, ref)) == ack_event(record, ref)
+    assert ack_json(record, ref) == protocol.encode_event(ack_event(record, ref))

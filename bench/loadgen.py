@@ -232,6 +232,7 @@ async def close_all(clients, stats):
     stats.expect_disconnect = True
     for c in clients:
         if c.open:
+            c.open = False  # a disconnect we asked for
             c.transport.disconnect(graceful=False)
     await asyncio.sleep(0.2)
 
@@ -323,7 +324,7 @@ def connect_failed(failures):
     return dict(ok=False, failure=f"{len(failures)} connects failed", connect_failures=failures[:10], connect_failure_count=len(failures))
 
 
-QUIET = dict(per_round=15.0, budget=90.0)  # --quiet-wait: seconds a round may wait for other processes to calm down
+QUIET = dict(per_round=15.0, budget=90.0, waited=0.0)  # --quiet-wait, --quiet-budget
 
 
 async def wait_quiet(server, sample=0.5):
@@ -341,6 +342,7 @@ async def wait_quiet(server, sample=0.5):
             return
         waited += sample
         QUIET["budget"] -= sample
+        QUIET["waited"] += sample
 
 
 DB_PROC = None  # the database server (mariadbd), when --db-pid is given: its CPU is reported apart
@@ -681,7 +683,7 @@ SCENARIOS = dict(fanout=scenario_fanout, direct=scenario_direct, latency=scenari
 async def amain(args):
     global DB_PROC, WAIT_HISTORY
     WAIT_HISTORY = args.wait_history
-    QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_wait * 6
+    QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_budget
     server = ServerProc(args.pid)
     if args.db_pid:
         DB_PROC = ServerProc(args.db_pid)
@@ -692,6 +694,7 @@ async def amain(args):
     except Exception as e:  # noqa: BLE001 - the orchestrator reports it
         result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
     result["elapsed_s"] = time.monotonic() - t0
+    result["quiet_waited_s"] = QUIET["waited"]
     result.update(stats.as_dict())
     if not server.alive():
         result["ok"] = False
@@ -712,7 +715,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--quiet-wait", type=float, default=15.0,
-                   help="seconds a round may wait for unrelated processes to go quiet before it starts (6x that in all)")
+                   help="seconds a round may wait for unrelated processes to go quiet before it starts")
+    p.add_argument("--quiet-budget", type=float, default=90.0, help="seconds all rounds together may wait for quiet")
     p.add_argument("--retries", type=int, default=3, help="extra rounds allowed to replace rounds disturbed by other processes")
     p.add_argument("--clients", type=int, default=1000)
     p.add_argument("--messages", type=int, default=None, help="fanout: 300; direct: 100 per pair")

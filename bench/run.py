@@ -334,8 +334,9 @@ def run_load(opts, server, scenario, params, rounds, log_path):
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
     if scenario in ("fanout", "direct", "latency"):
         cmd += ["--retries", str(opts.retries)]
-    cmd += ["--quiet-wait", str(opts.quiet_wait)]
-    limit = 120 + 6 * opts.quiet_wait + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
+    budget = max(0.0, opts.quiet_budget - opts.quiet_used)
+    cmd += ["--quiet-wait", str(min(opts.quiet_wait, budget)), "--quiet-budget", str(budget)]
+    limit = 120 + budget + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
     with open(log_path, "ab") as errlog:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         CLEANUP.procs[proc.pid] = proc
@@ -352,7 +353,9 @@ def run_load(opts, server, scenario, params, rounds, log_path):
     sys.stderr.write(err.decode(errors="replace"))
     lines = out.decode(errors="replace").strip().splitlines()
     try:
-        return json.loads(lines[-1])
+        result = json.loads(lines[-1])
+        opts.quiet_used += result.get("quiet_waited_s", 0.0)
+        return result
     except (IndexError, ValueError):
         return dict(ok=False, failure=f"load client exited {proc.returncode} without a result", stderr=err.decode(errors="replace")[-2000:])
 
@@ -556,7 +559,9 @@ def parse_args(argv=None):
     p.add_argument("--retries", type=int, default=None,
                    help="extra rounds per scenario to replace rounds that other processes disturbed (default 3, quick 1)")
     p.add_argument("--quiet-wait", type=float, default=None,
-                   help="seconds each round may wait for unrelated processes to go quiet first (default 15, quick 2)")
+                   help="seconds each round may wait for unrelated processes to go quiet first (default 10, quick 2)")
+    p.add_argument("--quiet-budget", type=float, default=None,
+                   help="seconds the whole run may spend waiting for quiet (default 120, quick 20)")
     p.add_argument("--memory-names", choices=("distinct", "shared"), default="distinct",
                    help="memory scenario: one user per idle connection (default), or all as one user "
                         "(no presence traffic; lifts our server's connections-per-user limit)")
@@ -598,7 +603,10 @@ def main(argv=None):
     atexit.register(CLEANUP.kill_all)
 
     if opts.quiet_wait is None:
-        opts.quiet_wait = 2.0 if opts.quick else 15.0
+        opts.quiet_wait = 2.0 if opts.quick else 10.0
+    if opts.quiet_budget is None:
+        opts.quiet_budget = 20.0 if opts.quick else 120.0
+    opts.quiet_used = 0.0
     if opts.retries is None:
         opts.retries = 1 if opts.quick else 3
     plan = QUICK if opts.quick else FULL
@@ -674,7 +682,7 @@ def main(argv=None):
 
     machine_line = (f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']}, "
                     f"Python {info['python']}, MariaDB {info.get('mariadb')}; date {info['date']}; git {info['git']}; "
-                    f"mode {'quick' if opts.quick else 'full'}; took {elapsed / 60:.1f} min")
+                    f"mode {'quick' if opts.quick else 'full'}; took {elapsed / 60:.1f} min, {opts.quiet_used:.0f} s of it waiting for quiet")
     text = [machine_line, "", render_text(table), "", *footnotes, "", render_text(spread)]
     if failure_text:
         text += ["", "Failures:", *failure_text]

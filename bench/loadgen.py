@@ -653,10 +653,11 @@ async def scenario_storm(args, server, stats):
     cpu0 = server.cpu_precise()
     machine0 = machine_times()
     ccpu0 = client_cpu()
+    db0 = DB_PROC.cpu() if DB_PROC else 0.0
     t0 = perf_ns()
     clients = await asyncio.gather(*(one(f"storm{i}") for i in range(args.clients)))
     machine1 = machine_times()
-    ours = (server.cpu() - cpu0[0]) + (client_cpu() - ccpu0)
+    ours = (server.cpu() - cpu0[0]) + (client_cpu() - ccpu0) + ((DB_PROC.cpu() - db0) if DB_PROC else 0.0)
     clients = [c for c in clients if c is not None]
     t_done.sort()
     seconds = (t_done[-1] - t0) / 1e9 if t_done else None

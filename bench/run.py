@@ -562,13 +562,15 @@ def parse_args(argv=None):
                    help="seconds each round may wait for unrelated processes to go quiet first (default 10, quick 2)")
     p.add_argument("--quiet-budget", type=float, default=None,
                    help="seconds the whole run may spend waiting for quiet (default 120, quick 20)")
+    p.add_argument("--lock-wait", type=float, default=1200,
+                   help="seconds to wait for another bench run on this machine to finish (default 1200)")
     p.add_argument("--memory-names", choices=("distinct", "shared"), default="distinct",
                    help="memory scenario: one user per idle connection (default), or all as one user "
                         "(no presence traffic; lifts our server's connections-per-user limit)")
     p.add_argument("--mysql-url", default=os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
                    help="MariaDB server where the bench creates and drops its databases")
-    p.add_argument("--server-core", type=int, default=1)
-    p.add_argument("--client-core", type=int, default=0)
+    p.add_argument("--server-core", type=int, default=1, help="the core the servers are pinned to (default 1)")
+    p.add_argument("--client-core", type=int, default=0, help="the core the load client and this script are pinned to (default 0)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="where the JSON and markdown copies go")
     args = p.parse_args(argv)
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
@@ -586,8 +588,39 @@ def parse_args(argv=None):
     return args
 
 
+LOCK_PATH = os.path.join(tempfile.gettempdir(), "chat-bench.lock")
+
+
+def take_lock(wait):
+    """One bench run at a time on a machine: two would disturb each other's figures. Returns the open lock file."""
+    import fcntl
+
+    f = open(LOCK_PATH, "a+")
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            return f
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                f.seek(0)
+                say(f"another bench run (pid {f.read().strip() or '?'}) still holds {LOCK_PATH}; giving up")
+                sys.exit(2)
+            if not told:
+                f.seek(0)
+                say(f"another bench run (pid {f.read().strip() or '?'}) is in progress; waiting up to {wait:.0f} s for it")
+                told = True
+            time.sleep(1)
+
+
 def main(argv=None):
     opts = parse_args(argv)
+    lock = take_lock(opts.lock_wait)  # noqa: F841 - held until exit
     ncpu = os.cpu_count() or 1
     if ncpu < 2:
         say("warning: one CPU only: server and load client share it, figures are not comparable with two-core runs")
@@ -639,7 +672,7 @@ def main(argv=None):
             for kind in opts.servers:
                 t0 = time.monotonic()
                 result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir)
-                result["seconds"] = round(time.monotonic() - t0, 1)
+                result["scenario_wall_s"] = round(time.monotonic() - t0, 1)
                 raw[kind][scenario] = result
                 notes += scen_notes
                 if result.get("ok"):

@@ -39,22 +39,21 @@ class Hub:
     def online(self):
         return sorted(self._by_user)
 
-    def clients_of(self, user):
-        return tuple(self._by_user.get(user, ()))
-
     def connection_count(self):
         return len(self._all)
 
     def broadcast(self, frame, message_id=None, exclude=None):
-        """Deliver to every client but `exclude` (the sending connection)."""
-        for client in tuple(self._all):
+        """Deliver to every client but `exclude` (the sending connection).
+
+        No copy of the set: `deliver` never yields or touches the hub, so nothing joins or leaves mid-loop."""
+        for client in self._all:
             if client is not exclude:
                 client.deliver(frame, message_id)
 
     def send_to_user(self, user, frame, message_id=None, exclude=None):
         clients = self._by_user.get(user)
         if clients:
-            for client in tuple(clients):
+            for client in clients:
                 if client is not exclude:
                     client.deliver(frame, message_id)
 

@@ -15,7 +15,7 @@ from .writer import BufferFull, MessageWriter
 log = logging.getLogger("chat.service")
 
 
-def _merge(db_records, uncommitted, keep, newest=False):
+def _merge(db_records, uncommitted, keep):
     """DB rows plus not-yet-committed records matching `keep`, deduplicated by id, oldest first."""
     by_id = {r.id: r for r in db_records}
     for r in uncommitted:
@@ -32,7 +32,6 @@ class ChatService:
         self._known_users = set()
         self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
         self.writer = None
-        self.started_at = time.time()
         self._presence_pending = {}
         self._presence_announced = {}
         self._presence_flusher = None

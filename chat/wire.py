@@ -109,10 +109,6 @@ class Connection:
         # A read that sees nothing for a ping interval plus the ping timeout means a dead peer.
         sock.settimeout(settings.ping_interval + settings.ping_timeout)
 
-    @property
-    def open(self):
-        return self._state == OPEN
-
     def send_frame(self, frame):
         """Queue an encoded frame. False when the connection is closing or was just closed for being too slow."""
         if self._state != OPEN:

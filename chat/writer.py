@@ -29,7 +29,6 @@ class MessageWriter:
         self._idle.set()
         self.healthy = True
         self.last_error = None
-        self.stored_total = 0
         self._greenlet = gevent.spawn(self._run)
 
     def __len__(self):
@@ -62,7 +61,6 @@ class MessageWriter:
                 self._inflight = batch
                 self._commit([r for r, _ in batch])
                 self._inflight = ()
-                self.stored_total += n
                 for record, on_stored in batch:
                     try:
                         on_stored(record)

@@ -75,9 +75,15 @@ class RawWebSocket:
         self.buf = bytearray(buffered)
 
     @classmethod
-    def open_http(cls, port, path, timeout=10.0, extra_headers=(), version="13"):
-        """Send the upgrade request; returns (RawWebSocket, HttpResponse). The body is read only for non-101 answers."""
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def open_http(cls, port, path, timeout=10.0, extra_headers=(), version="13", rcvbuf=None):
+        """Send the upgrade request; returns (RawWebSocket, HttpResponse). The body is read only for non-101 answers.
+
+        `rcvbuf` shrinks the receive buffer, for a client that is to fall behind quickly."""
+        sock = socket.socket()
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(timeout)
+        sock.connect(("127.0.0.1", port))
         request, key = upgrade_request(path, port, extra_headers=extra_headers, version=version)
         sock.sendall(request)
         raw = cls(sock)
@@ -99,8 +105,8 @@ class RawWebSocket:
         return raw, HttpResponse(status, reason[0] if reason else "", headers, body)
 
     @classmethod
-    def connect(cls, port, path, timeout=10.0):
-        raw, response = cls.open_http(port, path, timeout)
+    def connect(cls, port, path, timeout=10.0, rcvbuf=None):
+        raw, response = cls.open_http(port, path, timeout, rcvbuf=rcvbuf)
         assert response.status == 101, (response.status, response.body)
         return raw
 
@@ -172,6 +178,16 @@ class RawWebSocket:
         except OSError:
             pass  # the server may have closed its side completely already
         return self.at_eof()
+
+    def frames_until_eof(self):
+        """[(opcode, payload)] of every frame until the server ends the TCP connection."""
+        frames = []
+        while True:
+            try:
+                _, opcode, payload = self.recv_frame()
+            except (EOFError, ConnectionResetError):
+                return frames
+            frames.append((opcode, payload))
 
     def at_eof(self):
         """True when the server has closed the TCP connection (after anything still buffered)."""

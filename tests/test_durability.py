@@ -13,7 +13,7 @@ import websockets
 
 from conftest import presence_changes
 from mariadb_instance import ThrowawayMariaDB, mariadb_binaries
-from silent_client import SilentClient
+from rawws import RawWebSocket
 
 
 # These tests send as fast as they can on purpose; the per-connection rate limit is not what they test.
@@ -173,7 +173,7 @@ def test_healthz_503_when_store_unreachable(start_server, throwaway_mariadb):
 
 def test_slow_consumer_is_closed_and_others_unaffected(start_server, sqlite_url, clients):
     server = start_server(sqlite_url, send_queue_messages=200, send_queue_bytes=256 * 1024, close_timeout=60, **UNLIMITED)
-    slow = SilentClient.connect(server.port, "/ws/slow", rcvbuf=4096)  # connects, then never reads
+    slow = RawWebSocket.connect(server.port, "/ws/slow", timeout=30, rcvbuf=4096)  # connects, then never reads
     sender = clients(server, "sender")
     fast = clients(server, "fast")
     # More than the kernel's socket buffers can absorb (loopback send buffers grow to 4 MiB).
@@ -192,7 +192,7 @@ def test_slow_consumer_is_closed_and_others_unaffected(start_server, sqlite_url,
             elif ("slow", False) in presence_changes(event):
                 left = True
     # The fast client got everything in order; now the slow one reads what it was sent: a 1008 close.
-    code, reason = slow.read_until_close(timeout=30)
+    code, reason = slow.recv_close()
     assert (code, reason) == (1008, "send queue overflow: client too slow")
     slow.close()
     if not left:
@@ -203,10 +203,10 @@ def test_slow_consumer_is_closed_and_others_unaffected(start_server, sqlite_url,
 def test_dead_peer_is_closed_and_leaves_presence(start_server, sqlite_url, clients):
     server = start_server(sqlite_url, ping_interval=0.5, ping_timeout=0.5, close_timeout=0.5)
     watcher = clients(server, "watcher")  # websocket-client answers pings while it waits in recv()
-    dead = SilentClient.connect(server.port, "/ws/silent")  # never answers pings
+    dead = RawWebSocket.connect(server.port, "/ws/silent")  # never answers pings
     watcher.wait_presence("silent", True)
     watcher.wait_presence("silent", False, timeout=15)
-    frames = dead.read_all_frames(timeout=10)
+    frames = dead.frames_until_eof()
     assert any(opcode == 0x9 for opcode, _ in frames), "the server never pinged"
     assert frames[-1][0] == 0x8 and int.from_bytes(frames[-1][1][:2], "big") == 1011
     # The live watcher, which answered the pings, is still connected.

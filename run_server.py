@@ -1,41 +1,50 @@
-"""Run the chat server: gevent's WSGIServer with our gevent-websocket handler, pages and /ws/<name> on one port."""
+"""Run the chat server: gevent's WSGIServer with our gevent-websocket handler, pages and /ws/<name> on one port.
+
+With --workers N (and --redis), N pre-forked processes share the listening socket and the chat.
+"""
 from gevent import monkey
 
 monkey.patch_all()
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
+from gevent import socket  # noqa: E402
 from gevent.pywsgi import LoggingLogAdapter, WSGIServer  # noqa: E402
 
 from chat import create_app  # noqa: E402
 from chat.config import load_settings  # noqa: E402
 from chat.handler import ChatWebSocketHandler  # noqa: E402
+from chat.store import Store  # noqa: E402
 
 log = logging.getLogger("chat.server")
 
+RESPAWN_DELAY = 1.0  # seconds before a worker that died is replaced
+CHILD_POLL = 0.2  # seconds between checks for workers that exited
 
-def main(argv=None):
-    settings = load_settings(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    service = app.extensions["chat"]
-    server = WSGIServer(
-        (settings.host, settings.port),
-        app,
-        handler_class=ChatWebSocketHandler,
-        backlog=settings.backlog,
-        log=LoggingLogAdapter(logging.getLogger("chat.access"), logging.DEBUG),
-        error_log=LoggingLogAdapter(logging.getLogger("chat.http"), logging.ERROR),
-    )
-    server.start()
-    host, port = server.address[:2]
-    log.info("store: %s", service.store.describe())
+
+def listening_socket(settings):
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(settings.backlog)
+    return sock
+
+
+def announce(listener):
+    host, port = listener.getsockname()[:2]
     # Tests and scripts wait for this line; it carries the real port when --port 0 was asked for.
     print(f"chat server listening on http://{host}:{port}/ (websocket ws://{host}:{port}/ws/NAME)", flush=True)
 
+
+def stop_event():
+    """An event set by the first SIGTERM or SIGINT; and the handlers, to cancel in a forked worker."""
     stopping = gevent.event.Event()
 
     def request_stop(signum):
@@ -43,8 +52,26 @@ def main(argv=None):
             log.info("signal %s: shutting down", signal.Signals(signum).name)
             stopping.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, request_stop, signum)
+    handlers = [gevent.signal_handler(signum, request_stop, signum) for signum in (signal.SIGTERM, signal.SIGINT)]
+    return stopping, handlers
+
+
+def serve(settings, listener, announce_ready=True):
+    """One server process on `listener` until SIGTERM/SIGINT; the exit status."""
+    app = create_app(settings)
+    service = app.extensions["chat"]
+    server = WSGIServer(
+        listener,
+        app,
+        handler_class=ChatWebSocketHandler,
+        log=LoggingLogAdapter(logging.getLogger("chat.access"), logging.DEBUG),
+        error_log=LoggingLogAdapter(logging.getLogger("chat.http"), logging.ERROR),
+    )
+    stopping, _ = stop_event()
+    server.start()
+    log.info("store: %s", service.store.describe())
+    if announce_ready:
+        announce(listener)
     stopping.wait()
     server.close()  # stop accepting
     flushed = service.shutdown(settings.shutdown_timeout)
@@ -55,6 +82,79 @@ def main(argv=None):
         return 1
     log.info("stopped cleanly")
     return 0
+
+
+def prefork(settings, listener):
+    """The parent of --workers N: start them, replace any that dies, pass SIGTERM/SIGINT on and wait for them."""
+    # The schema once, here, so the workers do not all race to create (or migrate) it.
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    store.ensure_schema()
+    store.close()
+    stopping, handlers = stop_event()
+    workers = {}  # pid -> worker number
+
+    def spawn(number):
+        pid = os.fork()  # gevent's fork: the child gets a fresh event loop
+        if pid == 0:
+            for handler in handlers:
+                handler.cancel()
+            code = 1
+            try:
+                code = serve(settings, listener, announce_ready=False)
+            except BaseException:
+                log.exception("worker %d failed", number)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        workers[pid] = number
+        log.info("worker %d started (pid %d)", number, pid)
+
+    for number in range(1, settings.workers + 1):
+        spawn(number)
+    announce(listener)
+    worst = 0
+    deadline = None  # set when the workers are told to stop
+    while workers:
+        if stopping.wait(CHILD_POLL) and deadline is None:
+            deadline = time.monotonic() + settings.shutdown_timeout + 5
+            for pid in workers:
+                os.kill(pid, signal.SIGTERM)
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if deadline is not None and time.monotonic() > deadline:
+                for pid in workers:
+                    log.error("worker pid %d did not stop in time: killing it", pid)
+                    os.kill(pid, signal.SIGKILL)
+                deadline = float("inf")
+            continue
+        number = workers.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        worst = max(worst, abs(code))
+        if not stopping.is_set():
+            log.error("worker %d (pid %d) exited with %d: starting another in %.0f s", number, pid, code, RESPAWN_DELAY)
+            gevent.sleep(RESPAWN_DELAY)
+            if not stopping.is_set():
+                spawn(number)
+    listener.close()
+    log.info("all workers stopped")
+    return 0 if worst == 0 else 1
+
+
+def main(argv=None):
+    try:
+        settings = load_settings(sys.argv[1:] if argv is None else argv)
+    except ValueError as e:
+        print(f"run_server.py: error: {e}", file=sys.stderr)
+        return 2
+    process = " [%(process)d]" if settings.workers > 1 else ""
+    logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s")
+    listener = listening_socket(settings)
+    if settings.workers == 1:
+        return serve(settings, listener)
+    return prefork(settings, listener)
 
 
 if __name__ == "__main__":

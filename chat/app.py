@@ -1,5 +1,7 @@
 """The application factory: settings, store, chat service and blueprints."""
 import os
+import secrets
+import socket
 
 from flask import Flask
 
@@ -19,7 +21,9 @@ def create_app(settings=None, **overrides):
         settings = Settings(**{**vars(settings), **overrides}).validate()
     app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"), static_folder=os.path.join(ROOT, "static"))
     store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
-    service = ChatService(settings, store)
+    # Names this process among several (Redis keys, /healthz); unique even if a pid is reused.
+    instance_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    service = ChatService(settings, store, instance_id)
     service.start()
     BotRunner.start(service)
     app.extensions["chat"] = service

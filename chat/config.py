@@ -43,7 +43,12 @@ class Settings:
         "", "key that signs session cookies and CSRF tokens; empty: generated once and kept in INSTANCE_DIR/secret_key (mode 0600)"
     )
     instance_dir: str = _setting("instance", "directory for files the server creates itself (the generated secret key)")
-    redis_url: str = _setting("", "redis://host:port/db: keep sign-in sessions and API tokens in Redis; empty: in the database")
+    redis_url: str = _setting(
+        "",
+        "redis://host:port/db: run as one of several processes sharing the chat over Redis pub/sub, with sign-in sessions "
+        "and API tokens kept in Redis; empty: this process alone, credentials in the database",
+        flag=("--redis", "--redis-url"),
+    )
     redis_prefix: str = _setting("chat:", "prefix of every Redis key the server writes")
     allow_guests: bool = _setting(True, "let anyone chat under a name nobody has registered (--no-allow-guests: accounts only)")
     allowed_origins: str = _setting(
@@ -64,6 +69,17 @@ class Settings:
         20, "failed sign-ins from one address within login_failure_window before its sign-ins are refused"
     )
     login_failure_window: float = _setting(300.0, "seconds a failed sign-in counts against its name and address")
+    # Several processes (chat/delivery.py, chat/bus.py); these apply only with redis_url
+    workers: int = _setting(1, "processes to pre-fork, sharing the listening socket (more than 1 needs redis_url)")
+    presence_heartbeat: float = _setting(1.0, "seconds between a process's heartbeats in Redis")
+    presence_timeout: float = _setting(
+        5.0, "seconds without a heartbeat after which a process counts as dead and its users as offline"
+    )
+    bus_gap_wait: float = _setting(
+        0.5, "seconds a message waits for an earlier one the bus has not brought before it is read from the database; "
+        "also how often the database is read while Redis is away"
+    )
+    bus_catch_up_limit: int = _setting(10000, "most missed messages a process delivers live after Redis comes back")
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
@@ -79,6 +95,19 @@ class Settings:
         for name in ("rate_limit", "session_lifetime", "token_lifetime", "login_failure_window"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
+        for name in ("workers", "bus_catch_up_limit"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        if self.presence_timeout <= 2 * self.presence_heartbeat:
+            raise ValueError("presence_timeout must be more than twice presence_heartbeat")
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError(
+                f"--workers {self.workers} needs Redis: the processes share the chat over it. Set --redis redis://HOST:PORT/0 "
+                "(or CHAT_REDIS_URL), or run one worker"
+            )
         if not 1 <= self.min_password_length <= 1024:
             raise ValueError("min_password_length must be between 1 and 1024")
         return self
@@ -88,8 +117,12 @@ def env_name(name):
     return "CHAT_" + name.upper()
 
 
-def flag_name(f):
-    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+def flag_names(f):
+    """The setting's flags: its own (e.g. --redis, --redis-url) or --the-field-name."""
+    flag = f.metadata["flag"]
+    if flag is None:
+        return ("--" + f.name.replace("_", "-"),)
+    return (flag,) if isinstance(flag, str) else tuple(flag)
 
 
 def _convert(f, raw):
@@ -127,8 +160,8 @@ def build_parser():
         help_text = f"{f.metadata['help']} (env {env_name(f.name)}, default {f.default!r})"
         if f.type in (bool, "bool"):
             # --flag / --no-flag, so a setting that is on by default can be turned off from the command line too
-            parser.add_argument(flag_name(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(*flag_names(f), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
             kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
-            parser.add_argument(flag_name(f), dest=f.name, type=kind, default=None, help=help_text)
+            parser.add_argument(*flag_names(f), dest=f.name, type=kind, default=None, help=help_text)
     return parser

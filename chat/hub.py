@@ -10,9 +10,15 @@ class Hub:
     def __init__(self):
         self._by_user = {}
         self._all = set()
+        self._local_only = set()  # clients (bots) that only take messages posted in this process
 
-    def add(self, client):
-        """Register a client; True when it is the user's first connection (the user came online)."""
+    def add(self, client, local_only=False):
+        """Register a client; True when it is the user's first connection (the user came online).
+
+        A `local_only` client is not sent what other processes relay: a bot runs in every process and
+        answers the messages posted in its own, so a message is answered once, not once per process."""
+        if local_only:
+            self._local_only.add(client)
         clients = self._by_user.get(client.user)
         first = clients is None
         if first:
@@ -24,6 +30,7 @@ class Hub:
     def remove(self, client):
         """Unregister a client; True when it was the user's last connection (the user went offline)."""
         self._all.discard(client)
+        self._local_only.discard(client)
         clients = self._by_user.get(client.user)
         if clients is None or client not in clients:
             return False
@@ -38,6 +45,10 @@ class Hub:
 
     def online(self):
         return sorted(self._by_user)
+
+    def users(self):
+        """The names online in this process (a live view)."""
+        return self._by_user.keys()
 
     def connection_count(self):
         return len(self._all)
@@ -55,6 +66,19 @@ class Hub:
         if clients:
             for client in clients:
                 if client is not exclude:
+                    client.deliver(frame, message_id)
+
+    def relay(self, recipient, sender, frame, message_id):
+        """Deliver what another process posted: to everyone (recipient None) or to both parties of a direct."""
+        skip = self._local_only
+        if recipient is None:
+            for client in self._all:
+                if client not in skip:
+                    client.deliver(frame, message_id)
+            return
+        for user in (recipient, sender):
+            for client in self._by_user.get(user, ()):
+                if client not in skip:
                     client.deliver(frame, message_id)
 
     def all_clients(self):

@@ -5,12 +5,11 @@ import time
 import gevent
 
 from . import frames
+from .delivery import ClusterDelivery, LocalDelivery
 from .hub import Hub
-from .ids import IdAllocator
-from .protocol import ProtocolError, encode_event, message_json
-from .records import MessageRecord
+from .protocol import ProtocolError, encode_event
 from .store import StoreUnavailable
-from .writer import BufferFull, MessageWriter
+from .writer import BufferFull
 
 log = logging.getLogger("chat.service")
 
@@ -25,22 +24,25 @@ def _merge(db_records, uncommitted, keep):
 
 
 class ChatService:
-    def __init__(self, settings, store):
+    def __init__(self, settings, store, instance_id=None):
         self.settings = settings
         self.store = store
         self.hub = Hub()
         self._known_users = set()
-        self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
-        self.writer = None
-        self._presence_pending = {}
-        self._presence_announced = {}
+        # One delivery interface: this process alone, or several sharing the chat over Redis (chat/delivery.py).
+        self.delivery = ClusterDelivery(self, instance_id) if settings.redis_url else LocalDelivery(self)
+        self._presence_pending = set()
+        self._presence_announced = set()  # who clients were last told is online
         self._presence_flusher = None
         self.bots = None  # chat.bots.runner.BotRunner, set by BotRunner.start
 
     def start(self):
         self.store.ensure_schema()
-        self.ids.start()
-        self.writer = MessageWriter(self.store, self.settings.write_buffer, self.settings.write_batch)
+        self.delivery.start()
+
+    @property
+    def writer(self):
+        return self.delivery.writer
 
     # ---- users ---------------------------------------------------------------------------
 
@@ -58,7 +60,7 @@ class ChatService:
         return self.bots is not None and self.bots.is_reserved(name)
 
     def is_known(self, name):
-        if name in self._known_users or self.hub.is_online(name):
+        if name in self._known_users or self.delivery.is_online(name):
             return True
         if self.store.get_user(name) is not None:
             self._known_users.add(name)
@@ -67,7 +69,7 @@ class ChatService:
 
     def user_left(self, name):
         try:
-            self.store.set_last_seen(name, self.ids.last_assigned)
+            self.store.set_last_seen(name, self.delivery.last_message_id)
         except StoreUnavailable as e:
             log.warning("could not record when %s left: %s", name, e)
 
@@ -86,18 +88,13 @@ class ChatService:
             if not known:
                 raise ProtocolError("unknown_user", f"no user named {recipient!r} has ever connected", ref)
         try:
-            record = MessageRecord(self.ids.next_id(), sender, recipient, body, int(time.time() * 1000))
-            self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
+            return self.delivery.post(session, recipient, body, ref)
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
-        frame = frames.encode_text(message_json(record))
-        hub = self.hub
-        if recipient is None:
-            hub.broadcast(frame, record.id, exclude=session)
-        else:
-            hub.send_to_user(recipient, frame, record.id)
-            hub.send_to_user(sender, frame, record.id, exclude=session)
-        return record
+
+    def online(self):
+        """Everyone online, in this process or (with Redis) any other."""
+        return self.delivery.online()
 
     def history_page(self, user, limit, before=None, with_user=None):
         """A page of older messages (group, or one conversation), oldest first."""
@@ -128,23 +125,30 @@ class ChatService:
     # ---- presence and life cycle ------------------------------------------------------------
 
     def presence_changed(self, user, online):
-        """Queue a presence change; changes within presence_batch_delay go out as one event (a storm of n joins is not n*n frames)."""
-        self._presence_pending[user] = online
+        """A user's first connection in this process opened (online) or its last one here closed."""
+        self.delivery.local_presence(user, online)
+        self.presence_may_have_changed(user)
+
+    def presence_may_have_changed(self, user):
+        """Queue a presence check; changes within presence_batch_delay go out as one event (a storm of n joins is not n*n frames)."""
+        self._presence_pending.add(user)
         if self._presence_flusher is None:
             self._presence_flusher = gevent.spawn_later(self.settings.presence_batch_delay, self._flush_presence)
 
     def _flush_presence(self):
-        pending, self._presence_pending = self._presence_pending, {}
+        pending, self._presence_pending = self._presence_pending, set()
         self._presence_flusher = None
         announced = self._presence_announced
+        is_online = self.delivery.is_online
         changes = []
-        for user, online in pending.items():
-            if announced.get(user, False) != online:  # a join and leave inside one window cancel out
+        for user in sorted(pending):
+            online = is_online(user)
+            if (user in announced) != online:  # a join and leave inside one window cancel out
                 changes.append({"user": user, "online": online})
                 if online:
-                    announced[user] = True
+                    announced.add(user)
                 else:
-                    announced.pop(user, None)
+                    announced.discard(user)
         if len(changes) == 1:
             change = changes[0]
             frame = frames.encode_text(encode_event({"type": "presence", **change}))
@@ -168,7 +172,8 @@ class ChatService:
             "store_reachable": store_ok,
             "pending_writes": len(writer),
             "connections": self.hub.connection_count() - (self.bots.in_hub if self.bots is not None else 0),  # sockets
-            "users_online": len(self.hub.online()),
+            "users_online": len(self.online()),
+            **self.delivery.health(),
         }
 
     def shutdown(self, timeout):
@@ -181,4 +186,5 @@ class ChatService:
         flushed = self.writer.flush(max(0.0, deadline - time.monotonic()))
         while self.hub.connection_count() and time.monotonic() < deadline:
             gevent.sleep(0.05)
+        self.delivery.stop()
         return flushed

@@ -23,7 +23,7 @@ log = logging.getLogger("chat.session")
 
 
 class ChatSession:
-    __slots__ = ("service", "user", "conn", "since", "_held", "_parse_options", "__weakref__")
+    __slots__ = ("service", "user", "conn", "since", "_held", "_floor", "_parse_options", "__weakref__")
 
     def __init__(self, service, user, conn, since=None):
         self.service = service
@@ -32,6 +32,9 @@ class ChatSession:
         self.since = since
         # Until the connect-time history is sent, live deliveries wait here, so nothing arrives twice or out of order.
         self._held = []
+        # Messages up to this id were in the connect history (or before ?since=): a later live copy is not sent.
+        # With several processes one can arrive after the history query found it in the database.
+        self._floor = 0
         settings = service.settings
         self._parse_options = dict(
             max_name_length=settings.max_name_length,
@@ -42,7 +45,8 @@ class ChatSession:
     def deliver(self, frame, message_id=None):
         held = self._held
         if held is None:
-            self.conn.send_frame(frame)
+            if message_id is None or message_id > self._floor:
+                self.conn.send_frame(frame)
         else:
             held.append((message_id, frame))
 
@@ -66,8 +70,9 @@ class ChatSession:
                 self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
                 self.conn.run(_ignore)
                 return
-            self.send_event({"type": "welcome", "user": self.user, "online": hub.online(), "help": HELP_TEXT})
+            self.send_event({"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT})
             self.send_event(_history_event(history, since=self.since))
+            self._floor = max(self.since or 0, history[-1].id if history else 0)
             self._release_held({r.id for r in history})
             if first:
                 service.presence_changed(self.user, True)
@@ -97,7 +102,7 @@ class ChatSession:
                 event["more"] = len(records) == command.limit
                 self.send_event(with_ref(event, command.ref))
             elif kind is Who:
-                self.send_event(with_ref({"type": "who", "online": self.service.hub.online()}, command.ref))
+                self.send_event(with_ref({"type": "who", "online": self.service.online()}, command.ref))
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
         except ProtocolError as e:

@@ -18,8 +18,12 @@ class BufferFull(Exception):
 
 
 class MessageWriter:
-    def __init__(self, store, capacity, batch_size):
+    def __init__(self, store, capacity, batch_size, assign_ids=False, after_commit=None):
+        """With `assign_ids`, records come without ids and get them in the commit (several processes: see
+        Store.insert_assigning_ids). `after_commit(stored)` runs once per batch, after the records' callbacks."""
         self._store = store
+        self._insert = store.insert_assigning_ids if assign_ids else store.insert_messages
+        self._after_commit = after_commit
         self._capacity = capacity
         self._batch_size = batch_size
         self._pending = deque()  # (record, on_stored) not yet taken
@@ -43,8 +47,9 @@ class MessageWriter:
         self._wake.set()
 
     def uncommitted(self):
-        """Records accepted but not yet committed, oldest first."""
-        return [r for r, _ in self._inflight] + [r for r, _ in self._pending]
+        """Records accepted but not yet committed, oldest first (none when ids are assigned at commit: until
+        then nobody has been sent them)."""
+        return [r for r, _ in self._inflight if r.id is not None] + [r for r, _ in self._pending if r.id is not None]
 
     def flush(self, timeout=None):
         """Wait until everything accepted so far is committed; True if it was."""
@@ -59,20 +64,25 @@ class MessageWriter:
                 n = min(len(pending), self._batch_size)
                 batch = [pending.popleft() for _ in range(n)]
                 self._inflight = batch
-                self._commit([r for r, _ in batch])
+                stored = self._commit([r for r, _ in batch])
                 self._inflight = ()
-                for record, on_stored in batch:
+                for record, (_, on_stored) in zip(stored, batch):
                     try:
                         on_stored(record)
                     except Exception:
                         log.exception("acknowledgement callback failed")
+                if self._after_commit is not None:
+                    try:
+                        self._after_commit(stored)
+                    except Exception:
+                        log.exception("after-commit callback failed")
             self._idle.set()
 
     def _commit(self, records):
         delay = RETRY_FIRST
         while True:
             try:
-                self._store.insert_messages(records)
+                stored = self._insert(records)
             except StoreUnavailable as e:
                 self.last_error = str(e)
                 if self.healthy:
@@ -85,4 +95,4 @@ class MessageWriter:
                 self.healthy = True
                 self.last_error = None
                 log.warning("database is back; buffered writes are being stored")
-            return
+            return records if stored is None else stored

@@ -77,7 +77,7 @@ class BotClient:
     # ---- the bot's greenlet ------------------------------------------------------------------
 
     def start(self):
-        self.service.hub.add(self)
+        self.service.hub.add(self, local_only=True)
         self.running = True
         self._greenlet = gevent.spawn(self._run)
 

@@ -44,6 +44,7 @@ class Store:
         self._q_set_last_seen = q("UPDATE users SET last_seen_id = ? WHERE name = ? AND last_seen_id < ?")
         self._q_reserve = q("UPDATE chat_meta SET next_id = next_id + ? WHERE id = 1")
         self._q_next_id = q("SELECT next_id FROM chat_meta WHERE id = 1")
+        self._q_messages_from = q(f"SELECT {_COLUMNS} FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT ?")
 
     @property
     def kind(self):
@@ -118,6 +119,28 @@ class Store:
         with self._connection() as conn:
             get_hub().threadpool.apply(_insert_batch, (conn, self._q_insert, records))
 
+    def insert_assigning_ids(self, records):
+        """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
+
+        The chat_meta row stays locked until the commit, so across every process sharing the database ids
+        follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/sequencer.py.
+        """
+        if not self.dialect.blocking:
+            with self._cursor() as cur:
+                return _insert_assigning(cur, self._q_reserve, self._q_next_id, self._q_insert, records)
+        with self._connection() as conn:
+            return get_hub().threadpool.apply(_insert_assigning_batch, (conn, self._q_reserve, self._q_next_id, self._q_insert, records))
+
+    def next_message_id(self):
+        """The id the next stored message will get (with ids assigned at commit)."""
+        with self._cursor() as cur:
+            cur.execute(self._q_next_id)
+            return int(cur.fetchone()[0])
+
+    def messages_from(self, first_id, limit, below=2**62):
+        """Messages with first_id <= id < below, oldest first: what a process missed from the bus."""
+        return self._rows(self._q_messages_from, (first_id, below, limit))
+
     def group_page(self, limit, before=None):
         return self._page(self._q_group_page, (before or 2**62, limit))
 
@@ -172,6 +195,28 @@ def _insert_batch(conn, query, records):
     finally:
         cur.close()
     conn.commit()
+
+
+def _insert_assigning(cur, reserve, next_id, insert, records):
+    cur.execute(reserve, (len(records),))
+    cur.execute(next_id)
+    first = int(cur.fetchone()[0]) - len(records)
+    stored = [r._replace(id=first + i) for i, r in enumerate(records)]
+    cur.executemany(insert, stored)
+    return stored
+
+
+def _insert_assigning_batch(conn, reserve, next_id, insert, records):
+    cur = conn.cursor()
+    try:
+        stored = _insert_assigning(cur, reserve, next_id, insert, records)
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cur.close()
+    conn.commit()
+    return stored
 
 
 def _discard(conn):

@@ -1,0 +1,125 @@
+"""The bytes one process publishes to the others on the Redis bus: a batch of messages, presence changes and kicks."""
+import struct
+from typing import NamedTuple, Optional
+
+MESSAGE = 0x4D  # "M"
+PRESENCE = 0x50  # "P"
+KICK = 0x4B  # "K"
+
+_U8 = struct.Struct("!B")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+
+
+class BusFormatError(ValueError):
+    """A batch that this version cannot read (corrupt, or from an incompatible version)."""
+
+
+class BusMessage(NamedTuple):
+    id: int
+    sender: str
+    recipient: Optional[str]  # None for the group
+    frame: bytes  # the encoded websocket text frame, exactly as local clients are sent it
+
+
+class BusPresence(NamedTuple):
+    user: str
+    online: bool
+
+
+class BusKick(NamedTuple):
+    """Close a user's sockets on every process: all of them, only those opened with one credential, or only guests'."""
+
+    user: str
+    reason: str
+    digest: Optional[str] = None
+    guests_only: bool = False
+
+
+def _text(value):
+    data = value.encode("utf-8")
+    if len(data) > 0xFFFF:
+        raise ValueError("bus strings are at most 65535 bytes")
+    return _U16.pack(len(data)) + data
+
+
+def encode_batch(origin, entries):
+    """One publishable batch from `origin` (the instance id) holding BusMessage/BusPresence/BusKick entries."""
+    parts = [_text(origin)]
+    for entry in entries:
+        kind = type(entry)
+        if kind is BusMessage:
+            parts += (
+                _U8.pack(MESSAGE),
+                _U64.pack(entry.id),
+                _text(entry.sender),
+                _text(entry.recipient or ""),
+                _U32.pack(len(entry.frame)),
+                bytes(entry.frame),
+            )
+        elif kind is BusPresence:
+            parts += (_U8.pack(PRESENCE), _text(entry.user), _U8.pack(1 if entry.online else 0))
+        elif kind is BusKick:
+            parts += (
+                _U8.pack(KICK),
+                _text(entry.user),
+                _text(entry.reason),
+                _text(entry.digest or ""),
+                _U8.pack(1 if entry.guests_only else 0),
+            )
+        else:
+            raise TypeError(f"not a bus entry: {entry!r}")
+    return b"".join(parts)
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data):
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def take(self, n):
+        end = self.pos + n
+        if end > len(self.data):
+            raise BusFormatError("truncated bus batch")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def unpack(self, fmt):
+        return fmt.unpack(self.take(fmt.size))[0]
+
+    def text(self):
+        try:
+            return str(self.take(self.unpack(_U16)), "utf-8")
+        except UnicodeDecodeError as e:
+            raise BusFormatError(f"bad text in bus batch: {e}") from None
+
+    @property
+    def done(self):
+        return self.pos >= len(self.data)
+
+
+def decode_batch(data):
+    """(origin, [entries]) from `encode_batch`'s bytes; raises BusFormatError."""
+    reader = _Reader(data)
+    origin = reader.text()
+    entries = []
+    while not reader.done:
+        kind = reader.unpack(_U8)
+        if kind == MESSAGE:
+            message_id = reader.unpack(_U64)
+            sender = reader.text()
+            recipient = reader.text() or None
+            frame = bytes(reader.take(reader.unpack(_U32)))
+            entries.append(BusMessage(message_id, sender, recipient, frame))
+        elif kind == PRESENCE:
+            entries.append(BusPresence(reader.text(), reader.unpack(_U8) == 1))
+        elif kind == KICK:
+            user, reason, digest = reader.text(), reader.text(), reader.text() or None
+            entries.append(BusKick(user, reason, digest, reader.unpack(_U8) == 1))
+        else:
+            raise BusFormatError(f"unknown bus entry type {kind}")
+    return origin, entries

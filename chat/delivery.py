@@ -1,0 +1,287 @@
+"""How a posted message gets its id, is stored and reaches every connection: in one process, or across several over Redis.
+
+LocalDelivery (no Redis): ids are claimed ahead in blocks, a message is delivered at once and
+acknowledged when committed. This is the fast path.
+
+ClusterDelivery (CHAT_REDIS_URL set): the database assigns ids at commit, so ids follow commit
+order across every process with no gaps; each process publishes what it committed once per batch,
+delivers what it and the others committed to its own connections in id order (chat/sequencer.py),
+and keeps who is online across processes (chat/cluster.py, chat/bus.py). A message is delivered
+once it is stored. What the bus loses (Redis away, a lost publication) is read from the database.
+"""
+import logging
+import time
+
+import gevent
+
+from . import frames
+from .bus import RedisBus
+from .busformat import BusKick, BusMessage, BusPresence
+from .cluster import ClusterPresence
+from .ids import IdAllocator
+from .protocol import message_json
+from .records import MessageRecord
+from .sequencer import Sequencer
+from .store import StoreUnavailable
+from .writer import MessageWriter
+
+log = logging.getLogger("chat.delivery")
+
+CATCH_UP_PAGE = 1000
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+class LocalDelivery:
+    clustered = False
+
+    def __init__(self, service):
+        self.service = service
+        self.hub = service.hub
+        settings = service.settings
+        self.ids = IdAllocator(service.store, block_size=max(1000, settings.write_buffer))
+        self.writer = None
+        self.on_kick = None  # set by the accounts layer: close a user's sockets in this process
+
+    def start(self):
+        self.ids.start()
+        settings = self.service.settings
+        self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch)
+
+    def post(self, session, recipient, body, ref):
+        """Store and deliver one message from `session`; raises BufferFull or StoreUnavailable (nothing sent then)."""
+        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms())
+        self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
+        frame = frames.encode_text(message_json(record))
+        hub = self.hub
+        if recipient is None:
+            hub.broadcast(frame, record.id, exclude=session)
+        else:
+            hub.send_to_user(recipient, frame, record.id)
+            hub.send_to_user(session.user, frame, record.id, exclude=session)
+        return record
+
+    @property
+    def last_message_id(self):
+        return self.ids.last_assigned
+
+    def is_online(self, user):
+        return self.hub.is_online(user)
+
+    def online(self):
+        return self.hub.online()
+
+    def local_presence(self, user, online):
+        """A user's first connection in this process opened, or its last one closed."""
+
+    def kick(self, kick):
+        """Close a user's sockets (chat.busformat.BusKick says which) wherever they are; the number closed here."""
+        return self.on_kick(kick) if self.on_kick is not None else 0
+
+    def health(self):
+        return {}
+
+    def stop(self):
+        pass
+
+
+class ClusterDelivery(LocalDelivery):
+    clustered = True
+
+    def __init__(self, service, instance_id):
+        super().__init__(service)
+        settings = service.settings
+        self.instance_id = instance_id
+        self.cluster = ClusterPresence(self.hub)
+        self.sequencer = None
+        self._outgoing = []  # (stored record, posting session) of the batch being committed
+        self._gap_wait = settings.bus_gap_wait
+        self._catch_up_limit = settings.bus_catch_up_limit
+        self._catching_up = None
+        self.bus = RedisBus(
+            settings.redis_url,
+            settings.redis_prefix,
+            instance_id,
+            self,
+            heartbeat=settings.presence_heartbeat,
+            timeout=settings.presence_timeout,
+            connect_timeout=settings.db_connect_timeout,
+        )
+        self._repairer = None
+
+    def start(self):
+        settings = self.service.settings
+        self.sequencer = Sequencer(self.service.store.next_message_id())
+        self.writer = MessageWriter(
+            self.service.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed
+        )
+        self.bus.start()
+        self._repairer = gevent.spawn(self._repair_loop)
+
+    # ---- posting: ids at commit, delivery after it ----------------------------------------------
+
+    def post(self, session, recipient, body, ref):
+        record = MessageRecord(None, session.user, recipient, body, _now_ms())
+
+        def stored(stored_record):
+            session.acknowledge(stored_record, ref)
+            self._outgoing.append((stored_record, session))
+
+        self.writer.submit(record, stored)
+        return record
+
+    def _committed(self, records):
+        outgoing, self._outgoing = self._outgoing, []
+        entries = []
+        for record, session in outgoing:
+            frame = frames.encode_text(message_json(record))
+            entries.append(BusMessage(record.id, record.sender, record.recipient, frame))
+            self._offer(record.id, (record.id, record.sender, record.recipient, frame, session, True))
+        self.bus.publish(entries)
+
+    def _offer(self, message_id, item):
+        for ready in self.sequencer.offer(message_id, item):
+            self._deliver(ready)
+
+    def _deliver(self, item):
+        message_id, sender, recipient, frame, exclude, local = item
+        hub = self.hub
+        if not local:
+            hub.relay(recipient, sender, frame, message_id)
+        elif recipient is None:
+            hub.broadcast(frame, message_id, exclude=exclude)
+        else:
+            hub.send_to_user(recipient, frame, message_id)
+            hub.send_to_user(sender, frame, message_id, exclude=exclude)
+
+    def _offer_record(self, record):
+        frame = frames.encode_text(message_json(record))
+        self._offer(record.id, (record.id, record.sender, record.recipient, frame, None, False))
+
+    @property
+    def last_message_id(self):
+        return self.sequencer.next_id - 1
+
+    # ---- what the bus hands us -------------------------------------------------------------------
+
+    def on_batch(self, origin, entries):
+        for entry in entries:
+            kind = type(entry)
+            if kind is BusMessage:
+                self._offer(entry.id, (entry.id, entry.sender, entry.recipient, entry.frame, None, False))
+            elif kind is BusPresence:
+                if self.cluster.set_user(origin, entry.user, entry.online):
+                    self.service.presence_may_have_changed(entry.user)
+            elif kind is BusKick and self.on_kick is not None:
+                self.on_kick(entry)
+
+    def on_instance(self, instance, users):
+        changed = self.cluster.drop(instance) if users is None else self.cluster.replace(instance, users)
+        for user in changed:
+            self.service.presence_may_have_changed(user)
+
+    def on_connected(self):
+        self._start_catch_up()
+
+    def on_disconnected(self):
+        pass  # the repair loop reads the database meanwhile
+
+    # ---- presence and kicks --------------------------------------------------------------------
+
+    def is_online(self, user):
+        return self.cluster.is_online(user)
+
+    def online(self):
+        return self.cluster.online()
+
+    def local_presence(self, user, online):
+        self.bus.user_online(user, online)
+
+    def kick(self, kick):
+        self.bus.publish([kick])
+        return super().kick(kick)
+
+    # ---- what the bus missed, from the database ---------------------------------------------------
+
+    def _repair_loop(self):
+        last_poll = time.monotonic()
+        while True:
+            gevent.sleep(self._gap_wait / 2)
+            try:
+                gap = self.sequencer.gap()
+                if gap is not None and gap[2] >= self._gap_wait:
+                    self._fill(gap[0], gap[1])
+                elif not self.bus.connected and time.monotonic() - last_poll >= self._gap_wait:
+                    last_poll = time.monotonic()
+                    self._start_catch_up()
+            except StoreUnavailable as e:
+                log.warning("could not read missed messages from the database: %s", e)
+            except Exception:
+                log.exception("repairing the message stream failed; trying again")
+
+    def _fill(self, first, below):
+        """Messages first..below-1 never came over the bus: read them (ids below a committed one are committed)."""
+        rows = self.service.store.messages_from(first, below - first, below)
+        log.info("read %d messages (ids %d-%d) from the database that the bus did not bring", len(rows), first, below - 1)
+        for record in rows:
+            if record.id >= self.sequencer.next_id:
+                for ready in self.sequencer.skip_to(record.id):  # ids the database does not have
+                    self._deliver(ready)
+                self._offer_record(record)
+        if self.sequencer.next_id < below:
+            for ready in self.sequencer.skip_to(below):
+                self._deliver(ready)
+
+    def _start_catch_up(self):
+        if self._catching_up is None:
+            self._catching_up = gevent.spawn(self._catch_up)
+
+    def _catch_up(self):
+        """Everything committed from next_id on, e.g. by the others while Redis was away, up to bus_catch_up_limit."""
+        try:
+            read = 0
+            store = self.service.store
+            while read < self._catch_up_limit:
+                rows = store.messages_from(self.sequencer.next_id, min(CATCH_UP_PAGE, self._catch_up_limit - read))
+                for record in rows:
+                    if record.id >= self.sequencer.next_id:
+                        for ready in self.sequencer.skip_to(record.id):
+                            self._deliver(ready)
+                        self._offer_record(record)
+                read += len(rows)
+                if len(rows) < CATCH_UP_PAGE:
+                    break
+            else:
+                newest = store.next_message_id()
+                missed = newest - self.sequencer.next_id
+                if missed > 0:
+                    log.warning(
+                        "%d messages were committed by other processes while the bus was away, more than bus_catch_up_limit "
+                        "(%d): they are stored, and clients get them from history or ?since=",
+                        missed,
+                        self._catch_up_limit,
+                    )
+                    for ready in self.sequencer.skip_to(newest):
+                        self._deliver(ready)
+            if read:
+                log.info("delivered %d messages from the database that did not come over the bus", read)
+        except StoreUnavailable as e:
+            log.warning("could not catch up from the database: %s", e)
+        finally:
+            self._catching_up = None
+
+    def health(self):
+        return {
+            "instance": self.instance_id,
+            "bus": "redis",
+            "bus_connected": self.bus.connected,
+            "instances": len(self.cluster.instances()) + 1,
+            "messages_waiting_for_order": len(self.sequencer),
+        }
+
+    def stop(self):
+        if self._repairer is not None:
+            self._repairer.kill(block=False)
+        self.bus.stop()

@@ -35,6 +35,9 @@ def init_app(app, settings, store):
     security.init_app(app, settings)
     auth = AuthService(settings, store)
     auth.start_purging()
+    delivery = app.extensions["chat"].delivery
+    delivery.on_kick = auth.close_local_sockets
+    auth.kicker = delivery.kick
     app.extensions["chat.auth"] = auth
     app.register_blueprint(bp)
     for view in (create_token, revoke_token, admin_disconnect):  # credentials in the body or header, no cookie

@@ -9,6 +9,7 @@ import time
 import gevent
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .busformat import BusKick
 from .protocol import normalize_name
 from .ratelimit import FailureThrottle
 from .security import parse_allowed_origins
@@ -211,6 +212,7 @@ class AuthService:
         self.address_throttle = FailureThrottle(settings.login_max_failures_per_address, settings.login_failure_window)
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
         self._live = {}  # name -> set of Admission
+        self.kicker = None  # with several processes: ChatService.delivery.kick, which reaches them all
         self._dummy_hash = None
         self._purger = None
 
@@ -330,7 +332,16 @@ class AuthService:
         return admission
 
     def close_sockets(self, name, reason, digest=None, guests_only=False):
-        """Close `name`'s websockets (only those opened with `digest`, or only guests') with 4001 and `reason`."""
+        """Close `name`'s websockets (only those opened with `digest`, or only guests') with 4001 and `reason`, in
+        every process when there are several; returns how many were closed in this one."""
+        kick = BusKick(name, reason, digest, guests_only)
+        if self.kicker is not None:
+            return self.kicker(kick)
+        return self.close_local_sockets(kick)
+
+    def close_local_sockets(self, kick):
+        """The part of close_sockets that this process's sockets need (also run for kicks from other processes)."""
+        name, reason, digest, guests_only = kick
         closed = 0
         for admission in tuple(self._live.get(name, ())):
             if guests_only and admission.digest is not None:

@@ -7,8 +7,9 @@ import time
 import urllib.request
 
 import pytest
+import requests
 
-from conftest import ROOT, ServerProcess, free_port, presence_changes
+from conftest import ROOT, free_port, presence_changes
 from redis_instance import ThrowawayRedis
 
 CLUSTER_SETTINGS = {"bots": ""}
@@ -225,3 +226,19 @@ def test_more_than_one_worker_without_redis_is_refused(sqlite_url):
     assert result.returncode == 2
     assert "--workers 2 needs Redis" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(cluster, clients):
+    from webusers import get_token, signed_up, token_socket
+
+    a, b = cluster(), cluster()
+    joined(a, b)
+    _, name = signed_up(a, "kick")
+    token = get_token(a, name)
+    on_b = token_socket(b, name, token, header=True)
+    watcher = clients(a, "watcher")
+    online_everywhere(watcher, name)
+    response = requests.delete(a.http_url + "/api/token", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert response.status_code == 204
+    assert on_b.recv_close() == (4001, "token revoked")
+    on_b.close()

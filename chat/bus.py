@@ -102,8 +102,9 @@ class RedisBus:
             pipe.execute()
         except REDIS_ERRORS as e:
             log.warning("could not leave the Redis bus cleanly: %s", e)
-        for greenlet in self._greenlets:
-            greenlet.kill(block=False)
+        # Wait for them to end before closing the client: killed mid-read, redis-py's reader still touches its buffer,
+        # and a closed one turns the GreenletExit into "ValueError: I/O operation on closed file" (a traceback per stop).
+        gevent.killall(self._greenlets, block=True, timeout=1)
         self._redis.close()
 
     # ---- connection state ----------------------------------------------------------------------

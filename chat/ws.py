@@ -1,4 +1,6 @@
 """The websocket endpoints: /ws/<name> for chat, and /echo on the same websocket layer when the test configuration asks."""
+import logging
+
 import gevent
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -8,6 +10,12 @@ from .handler import ACCEPT_KEY, HandshakeError
 from .protocol import NAME_RULE, normalize_name, parse_message_id
 
 bp = Blueprint("ws", __name__)
+log = logging.getLogger("chat.ws")
+
+# gevent-websocket's own handler (as in gunicorn -k geventwebsocket.gunicorn.workers.GeventWebSocketWorker) upgrades
+# before the app runs: the socket reaches the view already open, and the view can neither refuse nor take it over.
+WRONG_HANDLER_REASON = "wrong server setup: run gunicorn with -k chat.gunicorn_worker.ChatWebSocketWorker"
+_wrong_handler_logged = False
 
 
 def _refuse(status, reason, headers=()):
@@ -21,11 +29,33 @@ def _upgrade(settings):
     """(connection, None) after the 101, or (None, error response) before it."""
     accept = request.environ.get(ACCEPT_KEY)
     if accept is None:
+        upgraded = request.environ.get("wsgi.websocket")
+        if upgraded is not None:
+            _close_upgraded(upgraded)
+            return None, Response()  # gevent-websocket discards it
         return None, _refuse(400, "this server's websocket handler is not in use; run run_server.py")
     try:
         return accept(settings), None
     except HandshakeError as e:
         return None, _refuse(e.status, e.message, e.headers)
+
+
+def _close_upgraded(ws):
+    """Close a socket that gevent-websocket's own handler upgraded: 1011 with a reason naming the worker to use."""
+    global _wrong_handler_logged
+    if not _wrong_handler_logged:
+        _wrong_handler_logged = True
+        log.error(
+            "websocket upgraded by gevent-websocket's own handler, not chat.handler.ChatWebSocketHandler: closing every "
+            "socket with 1011. Under gunicorn use -k chat.gunicorn_worker.ChatWebSocketWorker (not "
+            "geventwebsocket.gunicorn.workers.GeventWebSocketWorker); or run run_server.py"
+        )
+    try:
+        # gevent-websocket's close() drops the code (the peer would see 1005): write the close frame ourselves.
+        ws.raw_write(frames.encode_close(frames.CLOSE_INTERNAL_ERROR, WRONG_HANDLER_REASON))
+    except OSError:
+        pass
+    ws.closed = True  # so gevent-websocket sends no second close frame
 
 
 @bp.route("/ws", defaults={"username": ""}, websocket=True, strict_slashes=False)

@@ -3,6 +3,7 @@ import logging
 import time
 
 import gevent
+from gevent.event import Event
 
 from . import frames
 from .hub import Hub
@@ -90,14 +91,28 @@ class ChatService:
             self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
+        self._deliver(record, exclude=session)
+        return record
+
+    def post_attachment(self, user, recipient, attachment, body):
+        """Post the message that carries a stored file (chat/uploads.py), delivered live like `post` (to the uploader's
+        sockets too: the upload has no sending socket). Returns (record, an Event set once the message is committed).
+        Raises BufferFull or StoreUnavailable; the caller has checked `recipient`."""
+        committed = Event()
+        record = MessageRecord(self.ids.next_id(), user, recipient, body, int(time.time() * 1000), attachment)
+        self.writer.submit(record, lambda stored: committed.set())
+        self._deliver(record)
+        return record, committed
+
+    def _deliver(self, record, exclude=None):
+        """Live delivery of an accepted message: to everyone, or to both parties' sockets; never to `exclude`."""
         frame = frames.encode_text(message_json(record))
         hub = self.hub
-        if recipient is None:
-            hub.broadcast(frame, record.id, exclude=session)
+        if record.recipient is None:
+            hub.broadcast(frame, record.id, exclude=exclude)
         else:
-            hub.send_to_user(recipient, frame, record.id)
-            hub.send_to_user(sender, frame, record.id, exclude=session)
-        return record
+            hub.send_to_user(record.recipient, frame, record.id)
+            hub.send_to_user(record.sender, frame, record.id, exclude=exclude)
 
     def history_page(self, user, limit, before=None, with_user=None):
         """A page of older messages (group, or one conversation), oldest first."""

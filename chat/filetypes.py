@@ -149,14 +149,16 @@ def clean_name(raw, kind):
 
 
 def human_size(size):
-    """1536 -> "1.5 KB" (decimal units, as file managers show them)."""
-    if size < 1000:
+    """1536 -> "1.5 KiB", 5242880 -> "5 MiB" (binary units, one decimal unless whole)."""
+    if size < 1024:
         return f"{size} B"
-    for unit in ("KB", "MB", "GB"):
-        size /= 1000.0
-        if size < 999.95 or unit == "GB":
-            return f"{size:.1f} {unit}"
-    return f"{size:.1f} GB"  # not reached
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024.0
+        if value < 1023.95 or unit == "GiB":
+            text = f"{value:.1f}"
+            return f"{text[:-2] if text.endswith('.0') else text} {unit}"
+    return f"{size} B"  # not reached
 
 
 def content_disposition(disposition, name):

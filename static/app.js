@@ -382,7 +382,7 @@
     meta.appendChild(time);
     const bubble = el("div", "bubble");
     if (attachment) {
-      bubble.classList.add("has-attachment");
+      bubble.classList.add("has-attachment", attachment.image ? "has-picture" : "has-file");
       bubble.appendChild(buildAttachment(attachment));
     } else {
       bubble.appendChild(el("p", "text", text));

@@ -150,8 +150,9 @@ def upload():
     # Werkzeug enforces these while it streams the body: a declared Content-Length over the limit raises at once,
     # and a chunked body (no length) is counted as it arrives (gevent's Input de-chunks and ends the stream, which
     # is what wsgi.input_terminated tells Werkzeug; without it Werkzeug would read a chunked body as empty).
+    # (max_form_memory_size, for the fields that are not files, stays Flask's 500 kB: Werkzeug's multipart decoder
+    # counts its whole read buffer against it, so a tighter value refuses ordinary binary files.)
     request.max_content_length = body_limit
-    request.max_form_memory_size = MULTIPART_SLACK
     request.max_form_parts = MAX_FORM_PARTS
     if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         request.environ["wsgi.input_terminated"] = True

@@ -6,6 +6,7 @@ The pure parts (sniffing, names, re-encoding) are tested in test_filetypes.py; t
 """
 import hashlib
 import io
+import random
 import re
 import sqlite3
 import uuid
@@ -212,14 +213,29 @@ def test_a_6_mib_file_is_refused_with_413_and_a_clear_message(server):
     assert response.json() == {"error": "the file is too large: at most 5 MiB (5242880 bytes)", "max_size": 5 * MiB}
 
 
-def test_a_file_of_exactly_the_limit_is_accepted(server):
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_a_file_of_exactly_the_limit_is_accepted(server, kind):
     _, _, token = account(server, "alice")
-    data = (b"0123456789abcdef" * (5 * MiB // 16))[: 5 * MiB - 1] + b"\n"
-    body = uploaded(server, token, "five.txt", data)
+    if kind == "text":
+        data = (b"0123456789abcdef" * (5 * MiB // 16))[: 5 * MiB - 1] + b"\n"
+    else:  # random bytes behind a ZIP signature: every byte value, line breaks and boundary-like dashes included
+        data = (b"PK\x03\x04" + random.Random(5).randbytes(5 * MiB))[: 5 * MiB]
+    body = uploaded(server, token, f"five.{'txt' if kind == 'text' else 'zip'}", data)
     assert body["attachment"]["size"] == 5 * MiB
     assert fetch(server, body["attachment"]["url"]).content == data
     one_more = upload(server, token, "five.txt", data + b"x")
     assert one_more.status_code == 413
+
+
+def test_a_photo_sized_picture_is_accepted(server):
+    """A few MiB of JPEG (binary data full of line breaks, as a phone photo is) goes through the multipart parser."""
+    _, _, token = account(server, "alice")
+    noisy = Image.effect_noise((2000, 1500), 60).convert("RGB")
+    out = io.BytesIO()
+    noisy.save(out, "JPEG", quality=92)
+    assert 1 * MiB < len(out.getvalue()) < 5 * MiB
+    a = uploaded(server, token, "photo.jpg", out.getvalue())["attachment"]
+    assert Image.open(io.BytesIO(fetch(server, a["url"]).content)).size == (2000, 1500)
 
 
 def _chunked_multipart(filename, pieces):

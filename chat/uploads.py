@@ -28,6 +28,9 @@ bp = Blueprint("uploads", __name__)
 # be this much larger than max_upload_size. The file itself is then held to max_upload_size exactly.
 MULTIPART_SLACK = 64 * 1024
 MAX_FORM_PARTS = 8
+# The multipart parser reads a body that has already arrived without ever waiting, so it would hold the event loop
+# for the whole file (12 ms for 5 MiB): it lets the chat run every this many bytes.
+YIELD_EVERY = 256 * 1024
 # Pictures decoded at once (each may take max_image_pixels x 4 bytes while it is re-encoded); more wait their turn.
 IMAGE_WORKERS = 2
 YEAR = 365 * 86400
@@ -156,6 +159,7 @@ def upload():
     request.max_form_parts = MAX_FORM_PARTS
     if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
         request.environ["wsgi.input_terminated"] = True
+    request.environ["wsgi.input"] = _CooperativeInput(request.environ["wsgi.input"])
     try:
         form = request.form
         files = request.files.getlist("file")
@@ -179,17 +183,16 @@ def upload():
     except filetypes.Refused as e:
         return _error(415, e.message, allowed=[k.name for k in up.allowed])
     thumb = thumb_type = None
+    threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
     if kind.picture:
         try:
             with up.image_slots:
-                picture = gevent.get_hub().threadpool.apply(
-                    images.process, (data, kind.name, settings.thumbnail_size, settings.max_image_pixels)
-                )
+                picture = threadpool.apply(images.process, (data, kind.name, settings.thumbnail_size, settings.max_image_pixels))
         except images.Rejected as e:
             return _error(422, e.message)
         data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
     name = filetypes.clean_name(upload_file.filename, kind)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = threadpool.apply(_sha256, (data,))
     try:
         attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type)
     except StoreUnavailable as e:
@@ -214,6 +217,31 @@ def upload():
     response.status_code = 201
     response.headers["Location"] = url
     return response
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class _CooperativeInput:
+    """The request body, read as usual, with a yield to other greenlets every YIELD_EVERY bytes."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._count = 0
+
+    def _counted(self, data):
+        self._count += len(data)
+        if self._count >= YIELD_EVERY:
+            self._count = 0
+            gevent.sleep(0)
+        return data
+
+    def read(self, size=-1):
+        return self._counted(self._stream.read(size))
+
+    def readline(self, size=-1):
+        return self._counted(self._stream.readline(size))
 
 
 def _csrf_ok(token):

@@ -1,7 +1,8 @@
 """What a file is, judged by its bytes and never by its name: the allow-list of kinds, magic numbers, safe download names."""
 import re
 import unicodedata
-from typing import NamedTuple, Optional
+from typing import NamedTuple
+from urllib.parse import quote
 
 
 class Kind(NamedTuple):
@@ -163,8 +164,6 @@ def human_size(size):
 
 def content_disposition(disposition, name):
     """`attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266), safe for any name."""
-    from urllib.parse import quote
-
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     ascii_name = re.sub(r'[^A-Za-z0-9 ._()+,-]', "_", ascii_name).strip() or "file"
     value = f'{disposition}; filename="{ascii_name}"'
@@ -172,10 +171,3 @@ def content_disposition(disposition, name):
         value += f"; filename*=UTF-8''{quote(name, safe='')}"
     return value
 
-
-def optional_kind(content_type) -> Optional[Kind]:
-    """The Kind a stored content type belongs to."""
-    for kind in KINDS.values():
-        if kind.content_type == content_type:
-            return kind
-    return None

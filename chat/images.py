@@ -13,6 +13,10 @@ THUMB_WEBP_QUALITY = 80
 KEEP_INFO = ("transparency", "icc_profile", "duration", "loop", "background")
 _FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "gif": ("GIF",), "webp": ("WEBP",)}
 
+# Pillow warns (between MAX_IMAGE_PIXELS and twice that) where _check_pixels refuses anyway: no log noise. Set once
+# here, as warnings.catch_warnings() is not safe in the threads this runs in.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
 
 class Rejected(Exception):
     """The bytes claim to be a picture but are not a usable one; `message` says why, for the uploader."""
@@ -40,24 +44,22 @@ def process(data, kind, thumbnail_size, max_pixels):
     label = kind.upper()
     Image.MAX_IMAGE_PIXELS = max_pixels  # Pillow refuses (DecompressionBombError) beyond twice this while opening
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as probe:
-                _check_format(probe, kind, label)
-                _check_pixels(probe, max_pixels, label)
-                probe.verify()  # structure and checksums (PNG CRCs), without decoding the pixels
-            image = Image.open(io.BytesIO(data))
-            _check_format(image, kind, label)
-            frames = _check_pixels(image, max_pixels, label)
-            image.load()  # decodes the pixels: a truncated or corrupt file fails here
-            if frames > 1:
-                encoded, first = _reencode_animation(image, kind)
-            else:
-                first = ImageOps.exif_transpose(image)  # turn it the way the camera meant, before the tag is dropped
-                encoded = _reencode_still(first, kind)
+        with Image.open(io.BytesIO(data)) as probe:
+            _check_format(probe, kind, label)
+            _check_pixels(probe, max_pixels, label)  # before any pixel is decoded
+            probe.verify()  # structure and checksums (PNG CRCs), without decoding the pixels
+        image = Image.open(io.BytesIO(data))
+        _check_format(image, kind, label)
+        frames = _check_pixels(image, max_pixels, label)
+        image.load()  # decodes the pixels: a truncated or corrupt file fails here
+        if frames > 1:
+            encoded, first = _reencode_animation(image, kind)
+        else:
+            first = ImageOps.exif_transpose(image)  # turn it the way the camera meant, before the tag is dropped
+            encoded = _reencode_still(first, kind)
     except Rejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise Rejected(f"the {label} picture has too many pixels (at most {max_pixels:,})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError) as e:
         # Pillow reports damaged files with many exception types (OSError "image file is truncated", SyntaxError

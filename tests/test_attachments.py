@@ -464,3 +464,41 @@ def test_a_database_from_before_attachments_gets_the_column_and_keeps_its_messag
         assert files.meta(file_id).uploader == "old" and files.meta(file_id + 1) is None
     finally:
         store.close()
+
+
+def test_uploads_can_be_turned_off(start_server, sqlite_url):
+    server = start_server(sqlite_url, upload_types="")
+    user, _, token = account(server, "alice")
+    page = user.http.get(server.http_url + "/", timeout=TIMEOUT).text
+    assert 'data-uploads="false"' in page and 'id="attach"' not in page and 'id="file-input"' not in page
+    response = upload(server, token, "a.txt", b"hello")
+    assert response.status_code == 415 and "uploads are off" in response.json()["error"]
+
+
+def test_upload_answers_503_when_its_message_is_not_committed_in_time(start_server, mysql_databases):
+    """The file is stored and its message delivered live, but the message's commit is held up (here: the messages
+    table is locked): the upload answers 503 after upload_commit_timeout; the message is stored once the lock goes."""
+    url = mysql_databases.create()
+    server = start_server(url, upload_commit_timeout=0.5)
+    _, name, token = account(server, "slow")
+    listener = online(server, name, token)  # before the lock: connecting reads the history
+    p = urlsplit(url)
+    lock = pymysql.connect(host=p.hostname, port=p.port, user=p.username, password=p.password or "", database=p.path[1:])
+    try:
+        with lock.cursor() as cur:
+            cur.execute("LOCK TABLES messages WRITE")
+        response = upload(server, token, "late.txt", b"late but not lost\n")
+        assert response.status_code == 503, response.text
+        body = response.json()
+        assert "not confirmed yet" in body["error"] and body["attachment"]["name"] == "late.txt"
+        assert next_message(listener, "message")["id"] == body["id"]  # delivered live all the same
+    finally:
+        with lock.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        lock.close()
+    # Acks follow commit order: once a later message is acknowledged, the file's message is stored.
+    listener.send({"type": "message", "msg": "after the lock", "ref": "later"})
+    assert listener.recv_type("ack", timeout=30)["ref"] == "later"
+    assert db_execute(url, "SELECT body FROM messages WHERE id = ?", (body["id"],))[0][0] == body["msg"]
+    assert fetch(server, body["attachment"]["url"]).content == b"late but not lost\n"
+    listener.close()

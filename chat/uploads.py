@@ -137,18 +137,50 @@ def upload():
             401, "uploads need an account: sign in, or send an API token as Authorization: Bearer TOKEN (guests cannot upload)",
             bearer=True,
         )
-    limit = settings.max_upload_size
+    received, refusal = _receive(settings.max_upload_size, how)
+    if refusal is not None:
+        return refusal
+    form, filename, data = received
+    recipient, refusal = _recipient(service, user, form.get("to"))
+    if refusal is not None:
+        return refusal
+    try:
+        kind = filetypes.classify(data, up.allowed)
+    except filetypes.Refused as e:
+        return _error(415, e.message, allowed=[k.name for k in up.allowed])
+    thumb = thumb_type = None
+    threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
+    if kind.picture:
+        try:
+            with up.image_slots:
+                picture = threadpool.apply(images.process, (data, kind.name, settings.thumbnail_size, settings.max_image_pixels))
+        except images.Rejected as e:
+            return _error(422, e.message)
+        data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
+    name = filetypes.clean_name(filename, kind)
+    digest = threadpool.apply(_sha256, (data,))
+    try:
+        attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type)
+    except StoreUnavailable as e:
+        log.warning("could not store an upload from %s: %s", user, e)
+        return _error(503, "the server cannot store files right now; try again")
+    return _post(service, user, recipient, AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None))
+
+
+def _receive(limit, how):
+    """((form, file name, bytes), None) for a body within the limits and, for a browser session, with its CSRF token;
+    else (None, refusal)."""
     body_limit = limit + MULTIPART_SLACK
     # Before a byte of the body is read: a declared length over the limit is refused at once (curl, which asks
     # "Expect: 100-continue" for large bodies, then never sends it).
     if request.content_length is not None and request.content_length > body_limit:
-        return _too_large(limit)
+        return None, _too_large(limit)
     csrf_checked = False
     if how == "session":
         header = request.headers.get("X-CSRFToken")
         if header is not None:
             if not _csrf_ok(header):
-                return _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+                return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
             csrf_checked = True
     # Werkzeug enforces these while it streams the body: a declared Content-Length over the limit raises at once,
     # and a chunked body (no length) is counted as it arrives (gevent's Input de-chunks and ends the stream, which
@@ -164,52 +196,32 @@ def upload():
         form = request.form
         files = request.files.getlist("file")
     except RequestEntityTooLarge:
-        return _too_large(limit)
+        return None, _too_large(limit)
     except ClientDisconnected:
-        return _error(400, "the upload ended early")
+        return None, _error(400, "the upload ended early")
     if how == "session" and not csrf_checked and not _csrf_ok(form.get("csrf_token")):
-        return _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+        return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
     if len(files) != 1:
-        return _error(400, 'send exactly one file as the multipart/form-data field "file"')
-    recipient, refusal = _recipient(service, user, form.get("to"))
-    if refusal is not None:
-        return refusal
-    upload_file = files[0]
-    data = upload_file.stream.read(limit + 1)
+        return None, _error(400, 'send exactly one file as the multipart/form-data field "file"')
+    data = files[0].stream.read(limit + 1)
     if len(data) > limit:
-        return _too_large(limit)
-    try:
-        kind = filetypes.classify(data, up.allowed)
-    except filetypes.Refused as e:
-        return _error(415, e.message, allowed=[k.name for k in up.allowed])
-    thumb = thumb_type = None
-    threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
-    if kind.picture:
-        try:
-            with up.image_slots:
-                picture = threadpool.apply(images.process, (data, kind.name, settings.thumbnail_size, settings.max_image_pixels))
-        except images.Rejected as e:
-            return _error(422, e.message)
-        data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
-    name = filetypes.clean_name(upload_file.filename, kind)
-    digest = threadpool.apply(_sha256, (data,))
-    try:
-        attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type)
-    except StoreUnavailable as e:
-        log.warning("could not store an upload from %s: %s", user, e)
-        return _error(503, "the server cannot store files right now; try again")
-    ref = AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None)
-    url = url_for("uploads.serve", attachment_id=attachment_id, _external=True)
-    body = f"[{'image' if kind.picture else 'file'}] {name} ({filetypes.human_size(len(data))}) {url}"
+        return None, _too_large(limit)
+    return (form, files[0].filename, data), None
+
+
+def _post(service, user, recipient, ref):
+    """Post the message carrying a stored file; 201 once it is committed (503 if that takes upload_commit_timeout)."""
+    url = url_for("uploads.serve", attachment_id=ref.id, _external=True)
+    body = f"[{'image' if ref.image else 'file'}] {ref.name} ({filetypes.human_size(ref.size)}) {url}"
     try:
         record, committed = service.post_attachment(user, recipient, ref, body)
     except (BufferFull, StoreUnavailable):
         return _error(503, "the server cannot store messages right now; the file was not posted")
-    log.info("%s shared %s (%s, %d bytes) as file %d in message %d", user, name, kind.name, len(data), attachment_id, record.id)
+    log.info("%s shared %s (%s, %d bytes) as file %d in message %d", user, ref.name, ref.type, ref.size, ref.id, record.id)
     result = {"id": record.id, "msg": body, "url": url, "attachment": attachment_object(ref)}
     if recipient is not None:
         result["to"] = recipient
-    if not committed.wait(settings.upload_commit_timeout):
+    if not committed.wait(service.settings.upload_commit_timeout):
         # Delivered live and waiting in the write buffer: it is stored when the database answers again.
         return _error(503, "the message carrying the file is not confirmed yet (the database is slow or down)", **result)
     result["ts"] = iso_timestamp(record.created_ms)

@@ -712,8 +712,10 @@
 
   // ---- events from the server ----------------------------------------------------------
 
-  function onLive(ev) {
-    noteId(ev.id);
+  // fromUpload: the message came in an upload's HTTP answer, not over the socket, so it says nothing about which
+  // messages the socket has delivered: the id is not noted for ?since= (or earlier ones could be skipped).
+  function onLive(ev, fromUpload) {
+    if (!fromUpload) noteId(ev.id);
     const stick = nearBottom();
     if (!addMessage(ev, { unread: true })) return;
     renderConvList();
@@ -1076,7 +1078,7 @@
         removeUpload(item);
         const ev = { type: r.to ? "direct" : "message", id: r.id, user: state.me, msg: r.msg, ts: r.ts, attachment: r.attachment };
         if (r.to) ev.to = r.to;
-        onLive(ev);
+        onLive(ev, true);
         return;
       }
       failed(typeof r.error === "string" ? "Not sent: " + r.error : "Not sent (HTTP " + xhr.status + ").");

@@ -19,11 +19,13 @@ warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class Rejected(Exception):
-    """The bytes claim to be a picture but are not a usable one; `message` says why, for the uploader."""
+    """The bytes claim to be a picture but are not a usable one; `message` says why, for the uploader. `too_large`:
+    refused for its size (HTTP 413) rather than its content (422)."""
 
-    def __init__(self, message):
+    def __init__(self, message, too_large=False):
         super().__init__(message)
         self.message = message
+        self.too_large = too_large
 
 
 class Picture(NamedTuple):
@@ -35,8 +37,12 @@ class Picture(NamedTuple):
     thumb_type: Optional[str]
 
 
-def process(data, kind, thumbnail_size, max_pixels):
+def process(data, kind, thumbnail_size, max_pixels, max_bytes=None):
     """Decode `data` (a kind named "png", "jpeg", "gif" or "webp"), re-encode it clean, and thumbnail it.
+
+    The re-encoded picture is at most `max_bytes` (re-encoding can grow a file: a JPEG saved at quality 70 comes back
+    larger at 90): JPEG and WebP are then saved at lower qualities, PNG at the highest compression; past that the
+    picture is refused. So what is stored never exceeds the upload limit.
 
     CPU-heavy (a 12-megapixel JPEG takes a fraction of a second) but Pillow releases the GIL while it decodes,
     resamples and encodes: callers on the event loop run this in a thread.
@@ -57,6 +63,13 @@ def process(data, kind, thumbnail_size, max_pixels):
         else:
             first = ImageOps.exif_transpose(image)  # turn it the way the camera meant, before the tag is dropped
             encoded = _reencode_still(first, kind)
+            for smaller in SMALLER.get(kind, ()):
+                if max_bytes is None or len(encoded) <= max_bytes:
+                    break
+                encoded = _reencode_still(first, kind, **smaller)
+        if max_bytes is not None and len(encoded) > max_bytes:
+            raise Rejected(f"without its metadata the {label} picture is still {len(encoded)} bytes, over the limit of {max_bytes}",
+                           too_large=True)
     except Rejected:
         raise
     except Image.DecompressionBombError:
@@ -96,7 +109,15 @@ def _clean_info(image):
     return image
 
 
-def _reencode_still(image, kind):
+# Second tries when a re-encoded still comes out over max_bytes.
+SMALLER = {
+    "jpeg": ({"quality": 80}, {"quality": 70}),
+    "webp": ({"quality": 80}, {"quality": 70}),
+    "png": ({"compress_level": 9},),
+}
+
+
+def _reencode_still(image, kind, quality=JPEG_QUALITY, compress_level=6):
     image = _clean_info(image)
     icc = image.info.get("icc_profile")
     out = io.BytesIO()
@@ -105,13 +126,13 @@ def _reencode_still(image, kind):
             image = image.convert("RGB")
         # No optimize=True: Pillow then encodes the whole picture in one call that holds the GIL (100 ms for 12
         # megapixels, a stall of the whole chat); without it the encoder works in chunks and lets the loop run.
-        image.save(out, "JPEG", quality=JPEG_QUALITY, icc_profile=icc)
+        image.save(out, "JPEG", quality=quality, icc_profile=icc)
     elif kind == "png":
-        image.save(out, "PNG", optimize=False, icc_profile=icc)
+        image.save(out, "PNG", compress_level=compress_level, icc_profile=icc)
     elif kind == "gif":
         image.save(out, "GIF")
     else:  # webp
-        image.save(out, "WEBP", quality=JPEG_QUALITY, icc_profile=icc or "")
+        image.save(out, "WEBP", quality=quality, icc_profile=icc or "")
     return out.getvalue()
 
 

@@ -70,7 +70,8 @@ def _check_packet_size(store, settings):
             packet = int(cur.fetchone()[0])
     except StoreUnavailable:
         return
-    needed = 2 * settings.max_upload_size + 1024 * 1024  # a re-encoded picture can grow; a thumbnail rides along
+    # PyMySQL sends bytes as hex (twice their size); the stored file is at most max_upload_size, its thumbnail small.
+    needed = 2 * (settings.max_upload_size + 1024 * 1024)
     if packet < needed:
         log.warning(
             "MySQL max_allowed_packet is %d bytes: uploads near max_upload_size (%d) may fail; set it to at least %d",
@@ -153,9 +154,12 @@ def upload():
     if kind.picture:
         try:
             with up.image_slots:
-                picture = threadpool.apply(images.process, (data, kind.name, settings.thumbnail_size, settings.max_image_pixels))
+                picture = threadpool.apply(
+                    images.process,
+                    (data, kind.name, settings.thumbnail_size, settings.max_image_pixels, settings.max_upload_size),
+                )
         except images.Rejected as e:
-            return _error(422, e.message)
+            return _error(413 if e.too_large else 422, e.message)
         data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
     name = filetypes.clean_name(filename, kind)
     digest = threadpool.apply(_sha256, (data,))

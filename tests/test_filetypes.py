@@ -119,8 +119,8 @@ def test_upload_settings_are_validated():
 # ---- pictures ---------------------------------------------------------------------------------
 
 
-def process(data, kind, box=320, max_pixels=50_000_000):
-    return images.process(data, kind, box, max_pixels)
+def process(data, kind, box=320, max_pixels=50_000_000, max_bytes=None):
+    return images.process(data, kind, box, max_pixels, max_bytes)
 
 
 def test_jpeg_loses_gps_exif_and_comment_and_is_turned_upright():
@@ -174,3 +174,17 @@ def test_too_many_pixels_are_rejected_before_decoding():
         process(samples.png(800, 600), "png", max_pixels=100_000)
     with pytest.raises(images.Rejected, match="4 frames"):
         process(samples.animated_gif(400, 300, frames=4), "gif", max_pixels=400 * 300 * 3)
+
+
+def test_a_picture_that_grows_when_reencoded_is_saved_smaller_or_refused():
+    noisy = Image.effect_noise((600, 400), 80).convert("RGB")
+    out = io.BytesIO()
+    noisy.save(out, "JPEG", quality=60)
+    original = out.getvalue()
+    full = process(original, "jpeg").data
+    assert len(full) > len(original)  # quality 90 costs more bytes than 60
+    fitted = process(original, "jpeg", max_bytes=len(full) - 1)  # saved again at a lower quality
+    assert len(fitted.data) < len(full) and not samples.has_location_or_camera_data(fitted.data)
+    with pytest.raises(images.Rejected, match="over the limit") as refused:
+        process(original, "jpeg", max_bytes=1000)
+    assert refused.value.too_large

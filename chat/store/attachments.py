@@ -49,7 +49,21 @@ class AttachmentQueries:
     def insert(self, uploader, recipient, file_name, content_type, data, sha256, thumbnail=None, thumb_type=None):
         """Store one file (committed when this returns); its new id."""
         params = (uploader, recipient, file_name, content_type, len(data), sha256, data, thumbnail, thumb_type, int(time.time() * 1000))
-        return self._run(_insert, self._q_insert, params)
+        store = self._store
+        if store.dialect.blocking:
+            return self._run(_insert, self._q_insert, params)
+        # PyMySQL spells bytes as hex in the statement's text: for a 5 MiB file that is 10 MB of SQL and ~40 ms of
+        # CPU, built here in a thread (each step holds the GIL for a few ms only); the sending stays cooperative.
+        with store._connection() as conn:
+            cur = conn.cursor()
+            try:
+                statement = get_hub().threadpool.apply(_bound_statement, (cur, self._q_insert, params))
+                cur.execute(statement)
+                new_id = int(cur.lastrowid)
+            finally:
+                cur.close()
+            conn.commit()
+        return new_id
 
     def meta(self, attachment_id):
         """AttachmentMeta, or None when there is no such row."""
@@ -75,6 +89,11 @@ def _in_transaction(conn, fn, args):
         cur.close()
     conn.commit()
     return result
+
+
+def _bound_statement(cur, query, params):
+    """The statement PyMySQL would send for `query` with `params` (its own escaping), as bytes."""
+    return cur.mogrify(query, params).encode(cur.connection.encoding, "surrogateescape")
 
 
 def _insert(cur, query, params):

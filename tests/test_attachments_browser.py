@@ -194,3 +194,21 @@ def test_guests_are_asked_to_sign_in_to_share_files(chat_server, open_page):  # 
     assert drop_files(guest, ("cat.png", "image/png", samples.png(40, 30))) == "Sign in to share files"
     expect(guest.page.locator("#notice-text")).to_have_text("Sign in to share files: guests cannot upload.")
     expect(guest.page.locator("#uploads li")).to_have_count(0)
+
+
+def test_a_picture_pasted_into_the_message_box_is_shared(signed_in):
+    alice, _ = signed_in("alice")
+    bob, _ = signed_in("bob")
+    alice.page.evaluate(
+        """(b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "screenshot.png", { type: "image/png" }));
+            const input = document.getElementById("input");
+            input.focus();
+            input.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+        }""",
+        base64.b64encode(samples.png(500, 400)).decode(),
+    )
+    expect(bob.page.locator("#thread img.thumb")).to_have_attribute("alt", "screenshot.png")
+    expect(alice.input).to_have_value("")  # the file was shared, not pasted as text

@@ -28,11 +28,12 @@ def create_app(settings=None, **overrides):
     BotRunner.start(service)
     app.extensions["chat"] = service
 
-    from . import accounts, views, ws
+    from . import accounts, uploads, views, ws
 
     app.register_blueprint(views.bp)
     app.register_blueprint(ws.bp)
     accounts.init_app(app, settings, store)  # accounts, sessions, tokens, CSRF, security headers
+    uploads.init_app(app, settings, store)  # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
     if settings.echo_endpoint:
         ws.register_echo(app)
     return app

@@ -80,6 +80,15 @@ class Settings:
         "also how often the database is read while Redis is away"
     )
     bus_catch_up_limit: int = _setting(10000, "most missed messages a process delivers live after Redis comes back")
+    # Attachments (chat/uploads.py, chat/filetypes.py, chat/images.py): keep this block together
+    max_upload_size: int = _setting(5 * 1024 * 1024, "largest file one upload may carry, in bytes; larger ones get HTTP 413")
+    upload_types: str = _setting(
+        "png,jpeg,gif,webp,pdf,text,zip",
+        "kinds of file accepted, judged by content, comma-separated, from: png, jpeg, gif, webp (pictures), pdf, text, zip",
+    )
+    thumbnail_size: int = _setting(320, "longest side of the thumbnail stored beside each picture, in pixels")
+    max_image_pixels: int = _setting(50_000_000, "most pixels a picture may decode to (all frames of an animation together)")
+    upload_commit_timeout: float = _setting(10.0, "seconds an upload waits for its chat message to be committed before answering 503")
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
@@ -110,7 +119,24 @@ class Settings:
             )
         if not 1 <= self.min_password_length <= 1024:
             raise ValueError("min_password_length must be between 1 and 1024")
+        self._validate_uploads()
         return self
+
+    def _validate_uploads(self):
+        from .filetypes import KINDS  # pure module, no import cycle
+
+        if self.max_upload_size < 1:
+            raise ValueError("max_upload_size must be at least 1")
+        kinds = [k.strip().lower() for k in self.upload_types.split(",") if k.strip()]
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise ValueError(f"upload_types: unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        if not 16 <= self.thumbnail_size <= 2048:
+            raise ValueError("thumbnail_size must be between 16 and 2048")
+        if self.max_image_pixels < 1:
+            raise ValueError("max_image_pixels must be at least 1")
+        if not self.upload_commit_timeout > 0:
+            raise ValueError("upload_commit_timeout must be more than 0")
 
 
 def env_name(name):

@@ -50,9 +50,10 @@ class LocalDelivery:
         settings = self.service.settings
         self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch)
 
-    def post(self, session, recipient, body, ref):
-        """Store and deliver one message from `session`; raises BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms())
+    def post(self, session, recipient, body, ref, attachment=None):
+        """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
+        raises BufferFull or StoreUnavailable (nothing sent then)."""
+        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms(), attachment)
         self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
         frame = frames.encode_text(message_json(record))
         hub = self.hub
@@ -122,8 +123,8 @@ class ClusterDelivery(LocalDelivery):
 
     # ---- posting: ids at commit, delivery after it ----------------------------------------------
 
-    def post(self, session, recipient, body, ref):
-        record = MessageRecord(None, session.user, recipient, body, _now_ms())
+    def post(self, session, recipient, body, ref, attachment=None):
+        record = MessageRecord(None, session.user, recipient, body, _now_ms(), attachment)
 
         def stored(stored_record):
             session.acknowledge(stored_record, ref)

@@ -209,14 +209,37 @@ def iso_timestamp(ms):
 def message_event(record):
     """The delivery event of a stored message record."""
     if record.recipient is None:
-        return {"type": "message", "id": record.id, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
+        event = {"type": "message", "id": record.id, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
+    else:
+        event = {
+            "type": "direct",
+            "id": record.id,
+            "user": record.sender,
+            "to": record.recipient,
+            "msg": record.body,
+            "ts": iso_timestamp(record.created_ms),
+        }
+    if record.attachment is not None:
+        event["attachment"] = attachment_object(record.attachment)
+    return event
+
+
+def file_url(attachment_id):
+    """Where a file is served, relative to the server (the page resolves it; the message text has the absolute URL)."""
+    return f"/files/{attachment_id}"
+
+
+def attachment_object(a):
+    """The `attachment` field of a message event (an AttachmentRef in chat/records.py)."""
+    url = file_url(a.id)
     return {
-        "type": "direct",
-        "id": record.id,
-        "user": record.sender,
-        "to": record.recipient,
-        "msg": record.body,
-        "ts": iso_timestamp(record.created_ms),
+        "id": a.id,
+        "name": a.name,
+        "type": a.type,
+        "size": a.size,
+        "url": url,
+        "thumb_url": url + "/thumb" if a.has_thumb else None,
+        "image": a.image,
     }
 
 
@@ -229,6 +252,8 @@ def _json_ref(ref):
 
 def message_json(record):
     """`encode_event(message_event(record))`, built without a JSON encoder: this runs once per message."""
+    if record.attachment is not None:
+        return _attachment_message_json(record)
     if record.recipient is None:
         return (
             f'{{"type":"message","id":{record.id},"user":{_quote(record.sender)},'
@@ -237,6 +262,21 @@ def message_json(record):
     return (
         f'{{"type":"direct","id":{record.id},"user":{_quote(record.sender)},"to":{_quote(record.recipient)},'
         f'"msg":{_quote(record.body)},"ts":"{iso_timestamp(record.created_ms)}"}}'
+    )
+
+
+def _attachment_message_json(record):
+    """message_json for a message carrying a file: the same fields, then "attachment" (rare: the plain path stays lean)."""
+    a = record.attachment
+    url = file_url(a.id)
+    thumb = f'"{url}/thumb"' if a.has_thumb else "null"
+    to = "" if record.recipient is None else f',"to":{_quote(record.recipient)}'
+    kind = "message" if record.recipient is None else "direct"
+    return (
+        f'{{"type":"{kind}","id":{record.id},"user":{_quote(record.sender)}{to},'
+        f'"msg":{_quote(record.body)},"ts":"{iso_timestamp(record.created_ms)}",'
+        f'"attachment":{{"id":{a.id},"name":{_quote(a.name)},"type":{_quote(a.type)},"size":{a.size},'
+        f'"url":"{url}","thumb_url":{thumb},"image":{"true" if a.image else "false"}}}}}'
     )
 
 

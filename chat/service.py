@@ -3,6 +3,7 @@ import logging
 import time
 
 import gevent
+from gevent.event import Event
 
 from . import frames
 from .delivery import ClusterDelivery, LocalDelivery
@@ -21,6 +22,21 @@ def _merge(db_records, uncommitted, keep):
         if keep(r):
             by_id[r.id] = r
     return [by_id[i] for i in sorted(by_id)]
+
+
+class AttachmentPost:
+    """Stands in for a socket as the poster of an upload's message: the acknowledgement sets `committed`."""
+
+    __slots__ = ("user", "record", "committed")
+
+    def __init__(self, user):
+        self.user = user
+        self.record = None  # as accepted; the stored one (with its id) once committed
+        self.committed = Event()
+
+    def acknowledge(self, record, ref):
+        self.record = record
+        self.committed.set()
 
 
 class ChatService:
@@ -95,6 +111,14 @@ class ChatService:
     def online(self):
         """Everyone online, in this process or (with Redis) any other."""
         return self.delivery.online()
+
+    def post_attachment(self, user, recipient, attachment, body):
+        """Post the message that carries a stored file (chat/uploads.py) like `post`, to the uploader's sockets too
+        (the upload has no sending socket). Returns an AttachmentPost whose `committed` is set once it is stored.
+        Raises BufferFull or StoreUnavailable; the caller has checked `recipient`."""
+        upload = AttachmentPost(user)
+        upload.record = self.delivery.post(upload, recipient, body, None, attachment)
+        return upload
 
     def history_page(self, user, limit, before=None, with_user=None):
         """A page of older messages (group, or one conversation), oldest first."""

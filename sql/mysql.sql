@@ -5,6 +5,7 @@ CREATE TABLE IF NOT EXISTS messages (
     recipient VARCHAR(64) NULL,
     body MEDIUMTEXT NOT NULL,
     created_ms BIGINT NOT NULL,
+    attachment_id BIGINT NULL,  -- attachments.id of the file this message carries (added to older databases at start)
     KEY messages_recipient_id (recipient, id),
     KEY messages_sender_recipient_id (sender, recipient, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -34,4 +35,22 @@ CREATE TABLE IF NOT EXISTS auth_credentials (
     expires_ms BIGINT NOT NULL,
     KEY auth_credentials_name (name),
     KEY auth_credentials_expires (expires_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Files shared in the chat (chat/uploads.py): the bytes live here, so a backup of the database is a backup of the chat.
+-- recipient is NULL for the group. Pictures are stored re-encoded (no metadata) with a thumbnail when larger than the
+-- thumbnail box. Deleting later sets deleted_ms (and may empty data). An upload is one INSERT: max_allowed_packet
+-- (16 MiB by default) must exceed max_upload_size plus its thumbnail.
+CREATE TABLE IF NOT EXISTS attachments (
+    id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    uploader VARCHAR(64) NOT NULL,
+    recipient VARCHAR(64) NULL,
+    file_name VARCHAR(255) NOT NULL,
+    content_type VARCHAR(100) NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 CHAR(64) NOT NULL,
+    data LONGBLOB NOT NULL,
+    thumbnail MEDIUMBLOB NULL,
+    thumb_type VARCHAR(100) NULL,
+    created_ms BIGINT NOT NULL,
+    deleted_ms BIGINT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

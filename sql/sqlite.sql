@@ -4,7 +4,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sender TEXT NOT NULL,
     recipient TEXT,
     body TEXT NOT NULL,
-    created_ms INTEGER NOT NULL
+    created_ms INTEGER NOT NULL,
+    attachment_id INTEGER  -- attachments.id of the file this message carries (added to older databases at start)
 );
 CREATE INDEX IF NOT EXISTS messages_recipient_id ON messages (recipient, id);
 CREATE INDEX IF NOT EXISTS messages_sender_recipient_id ON messages (sender, recipient, id);
@@ -35,3 +36,20 @@ CREATE TABLE IF NOT EXISTS auth_credentials (
 );
 CREATE INDEX IF NOT EXISTS auth_credentials_name ON auth_credentials (name);
 CREATE INDEX IF NOT EXISTS auth_credentials_expires ON auth_credentials (expires_ms);
+-- Files shared in the chat (chat/uploads.py): the bytes live here, so a backup of the database is a backup of the chat.
+-- recipient is NULL for the group. Pictures are stored re-encoded (no metadata) with a thumbnail when larger than the
+-- thumbnail box. Rows are never reused (AUTOINCREMENT): deleting later sets deleted_ms (and may empty data).
+CREATE TABLE IF NOT EXISTS attachments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uploader TEXT NOT NULL,
+    recipient TEXT,
+    file_name TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    data BLOB NOT NULL,
+    thumbnail BLOB,
+    thumb_type TEXT,
+    created_ms INTEGER NOT NULL,
+    deleted_ms INTEGER
+);

@@ -9,6 +9,9 @@
  * - When the socket drops the page reconnects with backoff and asks for "?since=LAST_ID": everything it
  *   missed is replayed, and every message is kept once per id.
  * - User-supplied text is only ever inserted with textContent, never parsed as HTML.
+ * - Files (signed-in users): dropped on the conversation, pasted, or picked with the attach button; each is
+ *   uploaded with its own XHR (POST /files) and progress bar, and comes back as a message with an "attachment":
+ *   a thumbnail that opens the picture in a new tab, or a download link with the file's name and size.
  */
 (function () {
   "use strict";
@@ -26,6 +29,8 @@
   const ACCOUNT = document.body.dataset.user || null;
   const GUESTS = document.body.dataset.allowGuests !== "false";
   const CLOSE_CREDENTIALS_ENDED = 4001; // signed out, token revoked, account removed, or the guest's name registered
+  const UPLOADS = document.body.dataset.uploads === "true"; // the server accepts some kinds of file
+  const MAX_UPLOAD = Number(document.body.dataset.maxUpload) || 0; // bytes; the server says the same with a 413
   const convsKey = (me) => "chat.conversations." + me;
 
   const $ = (id) => document.getElementById(id);
@@ -61,6 +66,13 @@
     composer: $("composer"),
     input: $("input"),
     send: $("send"),
+    chat: $("chat"),
+    uploads: $("uploads"),
+    dropOverlay: $("drop-overlay"),
+    dropText: $("drop-text"),
+    uploadForm: $("upload-form"),
+    fileInput: $("file-input"),
+    attach: $("attach"),
   };
 
   const state = {
@@ -352,7 +364,7 @@
     return GROUP;
   }
 
-  function buildMessage(user, text, t, own) {
+  function buildMessage(user, text, t, own, attachment) {
     const li = el("li", own ? "msg own" : "msg");
     li.dataset.user = user;
     li.dataset.t = String(t);
@@ -369,11 +381,81 @@
     time.title = new Date(t).toLocaleString();
     meta.appendChild(time);
     const bubble = el("div", "bubble");
-    bubble.appendChild(el("p", "text", text));
+    if (attachment) {
+      bubble.classList.add("has-attachment", attachment.image ? "has-picture" : "has-file");
+      bubble.appendChild(buildAttachment(attachment));
+    } else {
+      bubble.appendChild(el("p", "text", text));
+    }
     bubble.title = new Date(t).toLocaleString();
     body.append(meta, bubble);
     li.appendChild(body);
     return li;
+  }
+
+  // The "attachment" of a message event, if it is one this page can show (URLs only under /files/ on this server).
+  function attachmentOf(m) {
+    const a = m.attachment;
+    if (!a || typeof a !== "object" || typeof a.id !== "number" || typeof a.name !== "string") return null;
+    const local = (u) => typeof u === "string" && u.indexOf("/files/") === 0;
+    if (!local(a.url)) return null;
+    return {
+      id: a.id,
+      name: a.name,
+      size: typeof a.size === "number" ? a.size : 0,
+      url: a.url,
+      thumb: local(a.thumb_url) ? a.thumb_url : null,
+      image: a.image === true,
+    };
+  }
+
+  function fileSize(n) {
+    if (n < 1024) return n + " B";
+    const units = ["KiB", "MiB", "GiB"];
+    let v = n;
+    let i = -1;
+    do {
+      v /= 1024;
+      i += 1;
+    } while (v >= 1023.95 && i < units.length - 1);
+    return (v >= 100 || Number.isInteger(v) ? String(Math.round(v)) : v.toFixed(1).replace(/\.0$/, "")) + " " + units[i];
+  }
+
+  function attachmentPreview(a) {
+    return (a.image ? "Picture: " : "File: ") + a.name;
+  }
+
+  // A picture: its thumbnail (or itself, when small), opening full size in a new tab. Anything else: a download link.
+  function buildAttachment(a) {
+    const link = el("a", a.image ? "attachment picture" : "attachment file");
+    link.href = a.url;
+    link.dataset.attachmentId = String(a.id);
+    if (a.image) {
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.title = a.name + " (" + fileSize(a.size) + ")";
+      const img = el("img", "thumb");
+      img.alt = a.name;
+      img.decoding = "async";
+      img.src = a.thumb || a.url;
+      img.addEventListener("load", () => {
+        // It grew from nothing to its height: keep a reader who was at the bottom there.
+        const s = ui.messages;
+        if (link.isConnected && s.scrollHeight - s.scrollTop - s.clientHeight < 120 + img.offsetHeight) scrollToBottom();
+      });
+      link.appendChild(img);
+    } else {
+      link.download = a.name;
+      link.rel = "noopener";
+      const icon = el("span", "file-icon");
+      icon.setAttribute("aria-hidden", "true");
+      const ext = a.name.lastIndexOf(".") > 0 ? a.name.slice(a.name.lastIndexOf(".") + 1, a.name.length).slice(0, 4) : "";
+      icon.textContent = ext.toUpperCase() || "FILE";
+      const text = el("span", "file-text");
+      text.append(el("span", "file-name", a.name), el("span", "file-size", fileSize(a.size)));
+      link.append(icon, text);
+    }
+    return link;
   }
 
   function setMessageTime(li, t) {
@@ -415,11 +497,12 @@
     const own = m.user === state.me;
     if (own && opts.replay && claimUnconfirmed(c, m)) return false;
     const t = parseTs(m.ts);
-    const li = buildMessage(m.user, m.msg, t, own);
+    const attachment = attachmentOf(m);
+    const li = buildMessage(m.user, m.msg, t, own, attachment);
     li.dataset.id = String(m.id);
     c.byId.set(m.id, li);
     insertOrdered(c, li, m.id);
-    noteLast(c, { id: m.id, user: m.user, msg: m.msg, t: t });
+    noteLast(c, { id: m.id, user: m.user, msg: attachment ? attachmentPreview(attachment) : m.msg, t: t });
     rememberConv(key);
     if (opts.unread && !own && (c !== state.active || document.hidden)) c.unread += 1;
     return true;
@@ -629,8 +712,10 @@
 
   // ---- events from the server ----------------------------------------------------------
 
-  function onLive(ev) {
-    noteId(ev.id);
+  // fromUpload: the message came in an upload's HTTP answer, not over the socket, so it says nothing about which
+  // messages the socket has delivered: the id is not noted for ?since= (or earlier ones could be skipped).
+  function onLive(ev, fromUpload) {
+    if (!fromUpload) noteId(ev.id);
     const stick = nearBottom();
     if (!addMessage(ev, { unread: true })) return;
     renderConvList();
@@ -919,6 +1004,151 @@
         showJoinError(registeredText(name));
       } else if (!status.guests) {
         location.assign("/");
+      }
+    });
+  }
+
+  // ---- files ------------------------------------------------------------------------------
+
+  function csrfToken() {
+    const field = ui.uploadForm && ui.uploadForm.elements.namedItem("csrf_token");
+    return field ? field.value : "";
+  }
+
+  function uploadFiles(files) {
+    if (!UPLOADS || !files || !files.length) return;
+    if (!ACCOUNT) {
+      showNotice("Sign in to share files: guests cannot upload.");
+      return;
+    }
+    const c = state.active;
+    if (!c) return;
+    Array.from(files).forEach((file) => uploadFile(file, c.key));
+  }
+
+  // One file, one request, one progress bar. The message carrying it arrives over the socket like any other (and
+  // from the upload's answer, whichever comes first; ids keep it single).
+  function uploadFile(file, key) {
+    const item = el("li", "upload");
+    const head = el("div", "upload-head");
+    head.append(el("span", "upload-name", file.name || "file"), el("span", "upload-where", key === GROUP ? "to everyone" : "to " + key));
+    const bar = el("progress", "upload-bar");
+    bar.max = 100;
+    bar.value = 0;
+    const foot = el("div", "upload-foot");
+    const status = el("span", "upload-status", "Uploading… 0%");
+    const cancel = el("button", "link-btn", "Cancel");
+    cancel.type = "button";
+    foot.append(status, cancel);
+    item.append(head, bar, foot);
+    ui.uploads.appendChild(item);
+    ui.uploads.hidden = false;
+
+    const failed = (message) => {
+      item.classList.add("failed");
+      bar.remove();
+      status.textContent = message;
+      cancel.textContent = "Dismiss";
+      cancel.onclick = () => removeUpload(item);
+    };
+    if (MAX_UPLOAD && file.size > MAX_UPLOAD) {
+      failed("Too large: " + fileSize(file.size) + "; files may be up to " + fileSize(MAX_UPLOAD) + ".");
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file, file.name || "file");
+    if (key !== GROUP) form.append("to", key);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", ui.uploadForm.action);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken());
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (e) => {
+      if (!e.lengthComputable) return;
+      const pct = Math.min(100, Math.round((e.loaded * 100) / e.total));
+      bar.value = pct;
+      status.textContent = "Uploading… " + pct + "%";
+    });
+    xhr.upload.addEventListener("load", () => {
+      bar.removeAttribute("value"); // indeterminate while the server checks and stores it
+      status.textContent = "Processing…";
+    });
+    xhr.addEventListener("load", () => {
+      const r = xhr.response && typeof xhr.response === "object" ? xhr.response : {};
+      if (xhr.status === 201 && typeof r.id === "number") {
+        removeUpload(item);
+        const ev = { type: r.to ? "direct" : "message", id: r.id, user: state.me, msg: r.msg, ts: r.ts, attachment: r.attachment };
+        if (r.to) ev.to = r.to;
+        onLive(ev, true);
+        return;
+      }
+      failed(typeof r.error === "string" ? "Not sent: " + r.error : "Not sent (HTTP " + xhr.status + ").");
+    });
+    xhr.addEventListener("error", () => failed("Not sent: the connection failed."));
+    xhr.addEventListener("abort", () => removeUpload(item));
+    cancel.onclick = () => xhr.abort();
+    xhr.send(form);
+  }
+
+  function removeUpload(item) {
+    item.remove();
+    ui.uploads.hidden = ui.uploads.children.length === 0;
+  }
+
+  function carriesFiles(e) {
+    return Boolean(e.dataTransfer) && Array.from(e.dataTransfer.types || []).indexOf("Files") >= 0;
+  }
+
+  let dragDepth = 0;
+
+  function showDropOverlay(show) {
+    if (show) {
+      const c = state.active;
+      ui.dropText.textContent = !ACCOUNT
+        ? "Sign in to share files"
+        : "Drop to share with " + (!c || c.key === GROUP ? "everyone" : c.key);
+    }
+    ui.dropOverlay.hidden = !show;
+  }
+
+  if (UPLOADS && ui.uploadForm) {
+    ui.chat.addEventListener("dragenter", (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth += 1;
+      showDropOverlay(true);
+    });
+    ui.chat.addEventListener("dragover", (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = ACCOUNT ? "copy" : "none";
+    });
+    ui.chat.addEventListener("dragleave", (e) => {
+      if (!carriesFiles(e)) return;
+      dragDepth = Math.max(0, dragDepth - 1);
+      if (dragDepth === 0) showDropOverlay(false);
+    });
+    ui.chat.addEventListener("drop", (e) => {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      dragDepth = 0;
+      showDropOverlay(false);
+      uploadFiles(e.dataTransfer.files);
+    });
+    // A file dropped beside the conversation must not replace the page with itself.
+    window.addEventListener("dragover", (e) => carriesFiles(e) && e.preventDefault());
+    window.addEventListener("drop", (e) => carriesFiles(e) && e.preventDefault());
+    ui.attach.addEventListener("click", () => ui.fileInput.click());
+    ui.attach.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus in the input
+    ui.fileInput.addEventListener("change", () => {
+      uploadFiles(ui.fileInput.files);
+      ui.fileInput.value = "";
+      ui.input.focus();
+    });
+    ui.input.addEventListener("paste", (e) => {
+      const files = e.clipboardData && e.clipboardData.files;
+      if (files && files.length) {
+        e.preventDefault();
+        uploadFiles(files);
       }
     });
   }

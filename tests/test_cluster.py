@@ -242,3 +242,27 @@ def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(cluste
     assert response.status_code == 204
     assert on_b.recv_close() == (4001, "token revoked")
     on_b.close()
+
+
+def test_a_file_uploaded_to_one_process_reaches_users_on_the_other(cluster, clients):
+    import filesamples
+    from webusers import get_token, signed_up
+
+    a, b = cluster(), cluster()
+    joined(a, b)
+    _, name = signed_up(a, "uploader")
+    token = get_token(a, name)
+    viewer = clients(b, "viewer")
+    online_everywhere(viewer, "viewer")
+    picture = filesamples.png(64, 48)
+    response = requests.post(
+        a.http_url + "/files", headers={"Authorization": f"Bearer {token}"},
+        files={"file": ("dot.png", picture, "image/png")}, timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    posted = response.json()
+    event = next_message(viewer)
+    assert (event["id"], event["user"], event["attachment"]["name"]) == (posted["id"], name, "dot.png")
+    assert event["attachment"]["url"].startswith("/files/")
+    served = requests.get(b.http_url + event["attachment"]["url"], timeout=30)  # fetched from the other process
+    assert served.status_code == 200 and served.headers["Content-Type"] == "image/png"

@@ -348,3 +348,27 @@ def test_fast_event_builders_equal_the_generic_encoder(recipient, ref, body):
     assert message_json(record) == protocol.encode_event(protocol.message_event(record))
     assert json.loads(ack_json(record, ref)) == ack_event(record, ref)
     assert ack_json(record, ref) == protocol.encode_event(ack_event(record, ref))
+
+
+@pytest.mark.parametrize("recipient", [None, "bob"])
+@pytest.mark.parametrize("has_thumb", [True, False])
+@pytest.mark.parametrize("name, kind", [("cat.png", "image/png"), ('q"uo\\te 😀\u2028.txt', "text/plain; charset=utf-8")])
+def test_fast_builder_with_an_attachment_equals_the_generic_encoder(recipient, has_thumb, name, kind):
+    from chat.protocol import message_json
+    from chat.records import AttachmentRef, MessageRecord
+
+    attachment = AttachmentRef(9, name, kind, 123456, has_thumb)
+    record = MessageRecord(42, "al.ice-1", recipient, f"[file] {name} (120.6 KiB) http://h/files/9", 1795243167123, attachment)
+    event = protocol.message_event(record)
+    assert event["attachment"] == {
+        "id": 9,
+        "name": name,
+        "type": kind,
+        "size": 123456,
+        "url": "/files/9",
+        "thumb_url": "/files/9/thumb" if has_thumb else None,
+        "image": kind.startswith("image/"),
+    }
+    assert list(event) == (["type", "id", "user"] + (["to"] if recipient else []) + ["msg", "ts", "attachment"])
+    assert message_json(record) == protocol.encode_event(event)
+    assert "attachment" not in protocol.message_event(record._replace(attachment=None))

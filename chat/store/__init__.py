@@ -5,10 +5,15 @@ import time
 from dbutils.pooled_db import PooledDB
 from gevent import get_hub
 
-from ..records import MessageRecord
+from ..records import AttachmentRef, MessageRecord
 from .dialects import dialect_for, schema_statements
 
-_COLUMNS = "id, sender, recipient, body, created_ms"
+_COLUMNS = "id, sender, recipient, body, created_ms, attachment_id"
+# Message rows with what they say about their file: metadata only, never the bytes.
+_SELECT = (
+    "SELECT m.id, m.sender, m.recipient, m.body, m.created_ms, a.id, a.file_name, a.content_type, a.size, a.thumb_type "
+    "FROM messages m LEFT JOIN attachments a ON a.id = m.attachment_id AND a.deleted_ms IS NULL"
+)
 
 
 class StoreUnavailable(Exception):
@@ -28,23 +33,23 @@ class Store:
             **self.dialect.pool_args(connect_timeout),
         )
         q = self.dialect.sql
-        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?)")
-        self._q_group_page = q(f"SELECT {_COLUMNS} FROM messages WHERE recipient IS NULL AND id < ? ORDER BY id DESC LIMIT ?")
+        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")
+        self._q_group_page = q(f"{_SELECT} WHERE m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
         self._q_conversation_page = q(
-            f"SELECT {_COLUMNS} FROM messages WHERE id < ? AND "
-            "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?)) ORDER BY id DESC LIMIT ?"
+            f"{_SELECT} WHERE m.id < ? AND "
+            "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
         )
         self._q_visible_since = q(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND "
-            "(recipient IS NULL OR recipient = ? OR sender = ?) ORDER BY id LIMIT ?"
+            f"{_SELECT} WHERE m.id > ? AND "
+            "(m.recipient IS NULL OR m.recipient = ? OR m.sender = ?) ORDER BY m.id LIMIT ?"
         )
-        self._q_directs_to_since = q(f"SELECT {_COLUMNS} FROM messages WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?")
+        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? ORDER BY m.id LIMIT ?")
         self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
         self._q_user = q("SELECT name, last_seen_id FROM users WHERE name = ?")
         self._q_set_last_seen = q("UPDATE users SET last_seen_id = ? WHERE name = ? AND last_seen_id < ?")
         self._q_reserve = q("UPDATE chat_meta SET next_id = next_id + ? WHERE id = 1")
         self._q_next_id = q("SELECT next_id FROM chat_meta WHERE id = 1")
-        self._q_messages_from = q(f"SELECT {_COLUMNS} FROM messages WHERE id >= ? AND id < ? ORDER BY id LIMIT ?")
+        self._q_messages_from = q(f"{_SELECT} WHERE m.id >= ? AND m.id < ? ORDER BY m.id LIMIT ?")
 
     @property
     def kind(self):
@@ -88,12 +93,26 @@ class Store:
         with self._cursor() as cur:
             for statement in schema_statements(self.dialect):
                 cur.execute(statement)
+        self._add_missing_columns()
         with self._cursor() as cur:
             cur.execute(self._q_next_id)
             if cur.fetchone() is None:
                 cur.execute("SELECT COALESCE(MAX(id), 0) FROM messages")
                 start = int(cur.fetchone()[0]) + 1
                 cur.execute(self.dialect.sql(f"{self.dialect.insert_ignore} INTO chat_meta (id, next_id) VALUES (1, ?)"), (start,))
+
+    def _add_missing_columns(self):
+        """Columns later versions added to tables an older version created (CREATE TABLE IF NOT EXISTS skips them)."""
+        dialect = self.dialect
+        for table, column, definition in dialect.added_columns:
+            with self._cursor() as cur:
+                if dialect.has_column(cur, table, column):
+                    continue
+                try:
+                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except dialect.database_errors:
+                    if not dialect.has_column(cur, table, column):  # else another server process added it first
+                        raise
 
     def ping(self):
         with self._cursor() as cur:
@@ -110,14 +129,15 @@ class Store:
 
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
+        rows = [_row(r) for r in records]
         if not self.dialect.blocking:
             with self._cursor() as cur:
-                cur.executemany(self._q_insert, records)
+                cur.executemany(self._q_insert, rows)
             return
         # SQLite calls block the whole event loop (a commit can wait on fsync at a checkpoint), so the
         # batch runs in a native thread; sqlite3 releases the GIL meanwhile.
         with self._connection() as conn:
-            get_hub().threadpool.apply(_insert_batch, (conn, self._q_insert, records))
+            get_hub().threadpool.apply(_insert_batch, (conn, self._q_insert, rows))
 
     def insert_assigning_ids(self, records):
         """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
@@ -177,7 +197,13 @@ class Store:
         with self._cursor() as cur:
             cur.execute(query, params)
             rows = cur.fetchall()
-        return [MessageRecord(int(r[0]), r[1], r[2], r[3], int(r[4])) for r in rows]
+        return [
+            MessageRecord(
+                int(r[0]), r[1], r[2], r[3], int(r[4]),
+                None if r[5] is None else AttachmentRef(int(r[5]), r[6], r[7], int(r[8]), r[9] is not None),
+            )
+            for r in rows
+        ]
 
     def _page(self, query, params):
         rows = self._rows(query, params)
@@ -197,12 +223,17 @@ def _insert_batch(conn, query, records):
     conn.commit()
 
 
+def _row(record):
+    """A record's column values for INSERT (the attachment by id)."""
+    return record[:5] + (None if record.attachment is None else record.attachment.id,)
+
+
 def _insert_assigning(cur, reserve, next_id, insert, records):
     cur.execute(reserve, (len(records),))
     cur.execute(next_id)
     first = int(cur.fetchone()[0]) - len(records)
     stored = [r._replace(id=first + i) for i, r in enumerate(records)]
-    cur.executemany(insert, stored)
+    cur.executemany(insert, [_row(r) for r in stored])
     return stored
 
 

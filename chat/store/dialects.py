@@ -14,6 +14,8 @@ class SQLiteDialect:
     blocking = True  # its calls do not yield to gevent
     insert_ignore = "INSERT OR IGNORE"
     operational_errors = (sqlite3.OperationalError, sqlite3.InterfaceError)
+    database_errors = sqlite3.DatabaseError
+    added_columns = [("messages", "attachment_id", "INTEGER")]  # (table, column, definition) newer than the first schema
 
     def __init__(self, url):
         path = unquote(urlsplit(url).path)
@@ -34,6 +36,10 @@ class SQLiteDialect:
     def sql(self, text):
         return text
 
+    def has_column(self, cur, table, column):
+        cur.execute(f"PRAGMA table_info({table})")
+        return any(row[1] == column for row in cur.fetchall())
+
     def describe(self):
         return f"sqlite:///{self.path}"
 
@@ -44,6 +50,8 @@ class MySQLDialect:
     blocking = False  # PyMySQL is cooperative once gevent has patched sockets
     insert_ignore = "INSERT IGNORE"
     operational_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+    database_errors = pymysql.err.MySQLError
+    added_columns = [("messages", "attachment_id", "BIGINT NULL")]
 
     def __init__(self, url):
         parts = urlsplit(url)
@@ -70,6 +78,13 @@ class MySQLDialect:
 
     def sql(self, text):
         return text.replace("?", "%s")
+
+    def has_column(self, cur, table, column):
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = %s",
+            (table, column),
+        )
+        return cur.fetchone()[0] > 0
 
     def describe(self):
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"

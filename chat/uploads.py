@@ -1,0 +1,355 @@
+"""Files in the chat: POST /files (multipart upload by a signed-in user or an API token) posts a message carrying the
+file; GET /files/<id> and /files/<id>/thumb serve it to whoever may read that conversation."""
+import hashlib
+import logging
+
+import gevent
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask_wtf.csrf import validate_csrf
+from gevent.lock import BoundedSemaphore
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from wtforms import ValidationError
+
+from . import filetypes, images, security
+from .accounts import signed_in_user
+from .auth import TOKEN
+from .guard import bearer_token
+from .protocol import MAX_ID, NAME_RULE, attachment_object, iso_timestamp, normalize_name
+from .records import AttachmentRef
+from .store import StoreUnavailable
+from .store.attachments import AttachmentQueries
+from .writer import BufferFull
+
+log = logging.getLogger("chat.uploads")
+
+bp = Blueprint("uploads", __name__)
+
+# Multipart framing (boundaries, part headers) and the small fields ("to", "csrf_token") around the file: the body may
+# be this much larger than max_upload_size. The file itself is then held to max_upload_size exactly.
+MULTIPART_SLACK = 64 * 1024
+MAX_FORM_PARTS = 8
+# The multipart parser reads a body that has already arrived without ever waiting, so it would hold the event loop
+# for the whole file (12 ms for 5 MiB): it lets the chat run every this many bytes.
+YIELD_EVERY = 256 * 1024
+# Pictures decoded at once (each may take max_image_pixels x 4 bytes while it is re-encoded); more wait their turn.
+IMAGE_WORKERS = 2
+YEAR = 365 * 86400
+# A served file may run nothing, load nothing and be framed by nobody; an image opened in a tab still shows
+# (img-src 'self' for the image document, inline style for the browser's own centring).
+FILE_CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
+_ID = f"<int(max={MAX_ID}):attachment_id>"
+
+
+class Uploads:
+    """Per-app state: the settings, the queries, the allowed kinds and the picture workers."""
+
+    def __init__(self, settings, store):
+        self.settings = settings
+        self.queries = AttachmentQueries(store)
+        self.allowed = filetypes.parse_kinds(settings.upload_types)
+        self.accept = filetypes.accept_list(self.allowed)
+        self.image_slots = BoundedSemaphore(IMAGE_WORKERS)
+
+
+def init_app(app, settings, store):
+    app.extensions["chat.uploads"] = Uploads(settings, store)
+    app.register_blueprint(bp)
+    # Flask-WTF's global check would parse the whole multipart body before the view sets its size limits: the view
+    # checks the CSRF token itself (session uploads only; a token is no ambient credential).
+    security.csrf.exempt(upload)
+    _check_packet_size(store, settings)
+
+
+def _check_packet_size(store, settings):
+    """On MySQL an upload is one INSERT: warn when max_allowed_packet cannot carry the largest one."""
+    if store.kind != "mysql":
+        return
+    try:
+        with store._cursor() as cur:
+            cur.execute("SELECT @@max_allowed_packet")
+            packet = int(cur.fetchone()[0])
+    except StoreUnavailable:
+        return
+    # PyMySQL sends bytes as hex (twice their size); the stored file is at most max_upload_size, its thumbnail small.
+    needed = 2 * (settings.max_upload_size + 1024 * 1024)
+    if packet < needed:
+        log.warning(
+            "MySQL max_allowed_packet is %d bytes: uploads near max_upload_size (%d) may fail; set it to at least %d",
+            packet, settings.max_upload_size, needed,
+        )
+
+
+def _uploads():
+    return current_app.extensions["chat.uploads"]
+
+
+def _error(status, message, bearer=False, **extra):
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    if bearer:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+    return response
+
+
+def _identify():
+    """(user or None, how, refusal or None): an API token (Authorization: Bearer or ?token=) or the browser's sign-in.
+    A name in the form is never believed."""
+    token = bearer_token()
+    if token is not None:
+        try:
+            found = current_app.extensions["chat.auth"].resolve(token, TOKEN)
+        except StoreUnavailable:
+            return None, None, _error(503, "the account store is not answering; try again")
+        if found is None:
+            return None, None, _error(401, "the token is invalid, expired or revoked", bearer=True)
+        return found[0], "token", None
+    user = signed_in_user()
+    return (user, "session", None) if user else (None, None, None)
+
+
+@bp.app_context_processor
+def _page_context():
+    up = current_app.extensions.get("chat.uploads")
+    if up is None:
+        return {}
+    return {"upload_accept": up.accept, "max_upload_size": up.settings.max_upload_size, "uploads_enabled": bool(up.allowed)}
+
+
+# ---- upload ----------------------------------------------------------------------------------------
+
+
+def _too_large(limit):
+    return _error(413, f"the file is too large: at most {filetypes.human_size(limit)} ({limit} bytes)", max_size=limit)
+
+
+@bp.route("/files", methods=["POST"])
+def upload():
+    """multipart/form-data: "file" (one file), optionally "to" (a user name: a direct message) and, with a browser
+    session, "csrf_token" (or the X-CSRFToken header). 201 {"id", "ts", "msg", "url", "attachment"} once the message
+    carrying the file is committed."""
+    up = _uploads()
+    settings = up.settings
+    service = current_app.extensions["chat"]
+    user, how, refusal = _identify()
+    if refusal is not None:
+        return refusal
+    if user is None:
+        return _error(
+            401, "uploads need an account: sign in, or send an API token as Authorization: Bearer TOKEN (guests cannot upload)",
+            bearer=True,
+        )
+    received, refusal = _receive(settings.max_upload_size, how)
+    if refusal is not None:
+        return refusal
+    form, filename, data = received
+    recipient, refusal = _recipient(service, user, form.get("to"))
+    if refusal is not None:
+        return refusal
+    try:
+        kind = filetypes.classify(data, up.allowed)
+    except filetypes.Refused as e:
+        return _error(415, e.message, allowed=[k.name for k in up.allowed])
+    thumb = thumb_type = None
+    threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
+    if kind.picture:
+        try:
+            with up.image_slots:
+                picture = threadpool.apply(
+                    images.process,
+                    (data, kind.name, settings.thumbnail_size, settings.max_image_pixels, settings.max_upload_size),
+                )
+        except images.Rejected as e:
+            return _error(413 if e.too_large else 422, e.message)
+        data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
+    name = filetypes.clean_name(filename, kind)
+    digest = threadpool.apply(_sha256, (data,))
+    try:
+        attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type)
+    except StoreUnavailable as e:
+        log.warning("could not store an upload from %s: %s", user, e)
+        return _error(503, "the server cannot store files right now; try again")
+    return _post(service, user, recipient, AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None))
+
+
+def _receive(limit, how):
+    """((form, file name, bytes), None) for a body within the limits and, for a browser session, with its CSRF token;
+    else (None, refusal)."""
+    body_limit = limit + MULTIPART_SLACK
+    # Before a byte of the body is read: a declared length over the limit is refused at once (curl, which asks
+    # "Expect: 100-continue" for large bodies, then never sends it).
+    if request.content_length is not None and request.content_length > body_limit:
+        return None, _too_large(limit)
+    csrf_checked = False
+    if how == "session":
+        header = request.headers.get("X-CSRFToken")
+        if header is not None:
+            if not _csrf_ok(header):
+                return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+            csrf_checked = True
+    # Werkzeug enforces these while it streams the body: a declared Content-Length over the limit raises at once,
+    # and a chunked body (no length) is counted as it arrives (gevent's Input de-chunks and ends the stream, which
+    # is what wsgi.input_terminated tells Werkzeug; without it Werkzeug would read a chunked body as empty).
+    # (max_form_memory_size, for the fields that are not files, stays Flask's 500 kB: Werkzeug's multipart decoder
+    # counts its whole read buffer against it, so a tighter value refuses ordinary binary files.)
+    request.max_content_length = body_limit
+    request.max_form_parts = MAX_FORM_PARTS
+    if request.content_length is None and "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        request.environ["wsgi.input_terminated"] = True
+    request.environ["wsgi.input"] = _CooperativeInput(request.environ["wsgi.input"])
+    try:
+        form = request.form
+        files = request.files.getlist("file")
+    except RequestEntityTooLarge:
+        return None, _too_large(limit)
+    except ClientDisconnected:
+        return None, _error(400, "the upload ended early")
+    if how == "session" and not csrf_checked and not _csrf_ok(form.get("csrf_token")):
+        return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+    if len(files) != 1:
+        return None, _error(400, 'send exactly one file as the multipart/form-data field "file"')
+    data = files[0].stream.read(limit + 1)
+    if len(data) > limit:
+        return None, _too_large(limit)
+    return (form, files[0].filename, data), None
+
+
+def _post(service, user, recipient, ref):
+    """Post the message carrying a stored file; 201 once it is committed (503 if that takes upload_commit_timeout)."""
+    url = url_for("uploads.serve", attachment_id=ref.id, _external=True)
+    body = f"[{'image' if ref.image else 'file'}] {ref.name} ({filetypes.human_size(ref.size)}) {url}"
+    try:
+        upload = service.post_attachment(user, recipient, ref, body)
+    except (BufferFull, StoreUnavailable):
+        return _error(503, "the server cannot store messages right now; the file was not posted")
+    result = {"msg": body, "url": url, "attachment": attachment_object(ref)}
+    if recipient is not None:
+        result["to"] = recipient
+    if not upload.committed.wait(service.settings.upload_commit_timeout):
+        # Waiting in the write buffer: it is stored when the database answers again (with several processes its id
+        # is assigned then; with one, it already has one and was delivered live).
+        if upload.record.id is not None:
+            result["id"] = upload.record.id
+        return _error(503, "the message carrying the file is not confirmed yet (the database is slow or down)", **result)
+    record = upload.record
+    log.info("%s shared %s (%s, %d bytes) as file %d in message %d", user, ref.name, ref.type, ref.size, ref.id, record.id)
+    result["id"] = record.id
+    result["ts"] = iso_timestamp(record.created_ms)
+    response = jsonify(result)
+    response.status_code = 201
+    response.headers["Location"] = url
+    return response
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class _CooperativeInput:
+    """The request body, read as usual, with a yield to other greenlets every YIELD_EVERY bytes."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._count = 0
+
+    def _counted(self, data):
+        self._count += len(data)
+        if self._count >= YIELD_EVERY:
+            self._count = 0
+            gevent.sleep(0)
+        return data
+
+    def read(self, size=-1):
+        return self._counted(self._stream.read(size))
+
+    def readline(self, size=-1):
+        return self._counted(self._stream.readline(size))
+
+
+def _csrf_ok(token):
+    try:
+        validate_csrf(token)
+    except ValidationError:
+        return False
+    return True
+
+
+def _recipient(service, user, raw):
+    """(None, None) for the group, (name, None) for a valid addressee, or (None, refusal)."""
+    if raw is None or raw == "":
+        return None, None
+    settings = service.settings
+    name = normalize_name(raw, settings.max_name_length)
+    if name is None:
+        return None, _error(400, f'"to" is not a valid name: 1-{settings.max_name_length} {NAME_RULE}')
+    if name == user:
+        return None, _error(422, "you cannot send a file to yourself")
+    try:
+        known = service.is_known(name)
+        state = current_app.extensions["chat.auth"].account_state(name) if known else None
+    except StoreUnavailable:
+        return None, _error(503, "the account store is not answering; try again")
+    if not known:
+        return None, _error(422, f"no user named {name!r} has ever connected")
+    if state != "active":
+        # Files in a one-to-one conversation are served only to its two signed-in users: a guest (or a bot) could
+        # never open it.
+        return None, _error(422, f"{name} has no account, so could not open the file: share it with everyone instead")
+    return name, None
+
+
+# ---- serving ---------------------------------------------------------------------------------------
+
+
+@bp.route(f"/files/{_ID}")
+def serve(attachment_id):
+    return _serve(attachment_id, thumbnail=False)
+
+
+@bp.route(f"/files/{_ID}/thumb")
+def serve_thumbnail(attachment_id):
+    return _serve(attachment_id, thumbnail=True)
+
+
+def _not_found():
+    return _error(404, "no such file")
+
+
+def _serve(attachment_id, thumbnail):
+    """A group file to whoever may read the group; a direct one to its two users only (anyone else: 404)."""
+    up = _uploads()
+    settings = up.settings
+    viewer, _, refusal = _identify()
+    if refusal is not None:
+        return refusal
+    if viewer is None and not settings.allow_guests:
+        return _error(401, "sign in, or send an API token as Authorization: Bearer TOKEN", bearer=True)
+    try:
+        meta = up.queries.meta(attachment_id)
+    except StoreUnavailable:
+        return _error(503, "the file store is not answering; try again")
+    if meta is None or (meta.recipient is not None and viewer not in (meta.uploader, meta.recipient)):
+        return _not_found()
+    if meta.deleted_ms is not None:
+        return _error(410, "this file was deleted")
+    if thumbnail and meta.thumb_type is None:
+        return _not_found()
+    etag = meta.sha256 + ("-thumb" if thumbnail else "")
+    # Contents never change under an id: cache for a year. Shared caches only for what anyone may read.
+    public = meta.recipient is None and settings.allow_guests
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": f"{'public' if public else 'private'}, max-age={YEAR}, immutable",
+        "Content-Security-Policy": FILE_CONTENT_SECURITY_POLICY,
+        "Cross-Origin-Resource-Policy": "same-origin",
+    }
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    try:
+        data = up.queries.data(attachment_id, thumbnail=thumbnail)
+    except StoreUnavailable:
+        return _error(503, "the file store is not answering; try again")
+    if data is None:
+        return _not_found()
+    picture = meta.content_type.startswith("image/")  # only verified, re-encoded pictures are stored as image/*
+    headers["Content-Disposition"] = filetypes.content_disposition("inline" if picture else "attachment", meta.file_name)
+    return Response(data, status=200, headers=headers, content_type=meta.thumb_type if thumbnail else meta.content_type)

@@ -20,24 +20,18 @@ from PIL import Image
 import filesamples as samples
 from chat.store import Store
 from chat.store.attachments import AttachmentQueries
-from conftest import ChatClient, ServerProcess
+from conftest import ChatClient
+from servers import shared_server  # noqa: F401  (fixture)
 from webusers import CSRF_RE, WebUser, account, token_socket, unique
 
 MiB = 1024 * 1024
 TIMEOUT = 30
 
 
-@pytest.fixture(scope="module", params=["sqlite", "mysql"])
-def server(request, tmp_path_factory):
+@pytest.fixture
+def server(shared_server):
     """One server per store for the module; every test uses accounts and names of its own or shared read-only ones."""
-    directory = tmp_path_factory.mktemp("files")
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory / 'chat.db'}"
-    else:
-        url = request.getfixturevalue("mysql_databases").create()
-    server = ServerProcess(url, directory / "server.log").start()
-    yield server
-    server.stop()
+    return shared_server
 
 
 def bearer(token):

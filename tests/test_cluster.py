@@ -32,6 +32,14 @@ def cluster(start_server, database_url, redis_server):
     return start
 
 
+@pytest.fixture
+def pair(cluster):
+    """Two processes, each counting the other in its cluster."""
+    a, b = cluster(), cluster()
+    joined(a, b)
+    return a, b
+
+
 def health(server):
     with urllib.request.urlopen(server.http_url + "/healthz", timeout=10) as response:
         return json.loads(response.read())
@@ -77,9 +85,8 @@ def post(client, text, to=None, ref=None):
             return event
 
 
-def test_group_direct_and_presence_across_processes(cluster, clients):
-    a, b = cluster(), cluster()
-    joined(a, b)
+def test_group_direct_and_presence_across_processes(pair, clients):
+    a, b = pair
     alice = clients(a, "alice")
     bob = clients(b, "bob")
     carol = clients(b, "carol")
@@ -102,9 +109,8 @@ def test_group_direct_and_presence_across_processes(cluster, clients):
     assert next_message(bob)["id"] == ack3["id"]
 
 
-def test_a_user_with_a_tab_on_each_process_gets_every_copy_once(cluster, clients):
-    a, b = cluster(), cluster()
-    joined(a, b)
+def test_a_user_with_a_tab_on_each_process_gets_every_copy_once(pair, clients):
+    a, b = pair
     tab_a = clients(a, "dave")
     tab_b = clients(b, "dave")
     eve = clients(a, "eve")
@@ -122,9 +128,8 @@ def test_a_user_with_a_tab_on_each_process_gets_every_copy_once(cluster, clients
     assert [next_message(tab_b)["id"] for _ in range(4)] == [group["id"], direct_in["id"], direct_out["id"], marker["id"]]
 
 
-def test_since_catch_up_works_on_either_process(cluster, clients):
-    a, b = cluster(), cluster()
-    joined(a, b)
+def test_since_catch_up_works_on_either_process(pair, clients):
+    a, b = pair
     reader = clients(a, "reader")
     writer_a = clients(a, "wa")
     writer_b = clients(b, "wb")
@@ -146,9 +151,8 @@ def test_since_catch_up_works_on_either_process(cluster, clients):
         again.close()
 
 
-def test_a_killed_process_users_go_offline_within_the_presence_timeout(cluster, clients):
-    a, b = cluster(), cluster()  # the default presence_heartbeat (1 s) and presence_timeout (5 s)
-    joined(a, b)
+def test_a_killed_process_users_go_offline_within_the_presence_timeout(pair, clients):
+    a, b = pair  # the default presence_heartbeat (1 s) and presence_timeout (5 s)
     alice = clients(a, "alice")
     frank = clients(b, "frank")
     online_everywhere(alice, "alice", "frank")
@@ -166,9 +170,8 @@ def test_a_killed_process_users_go_offline_within_the_presence_timeout(cluster, 
     frank.close()
 
 
-def test_redis_restart_loses_nothing_and_both_processes_recover(cluster, clients, redis_server):
-    a, b = cluster(), cluster()
-    joined(a, b)
+def test_redis_restart_loses_nothing_and_both_processes_recover(pair, clients, redis_server):
+    a, b = pair
     alice = clients(a, "alice")
     bob = clients(b, "bob")
     online_everywhere(alice, "alice", "bob")
@@ -228,11 +231,10 @@ def test_more_than_one_worker_without_redis_is_refused(sqlite_url):
     assert "Traceback" not in result.stderr
 
 
-def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(cluster, clients):
+def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(pair, clients):
     from webusers import get_token, signed_up, token_socket
 
-    a, b = cluster(), cluster()
-    joined(a, b)
+    a, b = pair
     _, name = signed_up(a, "kick")
     token = get_token(a, name)
     on_b = token_socket(b, name, token, header=True)
@@ -244,12 +246,11 @@ def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(cluste
     on_b.close()
 
 
-def test_a_file_uploaded_to_one_process_reaches_users_on_the_other(cluster, clients):
+def test_a_file_uploaded_to_one_process_reaches_users_on_the_other(pair, clients):
     import filesamples
     from webusers import get_token, signed_up
 
-    a, b = cluster(), cluster()
-    joined(a, b)
+    a, b = pair
     _, name = signed_up(a, "uploader")
     token = get_token(a, name)
     viewer = clients(b, "viewer")

@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 import time
+from types import SimpleNamespace
 
 import uvloop
 from picows import WSListener, WSMsgType, ws_connect
@@ -199,8 +200,9 @@ class Client(WSListener):
         self.transport.send(TEXT, text.encode())
 
 
-async def connect_many(url, names, stats, concurrency=100, timeout=30.0):
+async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory=None):
     """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures."""
+    factory = factory or Client
     sem = asyncio.Semaphore(concurrency)
     failures = []
 
@@ -208,7 +210,7 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0):
         async with sem:
             try:
                 _, client = await ws_connect(
-                    lambda: Client(name, stats), f"{url}/ws/{name}", websocket_handshake_timeout=timeout,
+                    lambda: factory(name, stats), f"{url}/ws/{name}", websocket_handshake_timeout=timeout,
                     read_buffer_init_size=4096,
                 )
                 return client
@@ -462,6 +464,291 @@ async def scenario_fanout(args, server, stats):
     return plan.result()
 
 
+# ---- several processes over Redis (the cluster scenario) ---------------------------------------------
+
+
+def cpu_threads(pid):
+    """(utime + stime in seconds, {thread id: schedstat run time in ns}) of one process."""
+    coarse = ServerProc.cpu(SimpleNamespace(pid=pid))
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                threads[tid] = int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return coarse, threads
+
+
+def cpu_between_threads(before, after):
+    """CPU seconds between two cpu_threads() readings, and which counter gave them.
+
+    Like cpu_between, but a thread that started in between does not spoil the precise figure (its whole run time
+    falls in between): only a thread that ended in between does (its last run time is lost), and then, or when the
+    two counters disagree, utime+stime (1/CLK_TCK resolution, counts ended threads) is used."""
+    coarse = after[0] - before[0]
+    if before[1].keys() <= after[1].keys():
+        fine = (sum(after[1].values()) - sum(before[1].values())) / 1e9
+        if fine >= 0 and abs(fine - coarse) <= 2.5 / CLK_TCK + 0.05 * coarse:
+            return fine, "schedstat"
+    return coarse, "stat"
+
+
+class ProcGroup:
+    """Several processes read as one (CPU summed); `settle` waits until none of them uses CPU."""
+
+    def __init__(self, procs):
+        self.procs = list(procs)
+
+    def cpu(self):
+        return sum(p.cpu() for p in self.procs)
+
+    def alive(self):
+        return all(p.alive() for p in self.procs)
+
+    def readings(self):
+        return [cpu_threads(p.pid) for p in self.procs]
+
+    settle = ServerProc.settle
+
+
+class VerifyingClient(Client):
+    """A fan-out receiver that also checks every counted frame's sequence number: each message exactly once, in order.
+
+    Counted frames carry `TAG SEQ ...`; a frame whose SEQ is not the count so far is a missing, duplicated or
+    reordered delivery (counted in `bad`). A count above the target after the servers went idle is a duplicate."""
+
+    def __init__(self, name, stats):
+        super().__init__(name, stats)
+        self.bad = 0
+        self.bad_examples = []
+        self.samples = None  # a list: append each delivery's latency (ns), from the send time after SEQ
+
+    def on_ws_frame(self, transport, frame):
+        tag = self.tag
+        if tag is not None and frame.msg_type is TEXT:
+            payload = frame.get_payload_as_bytes()
+            i = payload.find(tag)
+            if i >= 0:
+                j = i + len(tag) + 1
+                k = payload.index(b" ", j)
+                seq = int(payload[j:k])
+                if self.samples is not None:
+                    self.samples.append(perf_ns() - int(payload[k + 1 : k + 20]))
+                if seq != self.count:
+                    self.bad += 1
+                    if len(self.bad_examples) < 3:
+                        self.bad_examples.append(f"{self.name}: got seq {seq} as delivery #{self.count}")
+                self.count += 1
+                if self.count == self.target:
+                    self.done()
+                return
+        Client.on_ws_frame(self, transport, frame)
+
+
+async def connect_spread(urls, names, stats, timeout=30.0):
+    """Connect names round-robin over `urls` (receiver i to urls[i % len(urls)]); (clients, failures, url index of each)."""
+    clients, failures, where = [], [], []
+    for k, url in enumerate(urls):
+        got, failed = await connect_many(url, names[k :: len(urls)], stats, timeout=timeout, factory=VerifyingClient)
+        clients += got
+        failures += failed
+        where += [k] * len(got)
+    return clients, failures, where
+
+
+def redis_counters(client):
+    """(total commands processed, PUBLISH calls) from the Redis server's INFO; None when unavailable."""
+    if client is None:
+        return None
+    try:
+        stats = client.info("stats")
+        cmds = client.info("commandstats")
+        return int(stats["total_commands_processed"]), int(cmds.get("cmdstat_publish", {}).get("calls", 0))
+    except Exception:  # noqa: BLE001 - the figure is then missing, not wrong
+        return None
+
+
+async def scenario_cluster(args, server, stats):
+    """Fan-out over several configurations side by side, one round of each in turn (order rotated per round).
+
+    A configuration is one or more server processes (`urls`, `pids`); its receivers are spread round-robin
+    over its processes, and its sender is on the first. Each round bracket reads the CPU of every process of
+    the configuration separately, and of the Redis server (--bus-pid) apart; every receiver must get every
+    message exactly once and in order, else the round is a failure (reported, not kept)."""
+    import redis as redis_lib
+
+    configs = json.loads(args.configs)
+    bus = ServerProc(args.bus_pid) if args.bus_pid else None
+    rclient = redis_lib.Redis.from_url(args.redis_url, socket_timeout=2) if args.redis_url else None
+    everything = server  # every server process of every configuration
+    setups = []
+    for k, cfg in enumerate(configs):
+        urls = cfg["urls"]
+        n_recv = cfg.get("receivers", args.clients)
+        receivers, f1, where = await connect_spread(urls, [f"c{k}r{i}" for i in range(n_recv)], stats)
+        senders, f2 = await connect_many(urls[0], [f"c{k}sender"], stats)
+        if f1 or f2:
+            return connect_failed(f1 + f2)
+        procs = [ServerProc(pid) for pid in cfg["pids"]]
+        per_proc = [sum(1 for w in where if w == p) for p in range(len(urls))]
+        setups.append(dict(name=cfg["name"], receivers=receivers, sender=senders[0], procs=procs, where=where,
+                           per_proc=per_proc, clustered=bool(cfg.get("clustered")), messages=cfg.get("messages")))
+        log(f"cluster: {cfg['name']}: {len(receivers)} receivers ({' + '.join(map(str, per_proc))}) and a sender connected")
+    # A task is a configuration and how its sender sends: back to back (rate 0), or paced at --paced-rate messages/s
+    # (fan-out configurations only), where each message is delivered on its own and its latency is measured.
+    tasks = []
+    for cfg in setups:
+        tasks.append((cfg, 0.0, cfg["name"]))
+        if args.paced_rate and cfg["receivers"]:
+            tasks.append((cfg, args.paced_rate, cfg["name"] + "@paced"))
+    n_tasks = len(tasks)
+    kept, disturbed_aside, failed = [], [], []
+    total_rounds = args.warmup + args.rounds + args.retries
+    r = 0
+    while len(kept) < args.rounds and r < total_rounds:
+        order = [tasks[(r + i) % n_tasks] for i in range(n_tasks)]
+        rows = {}
+        for k_task, (cfg, pace, key) in enumerate(order):
+            tag_s = f"#C{r}.{k_task}#"
+            tag = tag_s.encode()
+            n_msg = (args.paced_messages if pace else cfg["messages"]) or args.messages
+            # TAG SEQ SEND-TIME FILLER: the same size either way; receivers read the send time only when paced.
+            texts = [f"{tag_s} {i} {{:019d}} {FILLER}" for i in range(n_msg)]
+            receivers, sender = cfg["receivers"], cfg["sender"]
+            deliveries, acks = Completion(len(receivers)), Completion(1)
+            samples = [] if pace else None
+            for c in receivers:
+                deliveries.arm(c, n_msg, tag)
+                c.bad = 0
+                c.bad_examples = []
+                c.samples = samples
+            sender.handler = _ack_counter
+            acks.arm(sender, n_msg)
+            group = ProcGroup(cfg["procs"])
+            await everything.settle()
+            await wait_quiet(everything)
+            counters0 = redis_counters(rclient) if cfg["clustered"] else None  # before Redis's CPU is read: not in it
+            cpu0 = group.readings()
+            all0 = everything.cpu()
+            bus0 = bus.cpu_precise() if bus else None
+            bracket0 = time.monotonic()
+            bus_coarse0 = bus.cpu() if bus else 0.0
+            db0 = DB_PROC.cpu() if DB_PROC else 0.0
+            machine0 = machine_times()
+            ccpu0 = client_cpu()
+            burst = None if pace else [t.format(perf_ns()).encode() for t in texts]
+            t0 = perf_ns()
+            send = sender.transport.send
+            if pace:
+                interval_ns = int(1e9 / pace)
+                for i, t in enumerate(texts):
+                    due = t0 + i * interval_ns
+                    now = perf_ns()
+                    if due > now:
+                        await asyncio.sleep((due - now) / 1e9)
+                    send(TEXT, t.format(perf_ns()).encode())
+            else:
+                for t in burst:
+                    send(TEXT, t)
+            why = await wait_all(args.timeout, stats, deliveries, acks)
+            t_end = perf_ns() if why else max(deliveries.t_done, acks.t_done)
+            wall = (t_end - t0) / 1e9
+            ccpu = client_cpu() - ccpu0
+            ours = ccpu + (everything.cpu() - all0) + ((bus.cpu() - bus_coarse0) if bus else 0.0) + \
+                ((DB_PROC.cpu() - db0) if DB_PROC else 0.0)
+            others = interference(wall, machine0, machine_times(), ours)
+            await group.settle()
+            await asyncio.sleep(0.1)  # late duplicates, if any, are read before the check
+            cpu1 = group.readings()
+            per_cpu = [cpu_between_threads(a, b) for a, b in zip(cpu0, cpu1)]
+            bus_cpu = cpu_between(bus0, bus.cpu_precise())[0] if bus else None
+            bracket = time.monotonic() - bracket0  # how long the CPU readings span (the round, then settling)
+            counters1 = redis_counters(rclient) if cfg["clustered"] else None
+            # Exactly once, in order: every receiver's count is the target and no sequence number was off.
+            short = [c for c in receivers if c.count < c.target]
+            extra = [c for c in receivers if c.count > c.target]
+            bad = [c for c in receivers if c.bad]
+            if why or short or extra or bad:
+                by_proc = {}
+                for c, w in zip(receivers, cfg["where"]):
+                    if c.count != c.target or c.bad:
+                        by_proc[f"process {w + 1}"] = by_proc.get(f"process {w + 1}", 0) + 1
+                failure = dict(
+                    round=r, config=key, why=why or "missing, duplicated or out-of-order deliveries",
+                    missing_deliveries=sum(c.target - c.count for c in short), receivers_short=len(short),
+                    extra_deliveries=sum(c.count - c.target for c in extra), receivers_with_extra=len(extra),
+                    out_of_sequence=sum(c.bad for c in receivers), receivers_out_of_sequence=len(bad),
+                    wrong_receivers_by_process=by_proc, acks=sender.count, expected_acks=n_msg,
+                    examples=[e for c in bad[:3] for e in c.bad_examples][:5]
+                    + [f"{c.name}: {c.count} of {c.target}" for c in (short + extra)[:3]],
+                )
+                failed.append(failure)
+                log(f"cluster round {r} {key}: FAILED: {failure}")
+                rows = None
+                if len(failed) >= 2 or stats.problems() != (0, 0, 0):
+                    return dict(ok=False, failure=f"round {r} ({key}): {failure['why']}", failed_rounds=failed,
+                                rounds=kept, configs=[c["name"] for c in setups])
+                break
+            n = len(receivers) * n_msg
+            cpu = sum(c for c, _ in per_cpu)
+            ack_wall = (acks.t_done - t0) / 1e9
+            row = dict(
+                cpu_s=cpu, cpu_per_process_s=[c for c, _ in per_cpu], cpu_source=[s for _, s in per_cpu],
+                cpu_readings=[(b[0] - a[0], (sum(b[1].values()) - sum(a[1].values())) / 1e9, len(a[1]), len(b[1]),
+                               len(a[1].keys() - b[1].keys())) for a, b in zip(cpu0, cpu1)],
+                receivers_per_process=cfg["per_proc"], deliveries=n, messages=n_msg,
+                cpu_us_per_delivery=cpu / n * 1e6 if n else None,
+                deliveries_per_s=n / ((deliveries.t_done - t0) / 1e9) if n and not pace else None, paced_rate=pace,
+                cpu_us_per_message=cpu / n_msg * 1e6, messages_per_s=n_msg / ack_wall,
+                ack_wall_s=ack_wall, wall_s=wall, bracket_s=bracket, server_cpu_share=cpu / wall,
+                client_cpu_share=ccpu / wall, order=k_task,
+            )
+            if samples:
+                samples.sort()
+                row.update(p50_ms=_percentile(samples, 50) / 1e6, p99_ms=_percentile(samples, 99) / 1e6,
+                           max_ms=samples[-1] / 1e6, latency_samples=len(samples))
+            if bus_cpu is not None:
+                row["bus_cpu_s"] = bus_cpu
+            if counters0 and counters1:
+                row["redis_commands"] = counters1[0] - counters0[0] - 1  # minus our own INFO commandstats
+                row["redis_publishes"] = counters1[1] - counters0[1]
+            row.update(others)
+            rows[key] = row
+            bus_note = f", redis {row['bus_cpu_s'] * 1e3:.2f} ms cpu" if "bus_cpu_s" in row else ""
+            pub_note = f", {row['redis_publishes']} publishes" if "redis_publishes" in row else ""
+            if not n:
+                rate = f"{row['cpu_us_per_message']:.1f} us/message, {row['messages_per_s']:,.0f} acks/s"
+            elif pace:
+                rate = f"{row['cpu_us_per_delivery']:.3f} us/delivery, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms"
+            else:
+                rate = f"{row['cpu_us_per_delivery']:.3f} us/delivery, {row['deliveries_per_s']:,.0f}/s"
+            log(f"cluster round {r} {key}: {rate} "
+                f"({' + '.join(f'{c * 1e3:.1f}' for c in row['cpu_per_process_s'])} ms){bus_note}{pub_note}, "
+                f"server cpu {row['server_cpu_share']:.0%}, "
+                f"client cpu {row['client_cpu_share']:.0%}{_others(row)}")
+        if rows is not None:
+            if r < args.warmup:
+                log(f"cluster round {r}: warm-up")
+            elif max(disturbance(x) for x in rows.values()) > 0.10 and len(disturbed_aside) < args.retries:
+                disturbed_aside.append(rows)
+                log(f"cluster round {r}: DISTURBED by other processes: set aside, will run another")
+            else:
+                kept.append(rows)
+        r += 1
+    while len(kept) < args.rounds and disturbed_aside:
+        kept.append(disturbed_aside.pop(0))
+    await close_all([c for s in setups for c in s["receivers"] + [s["sender"]]], stats)
+    result = dict(ok=not failed, rounds=kept, configs=[key for _, _, key in tasks], failed_rounds=failed,
+                  disturbed_rounds_set_aside=len(disturbed_aside))
+    if failed:
+        result["failure"] = f"{len(failed)} round(s) with missing, duplicated or out-of-order deliveries"
+    elif len(kept) < args.rounds:
+        result["ok"] = False
+        result["failure"] = f"only {len(kept)} of {args.rounds} rounds completed"
+    return result
+
+
 async def scenario_direct(args, server, stats):
     """`pairs` pairs; every sender sends `messages` direct messages to its partner, all at once."""
     n = args.pairs
@@ -678,14 +965,17 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(fanout=scenario_fanout, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(cluster=scenario_cluster, fanout=scenario_fanout, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
     global DB_PROC, WAIT_HISTORY
     WAIT_HISTORY = args.wait_history
     QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_budget
-    server = ServerProc(args.pid)
+    if args.scenario == "cluster":
+        server = ProcGroup(ServerProc(pid) for cfg in json.loads(args.configs) for pid in cfg["pids"])
+    else:
+        server = ServerProc(args.pid)
     if args.db_pid:
         DB_PROC = ServerProc(args.db_pid)
     stats = Stats()
@@ -709,8 +999,15 @@ async def amain(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("scenario", choices=sorted(SCENARIOS))
-    p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT")
-    p.add_argument("--pid", type=int, required=True, help="the server's process id (CPU and RSS are read from /proc)")
+    p.add_argument("--url", default=None, help="ws://127.0.0.1:PORT (every scenario but cluster)")
+    p.add_argument("--pid", type=int, default=None, help="the server's process id (CPU and RSS are read from /proc)")
+    p.add_argument("--configs", default=None,
+                   help='cluster: JSON list of {"name", "urls": [ws://...], "pids": [...], "clustered": bool}')
+    p.add_argument("--paced-rate", type=float, default=0.0,
+                   help="cluster: also run each fan-out configuration with the sender paced at this many messages/s")
+    p.add_argument("--paced-messages", type=int, default=100, help="cluster: messages per paced round")
+    p.add_argument("--bus-pid", type=int, default=None, help="cluster: the Redis server's process id (its CPU is read apart)")
+    p.add_argument("--redis-url", default=None, help="cluster: the Redis server, for its command counters")
     p.add_argument("--db-pid", type=int, default=None, help="the database server's process id: its CPU is reported apart")
     p.add_argument("--wait-history", action="store_true", help="wait for each connection's history event before measuring")
     p.add_argument("--rounds", type=int, default=3)
@@ -729,6 +1026,8 @@ def main():
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
     p.add_argument("--timeout", type=float, default=60.0)
     args = p.parse_args()
+    if (args.scenario == "cluster") != (args.configs is not None) or (args.scenario != "cluster" and None in (args.pid, args.url)):
+        p.error("cluster needs --configs (instead of --url and --pid); every other scenario needs --url and --pid")
     if args.messages is None:
         args.messages = 100 if args.scenario == "direct" else 300
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

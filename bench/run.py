@@ -1,12 +1,15 @@
 """The benchmark: our server (SQLite, MariaDB) and two peers side by side, one pinned core each for server and load.
 
-    python3 bench/run.py            # everything (about 12 minutes)
-    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 3 minutes)
+    python3 bench/run.py            # everything (about 18 minutes)
+    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 6 minutes)
     python3 bench/run.py --servers sqlite,naive --scenarios fanout,direct
+    python3 bench/run.py --scenarios cluster    # fan-out with 1 and 2 processes over Redis only
 
 Each server runs pinned to one core (`taskset -c 1`), the load client (bench/loadgen.py, picows on uvloop)
 to the other (`taskset -c 0`), and so does this script. Everything is on 127.0.0.1. Servers are killed at
-the end even on error or Ctrl-C; the MariaDB databases the bench creates are dropped. See bench/README.md.
+the end even on error or Ctrl-C; the MariaDB databases the bench creates are dropped; the cluster scenario's
+private redis-server is stopped and its Redis keys (under a prefix unique to the run) are deleted.
+See bench/README.md.
 """
 import argparse
 import atexit
@@ -36,7 +39,7 @@ SERVERS = {
     "naive": "naive seed",
     "websockets": "websockets",
 }
-SCENARIOS = ("fanout", "direct", "latency", "memory", "storm")
+SCENARIOS = ("fanout", "direct", "latency", "memory", "storm", "cluster")
 
 # name: (label, unit, target from issue 3 or None, better: "low"/"high", scenario, how to get it from a result)
 FIGURES = [
@@ -58,6 +61,7 @@ FULL = dict(
     latency=dict(rounds=3, warmup=1, clients=100, rate=200, duration=5),
     memory=dict(rounds=2, steps="5000,10000"),
     storm=dict(rounds=5, clients=2000),
+    cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -65,6 +69,7 @@ QUICK = dict(
     latency=dict(rounds=1, warmup=1, clients=100, rate=200, duration=2),
     memory=dict(rounds=1, steps="5000"),
     storm=dict(rounds=1, clients=2000),
+    cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
 )
 
 
@@ -132,12 +137,18 @@ class Cleanup:
         self.procs = {}
         self.databases = []
         self.dirs = []
+        self.callbacks = []  # run after the processes are stopped (e.g. deleting the Redis keys of this run)
         self.mysql_admin = None
 
     def kill_all(self):
         for pid, proc in list(self.procs.items()):
             stop_process(proc, grace=2)
             self.procs.pop(pid, None)
+        while self.callbacks:
+            try:
+                self.callbacks.pop()()
+            except Exception as e:  # noqa: BLE001
+                say(f"warning: cleanup step failed: {e}")
         while self.databases:
             drop_database(self.mysql_admin, self.databases.pop())
         while self.dirs:
@@ -225,7 +236,9 @@ class Server:
 
     READY = re.compile(r"listening on http://([0-9.]+):(\d+)/")
 
-    def __init__(self, kind, opts, log_path):
+    def __init__(self, kind, opts, log_path, database_url=None, extra=(), core=None):
+        """`database_url`: use this database (made and removed by the caller) instead of a fresh one; `extra`: more
+        flags for our server; `core`: pin to this core instead of the server core."""
         self.kind = kind
         self.opts = opts
         self.log_path = log_path
@@ -233,8 +246,14 @@ class Server:
         self.tmpdir = None
         self.proc = None
         self.port = None
+        self.database_url = database_url
+        self.extra = list(extra)
+        self.core = opts.server_core if core is None else core
 
     def command(self):
+        if self.database_url and self.kind in ("sqlite", "mariadb"):
+            return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", self.database_url,
+                    *self.opts.our_flags, *self.extra]
         if self.kind == "sqlite":
             self.tmpdir = tempfile.mkdtemp(prefix="chat-bench-")
             CLEANUP.dirs.append(self.tmpdir)
@@ -253,7 +272,7 @@ class Server:
         raise ValueError(self.kind)
 
     def start(self, timeout=30.0):
-        cmd = ["taskset", "-c", str(self.opts.server_core)] + self.command()
+        cmd = ["taskset", "-c", str(self.core)] + self.command()
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -318,25 +337,30 @@ def mariadbd_pid():
         return None
 
 
-def run_load(opts, server, scenario, params, rounds, log_path):
-    """Run bench/loadgen.py pinned to the client core against `server`; returns its JSON result."""
-    cmd = ["taskset", "-c", str(opts.client_core), PY, os.path.join(HERE, "loadgen.py"), scenario, "--url", server.url,
-           "--pid", str(server.proc.pid), "--rounds", str(rounds)]
+def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind=None, per_round_s=90):
+    """Run bench/loadgen.py pinned to the client core against `server`; returns its JSON result.
+
+    `target` replaces `--url URL --pid PID` (the cluster scenario passes its configurations), `kind` the server's
+    kind, `per_round_s` the time one round may take at most (for the overall limit)."""
+    kind = kind or server.kind
+    target = target if target is not None else ["--url", server.url, "--pid", str(server.proc.pid)]
+    cmd = ["taskset", "-c", str(opts.client_core), PY, os.path.join(HERE, "loadgen.py"), scenario, *target,
+           "--rounds", str(rounds)]
     for key, value in params.items():
         if key != "rounds":
-            cmd += [f"--{key}", str(value)]
+            cmd += [f"--{key.replace('_', '-')}", str(value)]
     if scenario == "memory":
         cmd += ["--names", opts.memory_names]
-    if server.kind in ("sqlite", "mariadb") and scenario != "storm":
+    if kind in ("sqlite", "mariadb") and scenario != "storm":
         cmd += ["--wait-history"]
-    if server.kind == "mariadb" and opts.db_pid:
+    if kind == "mariadb" and opts.db_pid:
         cmd += ["--db-pid", str(opts.db_pid)]
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
-    if scenario in ("fanout", "direct", "latency"):
+    if scenario in ("fanout", "direct", "latency", "cluster"):
         cmd += ["--retries", str(opts.retries)]
     budget = max(0.0, opts.quiet_budget - opts.quiet_used)
     cmd += ["--quiet-wait", str(min(opts.quiet_wait, budget)), "--quiet-budget", str(budget)]
-    limit = 120 + budget + (rounds + params.get("warmup", 0) + opts.retries) * 90 + (600 if scenario == "memory" else 0)
+    limit = 120 + budget + (rounds + params.get("warmup", 0) + opts.retries) * per_round_s + (600 if scenario == "memory" else 0)
     with open(log_path, "ab") as errlog:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         CLEANUP.procs[proc.pid] = proc
@@ -403,6 +427,458 @@ def merge_results(scenario, results):
             merged["failure"] = r.get("failure")
             merged["server_log_tail"] = r.get("server_log_tail")
     return merged
+
+
+# ---- the multi-process scenario (cluster) ---------------------------------------------------------------
+
+# id, label, processes, Redis?, receivers (None: the plan's `clients`), messages per round (None: the plan's
+# `messages`). The receivers of a configuration are spread round-robin over its processes; its sender is on the first.
+# The sender-only pair (no receivers anywhere) measures the per-message costs apart from the deliveries: what the bus
+# adds in the process that publishes (p2rs's first process against p1s), and what a process that only receives
+# over the bus pays per message (p2rs's second process). They send 10x the messages, so that a round is worth tens
+# of milliseconds of CPU.
+CLUSTER_CONFIGS = [
+    ("p1", "1 process", 1, False, None, None),
+    ("p1r", "1 process + Redis", 1, True, None, None),
+    ("p2r", "2 processes + Redis", 2, True, None, None),
+    ("p1s", "sender only, 1 process", 1, False, 0, 10),
+    ("p2rs", "sender only, 2 processes + Redis", 2, True, 0, 10),
+]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BenchRedis:
+    """The Redis of the cluster scenario: a private redis-server on a free loopback port (default: only our work in its
+    CPU figures), or an existing one (--redis-url). Every key goes under a prefix unique to this run, deleted at the end."""
+
+    def __init__(self, opts, logdir):
+        self.opts = opts
+        self.logdir = logdir
+        self.private = opts.redis_url == "private"
+        self.url = None if self.private else opts.redis_url
+        self.prefix = f"bench-{uuid.uuid4().hex[:12]}:"
+        self.proc = None
+        self.pid = None
+        self.version = None
+        self.tmpdir = None
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=3, socket_connect_timeout=3)
+
+    def start(self):
+        if self.private:
+            exe = shutil.which("redis-server")
+            if not exe:
+                raise RuntimeError("redis-server not found; pass --redis-url redis://127.0.0.1:6379/0 to use a running Redis")
+            port = free_port()
+            self.tmpdir = tempfile.mkdtemp(prefix="chat-bench-redis-")
+            CLEANUP.dirs.append(self.tmpdir)
+            self.log = open(os.path.join(self.logdir, "cluster-redis.log"), "wb")
+            cmd = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.tmpdir,
+                   "--daemonize", "no", "--loglevel", "warning"]
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            CLEANUP.procs[self.proc.pid] = self.proc
+            self.url = f"redis://127.0.0.1:{port}/0"
+        CLEANUP.callbacks.append(self.delete_keys)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                info = self.client().info("server")
+                break
+            except Exception as e:  # noqa: BLE001
+                if time.monotonic() > deadline or (self.proc is not None and self.proc.poll() is not None):
+                    raise RuntimeError(f"Redis at {self.url} not reachable: {e}") from None
+                time.sleep(0.1)
+        self.version = info.get("redis_version")
+        pid = int(info.get("process_id", 0))
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                self.pid = pid if f.read().startswith("redis") else None
+        except OSError:
+            self.pid = None  # another machine or another pid namespace: no Redis CPU figures
+        return self
+
+    def delete_keys(self):
+        """Delete every key under this run's prefix; the number deleted (None if Redis is unreachable)."""
+        if self.proc is not None and self.proc.poll() is not None:
+            return 0  # the private server is gone, and its keys with it
+        try:
+            client = self.client()
+            keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+            for i in range(0, len(keys), 500):
+                client.delete(*keys[i : i + 500])
+            return len(keys)
+        except Exception as e:  # noqa: BLE001
+            say(f"warning: could not delete the Redis keys under {self.prefix}: {e}")
+            return None
+
+    def stop(self):
+        deleted = self.delete_keys()
+        if self.delete_keys in CLEANUP.callbacks:
+            CLEANUP.callbacks.remove(self.delete_keys)
+        if self.proc is not None:
+            stop_process(self.proc, grace=5)
+            CLEANUP.procs.pop(self.proc.pid, None)
+            self.log.close()
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            if self.tmpdir in CLEANUP.dirs:
+                CLEANUP.dirs.remove(self.tmpdir)
+        return deleted
+
+
+def healthz(server):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def wait_for_cluster(servers, timeout=20.0):
+    """Until every process of a configuration is connected to Redis and sees all the others; their /healthz."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = []
+        for server in servers:
+            try:
+                health.append(healthz(server))
+            except Exception as e:  # noqa: BLE001
+                health.append(dict(error=str(e)))
+        if all(h.get("bus_connected") and h.get("instances") == len(servers) for h in health):
+            return health
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the processes did not form a cluster of {len(servers)} within {timeout:.0f} s: {health}")
+        time.sleep(0.2)
+
+
+def redis_probe(opts, bus, log_path):
+    """bench/redis_cost.py: Redis's CPU per PUBLISH (1 and 150 messages, 1-8 subscribers, 1 and 32 in flight)."""
+    cmd = ["taskset", "-c", str(opts.client_core), PY, os.path.join(HERE, "redis_cost.py"), "--redis-url", bus.url,
+           "--redis-pid", str(bus.pid), "--channel", bus.prefix + "costprobe", "--batches", "300" if opts.quick else "1000"]
+    with open(log_path, "ab") as errlog:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL)
+        CLEANUP.procs[proc.pid] = proc
+        try:
+            out, _ = proc.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return dict(ok=False, failure="bench/redis_cost.py did not finish within 180 s")
+        finally:
+            CLEANUP.procs.pop(proc.pid, None)
+    try:
+        return json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return dict(ok=False, failure=f"bench/redis_cost.py exited {proc.returncode} without a result")
+
+
+def run_cluster(opts, params, logdir):
+    """The cluster scenario: every configuration started at once, one load client running their rounds in turn."""
+    notes = []
+    bus = BenchRedis(opts, logdir)
+    kind = opts.cluster_db
+    started = []  # every Server, to stop at the end
+    made = []  # (kind, name) of the databases to remove: ("dir", path) or ("mariadb", name)
+    setup = dict(db=kind, redis="private redis-server" if bus.private else opts.redis_url, prefix=bus.prefix,
+                 spread=opts.cluster_spread)
+    result = None
+    try:
+        bus.start()
+        setup.update(redis_url=bus.url, redis_version=bus.version, redis_pid=bus.pid)
+
+        def fresh_database():
+            if kind == "sqlite":
+                tmp = tempfile.mkdtemp(prefix="chat-bench-")
+                CLEANUP.dirs.append(tmp)
+                made.append(("dir", tmp))
+                return f"sqlite:///{tmp}/chat.db"
+            name = create_database(opts.mysql_admin)
+            made.append(("mariadb", name))
+            a = opts.mysql_admin
+            auth = a["user"] + (":" + a["password"] if a["password"] else "")
+            return f"mysql://{auth}@{a['host']}:{a['port']}/{name}"
+
+        configs = []
+        for cid, label, nproc, with_redis, receivers, times in CLUSTER_CONFIGS:
+            database = fresh_database()  # one per configuration, shared by its processes
+            extra = ["--redis", bus.url, "--redis-prefix", f"{bus.prefix}{cid}:"] if with_redis else []
+            servers = []
+            for i in range(nproc):
+                # --cluster-spread: the second process on the load client's core (see the README).
+                core = opts.client_core if (i == 1 and opts.cluster_spread) else opts.server_core
+                server = Server(kind, opts, os.path.join(logdir, f"cluster-{cid}-{i + 1}.server.log"),
+                                database_url=database, extra=extra, core=core)
+                started.append(server)
+                server.start()  # one after the other: the first creates the schema
+                servers.append(server)
+                say(f"[cluster] {label}: process {i + 1} pid {server.proc.pid} on core {core}, {server.url}")
+            if with_redis:
+                wait_for_cluster(servers)
+            cfg = dict(name=cid, urls=[s.url for s in servers], pids=[s.proc.pid for s in servers], clustered=with_redis)
+            if receivers is not None:
+                cfg["receivers"] = receivers
+            if times is not None:
+                cfg["messages"] = params["messages"] * times
+            configs.append(cfg)
+        setup["configs"] = configs
+        target = ["--configs", json.dumps(configs), "--redis-url", bus.url, "--timeout", "30"]
+        if bus.pid:
+            target += ["--bus-pid", str(bus.pid)]
+        result = run_load(opts, None, "cluster", {k: v for k, v in params.items()}, params["rounds"],
+                          os.path.join(logdir, "cluster.load.log"), target=target, kind=kind,
+                          per_round_s=35 * (len(configs) + (sum(1 for c in configs if c.get("receivers") != 0)
+                                                            if params.get("paced_rate") else 0)))
+        for server in started:
+            if server.proc.poll() is not None:
+                result["ok"] = False
+                result["failure"] = (result.get("failure") or "") + f"; {os.path.basename(server.log_path)}: exited with {server.proc.returncode}"
+        if bus.pid:
+            result["redis_probe"] = redis_probe(opts, bus, os.path.join(logdir, "cluster.load.log"))
+        health = {}
+        for server in started:
+            if "--redis" in server.extra:
+                try:
+                    health[os.path.basename(server.log_path)] = healthz(server)
+                except Exception as e:  # noqa: BLE001
+                    health[os.path.basename(server.log_path)] = dict(error=str(e))
+        result["health_after"] = health
+    except Exception as e:  # noqa: BLE001
+        result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
+    finally:
+        for server in reversed(started):
+            tag = os.path.basename(server.log_path).replace(".server.log", "")
+            code, graceful = server.stop()
+            if code not in (0, None, -signal.SIGTERM) or graceful is False:
+                notes.append(f"{tag}: server exit code {code} ({'after SIGTERM' if graceful else 'killed'})")
+            for line in server.anomalies():
+                notes.append(f"{tag}: log: {line}")
+            if result is not None and not result.get("ok"):
+                result.setdefault("server_log_tails", {})[tag] = server.log_tail()
+        setup["redis_keys_left_and_deleted"] = bus.stop()
+        for what, name in made:
+            if what == "dir":
+                shutil.rmtree(name, ignore_errors=True)
+                if name in CLEANUP.dirs:
+                    CLEANUP.dirs.remove(name)
+            else:
+                drop_database(opts.mysql_admin, name)
+    result["setup"] = setup
+    return result, notes
+
+
+def cluster_figures(result):
+    """{figure: (median, [per-round values], flags)} from the cluster result.
+
+    Figure names are `<configuration>[@paced].<what>`. Differences and ratios against `1 process` are taken within
+    each round (the configurations run one after the other in the same round, in the same sending mode), then the
+    median over rounds is taken."""
+    rounds = result.get("rounds") or []
+    if not rounds:
+        return {}
+    per = {}  # figure -> [values]
+
+    def add(name, value):
+        if value is not None:
+            per.setdefault(name, []).append(value)
+
+    for rows in rounds:
+        # Redis's CPU that is not the bus's work (its own timers, the idle processes' heartbeats, other clients of a
+        # shared Redis): its rate over the same round's `1 process` run, which uses no Redis at all.
+        rates = [row["bus_cpu_s"] / row["bracket_s"] for cid, row in rows.items()
+                 if cid.split("@")[0] in ("p1", "p1s") and "bus_cpu_s" in row]
+        bg_rate = statistics.median(rates) if rates else None
+        for key, row in rows.items():
+            cid, _, mode = key.partition("@")
+            base = rows.get("p1" + ("@" + mode if mode else ""))
+            add(f"{key}.cpu_d", row.get("cpu_us_per_delivery"))
+            add(f"{key}.cpu_m", row.get("cpu_us_per_message"))
+            add(f"{key}.rate", row.get("deliveries_per_s"))
+            add(f"{key}.p50", row.get("p50_ms"))
+            add(f"{key}.p99", row.get("p99_ms"))
+            add(f"{key}.client", row.get("client_cpu_share"))
+            add(f"{key}.others", max(0.0, row.get("others_cores", 0) + row.get("steal_cores", 0) - row.get("tick_slack", 0)))
+            if len(row["cpu_per_process_s"]) > 1 and row["deliveries"]:
+                for i, (cpu, nrecv) in enumerate(zip(row["cpu_per_process_s"], row["receivers_per_process"])):
+                    add(f"{key}.proc{i + 1}_d", cpu / (nrecv * row["messages"]) * 1e6)
+                add(f"{key}.send_side_m", (row["cpu_per_process_s"][0] - row["cpu_per_process_s"][1]) / row["messages"] * 1e6)
+            bus_net = None
+            if "bus_cpu_s" in row and bg_rate is not None and cid not in ("p1", "p1s"):
+                bus_net = row["bus_cpu_s"] - bg_rate * row["bracket_s"]
+                if row["deliveries"]:
+                    add(f"{key}.bus_d", bus_net / row["deliveries"] * 1e6)
+                add(f"{key}.bus_m", bus_net / row["messages"] * 1e6)
+                if row.get("redis_publishes"):
+                    add(f"{key}.bus_per_publish", bus_net / row["redis_publishes"] * 1e6)
+            if row.get("redis_publishes") is not None:
+                add(f"{key}.publishes", row["redis_publishes"])
+                if row["redis_publishes"]:
+                    add(f"{key}.msgs_per_publish", row["messages"] / row["redis_publishes"])
+            if base is not None and cid != "p1" and row["deliveries"] and base["deliveries"]:
+                total = row["cpu_us_per_delivery"] + (bus_net / row["deliveries"] * 1e6 if bus_net is not None else 0.0)
+                add(f"{key}.total_d", total)
+                add(f"{key}.added_d", total - base["cpu_us_per_delivery"])
+                if base["cpu_us_per_delivery"]:
+                    add(f"{key}.ratio_d", total / base["cpu_us_per_delivery"])
+                    add(f"{key}.ratio_srv_d", row["cpu_us_per_delivery"] / base["cpu_us_per_delivery"])
+                if row.get("deliveries_per_s") and base.get("deliveries_per_s"):
+                    add(f"{key}.ratio_rate", row["deliveries_per_s"] / base["deliveries_per_s"])
+                for q in ("p50", "p99"):
+                    if row.get(f"{q}_ms") and base.get(f"{q}_ms"):
+                        add(f"{key}.ratio_{q}", row[f"{q}_ms"] / base[f"{q}_ms"])
+        if "p2rs" in rows:
+            b = rows["p2rs"]
+            send_m = b["cpu_per_process_s"][0] / b["messages"] * 1e6
+            add("p2rs.send_m", send_m)
+            add("p2rs.recv_m", b["cpu_per_process_s"][1] / b["messages"] * 1e6)
+            if "p1s" in rows:
+                a = rows["p1s"]
+                add("p2rs.added_m", send_m - a["cpu_us_per_message"])
+                if a["cpu_us_per_message"]:
+                    add("p2rs.ratio_m", send_m / a["cpu_us_per_message"])
+    others = [max(vals) for vals in zip(*[per[k] for k in per if k.endswith(".others")])]
+    disturbed = bool(others) and statistics.median(others) > 0.1
+    out = {}
+    for name, values in per.items():
+        flags = ""
+        if name.endswith(".rate") and statistics.median(per.get(name.rsplit(".", 1)[0] + ".client", [0])) > 0.9:
+            flags += "*"
+        if disturbed:
+            flags += "!"
+        out[name] = (statistics.median(values), values, flags)
+    return out
+
+
+def cluster_table(figs, paced_rate=None):
+    """The multi-process table: one column per configuration, rows of figures (cells empty where they do not apply)."""
+    cols = ["p1", "p1r", "p2r"]
+    bus_cols = ("p1r", "p2r")
+    header = ["figure"] + [label for cid, label, *_ in CLUSTER_CONFIGS if cid in cols]
+
+    def value(name, unit):
+        f = figs.get(name)
+        if f is None:
+            return ""
+        if unit == "us3":
+            return f"{f[0]:.3f}{f[2]}"
+        if unit == "n":
+            return f"{f[0]:.0f}{f[2]}"
+        return fmt(f[0], unit) + f[2]
+
+    def ratio(name):
+        f = figs.get(name)
+        return f"×{f[0]:.2f}" if f else ""
+
+    def fanout_spec(mode, title):
+        m = "@" + mode if mode else ""
+        spec = [
+            (f"{title}: servers' CPU per delivery (us)", {c: (f"{c}{m}.cpu_d", "us") for c in cols}),
+            ("  ÷ 1 process (same round)", {c: ("ratio", f"{c}{m}.ratio_srv_d") for c in bus_cols}),
+            ("  per process: sender's + 500 / 500 (us)", {"p2r": ("pair", (f"p2r{m}.proc1_d", f"p2r{m}.proc2_d"))}),
+            (f"{title}: Redis CPU per delivery, net of its background (us)", {c: (f"{c}{m}.bus_d", "us3") for c in bus_cols}),
+            (f"{title}: servers + Redis CPU per delivery (us)", {"p1": (f"p1{m}.cpu_d", "us"), **{c: (f"{c}{m}.total_d", "us") for c in bus_cols}}),
+            ("  added by the bus per delivery, vs 1 process (us)", {c: (f"{c}{m}.added_d", "us3") for c in bus_cols}),
+            ("  ÷ 1 process (same round)", {c: ("ratio", f"{c}{m}.ratio_d") for c in bus_cols}),
+        ]
+        if not mode:
+            spec += [
+                (f"{title}: deliveries/s (see the caveat)", {c: (f"{c}.rate", "/s") for c in cols}),
+                ("  ÷ 1 process (same round)", {c: ("ratio", f"{c}.ratio_rate") for c in bus_cols}),
+            ]
+        else:
+            spec += [
+                (f"{title}: latency p50 send->receive (ms)", {c: (f"{c}{m}.p50", "ms") for c in cols}),
+                ("  ÷ 1 process (same round)", {c: ("ratio", f"{c}{m}.ratio_p50") for c in bus_cols}),
+                (f"{title}: latency p99 send->receive (ms)", {c: (f"{c}{m}.p99", "ms") for c in cols}),
+                ("  ÷ 1 process (same round)", {c: ("ratio", f"{c}{m}.ratio_p99") for c in bus_cols}),
+            ]
+        spec += [
+            (f"{title}: Redis PUBLISHes per round / messages per PUBLISH", {c: ("pairn", (f"{c}{m}.publishes", f"{c}{m}.msgs_per_publish")) for c in bus_cols}),
+            (f"{title}: Redis CPU per message published, net (us)", {c: (f"{c}{m}.bus_m", "us") for c in bus_cols}),
+            (f"{title}: sending process minus receiving process, per message (us)", {"p2r": (f"p2r{m}.send_side_m", "us")}),
+        ]
+        return spec
+
+    spec = fanout_spec("", "burst")
+    if paced_rate:
+        spec += fanout_spec("paced", f"paced {paced_rate:.0f}/s")
+    spec += [
+        ("sender only, no receivers: sending process CPU per message (us)", {"p1": ("p1s.cpu_m", "us"), "p2r": ("p2rs.send_m", "us")}),
+        ("  added by the bus per message published (us)", {"p2r": ("p2rs.added_m", "us")}),
+        ("  ÷ 1 process (same round)", {"p2r": ("ratio", "p2rs.ratio_m")}),
+        ("sender only: the other process's CPU per message it receives (us)", {"p2r": ("p2rs.recv_m", "us")}),
+        ("sender only: Redis CPU per message published, net (us)", {"p2r": ("p2rs.bus_m", "us")}),
+        ("sender only: messages per PUBLISH", {"p2r": ("p2rs.msgs_per_publish", "n")}),
+    ]
+    rows = [header]
+    for label, cells in spec:
+        row = [label]
+        for c in cols:
+            what = cells.get(c)
+            if what is None:
+                row.append("")
+            elif what[0] == "ratio":
+                row.append(ratio(what[1]))
+            elif what[0] in ("pair", "pairn"):
+                unit = "us" if what[0] == "pair" else "n"
+                a, b = (value(n, unit) for n in what[1])
+                row.append(f"{a} / {b}" if a and b else "")
+            else:
+                row.append(value(*what))
+        if any(row[1:]):
+            rows.append(row)
+    return rows
+
+
+PROBE_NOTES = [
+    "Redis alone (bench/redis_cost.py, pinned with the load client): the same Redis; the batches are the bytes our "
+    "server publishes; as many publisher connections as subscribers, each waiting for its replies with 1 (a server "
+    "publishing into an idle Redis) or 32 (Redis kept busy) PUBLISHes in flight; the subscribers read and discard. "
+    "Redis's CPU minus its idle background rate. When MB/s to subscribers is in the hundreds, the one-process client "
+    "reading them is the limit and Redis's CPU per PUBLISH grows with its output buffers.",
+]
+
+
+def redis_probe_table(probe):
+    """Rows: subscribers, Redis CPU per PUBLISH and per message, PUBLISH/s (one publisher waiting for each reply)."""
+    if not probe or not probe.get("ok"):
+        return None
+    rows = [["Redis alone: one PUBLISH of", "in flight per publisher", "subscribers (= publishers)",
+             "Redis CPU per PUBLISH (us)", "per message (us)", "PUBLISH/s", "MB/s to subscribers"]]
+    for run in probe["runs"]:
+        n = run["batch_messages"]
+        rows.append([f"{n} message{'s' if n > 1 else ''} ({run['payload_bytes'] / 1024:.1f} KiB)", str(run.get("depth", 1)),
+                     str(run["subscribers"]), f"{run['net_us_per_publish']:.1f}", f"{run['net_us_per_message']:.3f}",
+                     f"{run['publishes_per_s']:,.0f}",
+                     f"{run['publishes_per_s'] * run['payload_bytes'] * run['subscribers'] / 1e6:,.0f}"])
+    return rows
+
+
+def cluster_spread(figs):
+    """Per configuration: rounds and half the max-min spread of the main figures, as % of the median."""
+    rows = [["figure (rounds: max-min as % of median)", "1 process", "1 process + Redis", "2 processes + Redis"]]
+    for label, key in (("burst: servers' CPU per delivery", ".cpu_d"), ("burst: deliveries/s", ".rate"),
+                       ("paced: servers' CPU per delivery", "@paced.cpu_d"), ("paced: latency p99", "@paced.p99")):
+        if not any(f"{c}{key}" in figs for c in ("p1", "p1r", "p2r")):
+            continue
+        row = [label]
+        for c in ("p1", "p1r", "p2r"):
+            f = figs.get(f"{c}{key}")
+            if f:
+                med, values, _ = f
+                row.append(f"n={len(values)} ±{(max(values) - min(values)) / med * 50:.0f}%" if med else "-")
+            else:
+                row.append("-")
+        rows.append(row)
+    return rows
 
 
 # ---- figures and the table -----------------------------------------------------------------------------
@@ -552,7 +1028,7 @@ def render_markdown(rows):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Side-by-side chat server benchmark (see bench/README.md).")
-    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 3 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 6 minutes)")
     p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per scenario (overrides the mode's)")
@@ -569,6 +1045,16 @@ def parse_args(argv=None):
                         "(no presence traffic; lifts our server's connections-per-user limit)")
     p.add_argument("--mysql-url", default=os.environ.get("BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
                    help="MariaDB server where the bench creates and drops its databases")
+    p.add_argument("--redis-url", default="private",
+                   help="cluster scenario: 'private' (default) starts a redis-server of its own on a free loopback port, "
+                        "so that Redis's CPU is only ours; or the URL of a running Redis, e.g. redis://127.0.0.1:6379/0. "
+                        "Either way the keys go under a prefix unique to the run and are deleted at the end")
+    p.add_argument("--cluster-db", choices=("sqlite", "mariadb"), default="sqlite",
+                   help="cluster scenario: the database of every configuration (default sqlite: one file per configuration, "
+                        "shared by its processes)")
+    p.add_argument("--cluster-spread", action="store_true",
+                   help="cluster scenario: run the second of the two processes on the load client's core instead of the "
+                        "server core (default: every server process on the server core)")
     p.add_argument("--server-core", type=int, default=1, help="the core the servers are pinned to (default 1)")
     p.add_argument("--client-core", type=int, default=0, help="the core the load client and this script are pinned to (default 0)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="where the JSON and markdown copies go")
@@ -652,7 +1138,13 @@ def main(argv=None):
         say(f"MariaDB {info['mariadb']}: skipping ours/MariaDB")
         opts.servers = [s for s in opts.servers if s != "mariadb"]
     opts.db_pid = mariadbd_pid() if "mariadb" in opts.servers else None
-    opts.our_flags = our_server_flags(opts.memory_names) if {"sqlite", "mariadb"} & set(opts.servers) else []
+    if "cluster" in opts.scenarios and opts.cluster_db == "mariadb" and str(info.get("mariadb", "")).startswith("unreachable"):
+        say(f"MariaDB {info['mariadb']}: the cluster scenario needs it with --cluster-db mariadb; skipping it")
+        opts.scenarios = [s for s in opts.scenarios if s != "cluster"]
+    if "cluster" in opts.scenarios and opts.cluster_db == "mariadb" and not opts.db_pid:
+        opts.db_pid = mariadbd_pid()
+    wants_ours = {"sqlite", "mariadb"} & set(opts.servers) or "cluster" in opts.scenarios
+    opts.our_flags = our_server_flags(opts.memory_names) if wants_ours else []
     info["our_server_flags"] = shlex.join(opts.our_flags)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(opts.out, exist_ok=True)
@@ -666,9 +1158,19 @@ def main(argv=None):
     figures = {s: {} for s in opts.servers}
     failures = {s: {} for s in opts.servers}
     notes = []
+    cluster_result = None
     interrupted = False
     try:
         for scenario in opts.scenarios:
+            if scenario == "cluster":
+                t0 = time.monotonic()
+                say(f"[cluster] fan-out with 1 and 2 processes over Redis ({opts.cluster_db}; Redis: {opts.redis_url})")
+                cluster_result, scen_notes = run_cluster(opts, plan["cluster"], logdir)
+                cluster_result["scenario_wall_s"] = round(time.monotonic() - t0, 1)
+                notes += scen_notes
+                if not cluster_result.get("ok"):
+                    say(f"[cluster] FAILED: {cluster_result.get('failure')}")
+                continue
             for kind in opts.servers:
                 t0 = time.monotonic()
                 result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir)
@@ -716,7 +1218,58 @@ def main(argv=None):
     machine_line = (f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, Linux {info['kernel']}, "
                     f"Python {info['python']}, MariaDB {info.get('mariadb')}; date {info['date']}; git {info['git']}; "
                     f"mode {'quick' if opts.quick else 'full'}; took {elapsed / 60:.1f} min, {opts.quiet_used:.0f} s of it waiting for quiet")
-    text = [machine_line, "", render_text(table), "", *footnotes, "", render_text(spread)]
+    has_main = len(table) > 1
+    text = [machine_line, ""] + ([render_text(table), "", *footnotes, "", render_text(spread)] if has_main else [])
+    cluster_figs, cluster_rows, cluster_notes, cluster_fail = {}, None, [], []
+    if cluster_result is not None:
+        cluster_figs = cluster_figures(cluster_result) if cluster_result.get("rounds") else {}
+        cluster_rows = cluster_table(cluster_figs, plan["cluster"].get("paced_rate")) if cluster_figs else None
+        setup = cluster_result.get("setup", {})
+        where = ("every server process on core " + str(opts.server_core) if not opts.cluster_spread else
+                 f"the second of the 2 processes on core {opts.client_core}, with the load client; the others on core {opts.server_core}")
+        pc = plan["cluster"]
+        cluster_notes = [
+            f"Multi-process fan-out: {pc['clients']} receivers (split evenly over the processes) and one sender (on the "
+            f"first process). burst: the sender writes {pc['messages']} group messages back to back; paced: "
+            f"{pc.get('paced_messages')} messages at {pc.get('paced_rate')}/s, so that each is delivered on its own; sender "
+            f"only: {pc['messages'] * 10} messages back to back and no receivers. Every configuration runs in every round, "
+            f"one after the other (order rotated); medians over {pc['rounds']} rounds. Database: {setup.get('db')} (one per "
+            f"configuration, shared by its processes); Redis: {setup.get('redis')} {setup.get('redis_version') or ''}, not "
+            f"pinned; {where}; load client on core {opts.client_core}. Every receiver must get every message once and in "
+            f"order, else the round fails.",
+            "Servers' CPU: the sum over the configuration's server processes. Redis CPU: redis-server's own, minus its "
+            "background rate (measured over the same round's `1 process` run, which does not use Redis). "
+            "Ratios and differences against `1 process` are paired within each round, then the median is taken.",
+            "Deliveries/s: every server process of a configuration shares one core (unless --cluster-spread), so 2 "
+            "processes cannot deliver faster than 1 here; the rate also depends on the load client (about 1 us per "
+            "delivery of its own).",
+        ]
+        cflags = "".join(f[2] for f in cluster_figs.values())
+        if "*" in cflags:
+            cluster_notes.append("* the load client used over 90% of its core in those rounds: the figure may be limited by the client.")
+        if "!" in cflags:
+            cluster_notes.append("! other processes on this machine used over 10% of a core during those rounds: the figure is disturbed.")
+        if not cluster_result.get("ok"):
+            cluster_fail.append(f"multi-process / cluster: {cluster_result.get('failure')}")
+            for fr in cluster_result.get("failed_rounds", []):
+                cluster_fail.append(f"    {fr}")
+            for key in ("connect_failures", "error_examples", "close_examples", "stderr"):
+                if cluster_result.get(key):
+                    cluster_fail.append(f"    {key}: {cluster_result[key] if key == 'stderr' else cluster_result[key][:3]}")
+            for tag, tail in (cluster_result.get("server_log_tails") or {}).items():
+                cluster_fail.append(f"    {tag} log tail:\n" + "\n".join("      " + l for l in tail.splitlines()))
+        failure_text += cluster_fail
+        probe_rows = redis_probe_table(cluster_result.get("redis_probe"))
+        if cluster_result.get("redis_probe") and not probe_rows:
+            cluster_fail.append(f"multi-process / Redis probe: {cluster_result['redis_probe'].get('failure')}")
+            failure_text.append(cluster_fail[-1])
+        text += ["Multi-process fan-out (cluster scenario)", ""]
+        if cluster_rows:
+            text += [render_text(cluster_rows), "", *cluster_notes, "", render_text(cluster_spread(cluster_figs))]
+        else:
+            text += ["(no figures: see the failures)"]
+        if probe_rows:
+            text += ["", render_text(probe_rows), "", *PROBE_NOTES]
     if failure_text:
         text += ["", "Failures:", *failure_text]
     if notes:
@@ -727,8 +1280,18 @@ def main(argv=None):
         text += ["", "(interrupted: partial results)"]
     print("\n".join(text), flush=True)
 
-    md = [f"# Chat server benchmark, {info['date']}", "", machine_line, "", render_markdown(table), "",
-          *[f"- {f}" for f in footnotes], "", render_markdown(spread)]
+    md = [f"# Chat server benchmark, {info['date']}", "", machine_line, ""]
+    if has_main:
+        md += [render_markdown(table), "", *[f"- {f}" for f in footnotes], "", render_markdown(spread)]
+    if cluster_result is not None:
+        md += ["", "## Multi-process fan-out", ""]
+        if cluster_rows:
+            md += [render_markdown(cluster_rows), "", *[f"- {f}" for f in cluster_notes], "",
+                   render_markdown(cluster_spread(cluster_figs))]
+        else:
+            md += ["(no figures: see the failures)"]
+        if probe_rows:
+            md += ["", render_markdown(probe_rows), "", *[f"- {n}" for n in PROBE_NOTES]]
     if failure_text:
         md += ["", "## Failures", "", "```", *failure_text, "```"]
     if notes:
@@ -736,7 +1299,8 @@ def main(argv=None):
     payload = dict(machine=info, mode="quick" if opts.quick else "full", plan=plan, servers=opts.servers,
                    scenarios=opts.scenarios, memory_names=opts.memory_names, elapsed_s=elapsed, interrupted=interrupted,
                    figures={s: {k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in f.items()} for s, f in figures.items()},
-                   raw=raw, notes=notes, table=table)
+                   raw=raw, notes=notes, table=table, cluster=cluster_result, cluster_table=cluster_rows,
+                   cluster_figures={k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in cluster_figs.items()})
     for name, content in ((f"bench-{stamp}.md", "\n".join(md) + "\n"), (f"bench-{stamp}.json", json.dumps(payload, indent=1) + "\n")):
         with open(os.path.join(opts.out, name), "w") as f:
             f.write(content)

@@ -237,7 +237,10 @@ class RedisBus:
             return
         for instance in (set(self._seen) | set(instances)) - alive:
             if self._seen.pop(instance, None) is not None:
-                log.warning("instance %s stopped sending heartbeats: its users are offline", instance)
+                if instance in instances:  # still listed: it did not leave (stop() unlists), it died
+                    log.warning("instance %s stopped sending heartbeats: its users are offline", instance)
+                else:
+                    log.info("instance %s left", instance)
             self.listener.on_instance(instance, None)
             pipe = r.pipeline(transaction=False)
             pipe.srem(self._instances_key, instance)

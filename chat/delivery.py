@@ -68,6 +68,14 @@ class LocalDelivery:
     def last_message_id(self):
         return self.ids.last_assigned
 
+    def history_ceiling(self):
+        """Connect-time history holds only messages below this id (None: no limit); later ones come live."""
+        return None
+
+    def lags_behind(self, since):
+        """Whether a client that has seen up to `since` could still be sent older messages live here."""
+        return False
+
     def is_online(self, user):
         return self.hub.is_online(user)
 
@@ -164,6 +172,14 @@ class ClusterDelivery(LocalDelivery):
     @property
     def last_message_id(self):
         return self.sequencer.next_id - 1
+
+    def history_ceiling(self):
+        # What this process has not delivered yet is left out of a new connection's history: it arrives live,
+        # in order, after it (the session is in the hub before the history query).
+        return self.sequencer.next_id
+
+    def lags_behind(self, since):
+        return since >= self.sequencer.next_id
 
     # ---- what the bus hands us -------------------------------------------------------------------
 

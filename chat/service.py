@@ -132,19 +132,23 @@ class ChatService:
 
     def connect_history(self, user, last_seen_id, since=None):
         """What a new connection is sent: everything after `since`, or recent group messages plus unreceived directs."""
-        uncommitted = self.writer.uncommitted()  # taken before the queries: see ChatSession.run
+        # Both taken before the queries: see ChatSession.run.
+        uncommitted = self.writer.uncommitted()
+        ceiling = self.delivery.history_ceiling()
         limit = self.settings.max_replay
         if since is not None:
             rows = self.store.visible_since(user, since, limit)
-            return _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user))[:limit]
-        recent = self.settings.history_on_connect
-        group = _merge(self.store.group_page(recent), uncommitted, lambda r: r.recipient is None)[-recent:]
-        directs = _merge(
-            self.store.directs_to_since(user, last_seen_id, limit),
-            uncommitted,
-            lambda r: r.recipient == user and r.id > last_seen_id,
-        )
-        return sorted(group + directs[:limit], key=lambda r: r.id)
+            records = _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user))[:limit]
+        else:
+            recent = self.settings.history_on_connect
+            group = _merge(self.store.group_page(recent), uncommitted, lambda r: r.recipient is None)[-recent:]
+            directs = _merge(
+                self.store.directs_to_since(user, last_seen_id, limit),
+                uncommitted,
+                lambda r: r.recipient == user and r.id > last_seen_id,
+            )
+            records = sorted(group + directs[:limit], key=lambda r: r.id)
+        return records if ceiling is None else [r for r in records if r.id < ceiling]
 
     # ---- presence and life cycle ------------------------------------------------------------
 

@@ -23,18 +23,17 @@ log = logging.getLogger("chat.session")
 
 
 class ChatSession:
-    __slots__ = ("service", "user", "conn", "since", "_held", "_floor", "_parse_options", "__weakref__")
+    __slots__ = ("service", "user", "conn", "since", "deliver", "_held", "_parse_options", "__weakref__")
 
     def __init__(self, service, user, conn, since=None):
         self.service = service
         self.user = user
         self.conn = conn
         self.since = since
-        # Until the connect-time history is sent, live deliveries wait here, so nothing arrives twice or out of order.
+        # The hub calls deliver(frame, message_id) for every message: until the connect-time history is sent it
+        # holds them (so nothing arrives twice or out of order), then it is the connection's own send_frame.
         self._held = []
-        # Messages up to this id were in the connect history (or before ?since=): a later live copy is not sent.
-        # With several processes one can arrive after the history query found it in the database.
-        self._floor = 0
+        self.deliver = self._hold
         settings = service.settings
         self._parse_options = dict(
             max_name_length=settings.max_name_length,
@@ -42,13 +41,13 @@ class ChatSession:
             max_history=settings.max_history_page,
         )
 
-    def deliver(self, frame, message_id=None):
-        held = self._held
-        if held is None:
-            if message_id is None or message_id > self._floor:
-                self.conn.send_frame(frame)
-        else:
-            held.append((message_id, frame))
+    def _hold(self, frame, message_id=None):
+        self._held.append((message_id, frame))
+
+    def _send_after_since(self, frame, message_id=None):
+        """deliver, for a client that saw more on another process than this one has delivered yet."""
+        if message_id is None or message_id > self.since:
+            self.conn.send_frame(frame)
 
     def send_event(self, event):
         self.conn.send_text(encode_event(event))
@@ -72,7 +71,6 @@ class ChatSession:
                 return
             self.send_event({"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT})
             self.send_event(_history_event(history, since=self.since))
-            self._floor = max(self.since or 0, history[-1].id if history else 0)
             self._release_held({r.id for r in history})
             if first:
                 service.presence_changed(self.user, True)
@@ -83,10 +81,13 @@ class ChatSession:
                 service.presence_changed(self.user, False)
 
     def _release_held(self, already_sent):
-        held, self._held = self._held, None
-        for message_id, frame in held:
-            if message_id not in already_sent:
+        since = self.since if self.since is not None else -1
+        for message_id, frame in self._held:
+            if message_id is None or (message_id not in already_sent and message_id > since):
                 self.conn.send_frame(frame)
+        self._held = None
+        lagging = self.since is not None and self.service.delivery.lags_behind(self.since)
+        self.deliver = self._send_after_since if lagging else self.conn.send_frame
 
     def handle_text(self, text):
         try:

@@ -109,8 +109,10 @@ class Connection:
         # A read that sees nothing for a ping interval plus the ping timeout means a dead peer.
         sock.settimeout(settings.ping_interval + settings.ping_timeout)
 
-    def send_frame(self, frame):
-        """Queue an encoded frame. False when the connection is closing or was just closed for being too slow."""
+    def send_frame(self, frame, message_id=None):
+        """Queue an encoded frame. False when the connection is closing or was just closed for being too slow.
+
+        `message_id` is not used: it lets a session hand this method to the hub as its `deliver`."""
         if self._state != OPEN:
             return False
         queue = self._queue

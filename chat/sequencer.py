@@ -24,15 +24,8 @@ class Sequencer:
                 self._waiting_since = self._clock()
             self._waiting[message_id] = item
             return ()
-        ready = [item]
         self.next_id += 1
-        waiting = self._waiting
-        if waiting:
-            while self.next_id in waiting:
-                ready.append(waiting.pop(self.next_id))
-                self.next_id += 1
-            self._waiting_since = self._clock() if waiting else None
-        return ready
+        return self._release_run([item]) if self._waiting else [item]
 
     def gap(self):
         """(first missing id, first waiting id, seconds waited) when messages wait for missing ones, else None."""
@@ -47,11 +40,16 @@ class Sequencer:
         self.next_id = message_id
         waiting = self._waiting
         items = [waiting.pop(i) for i in sorted(i for i in waiting if i < message_id)]  # released, never dropped
+        return self._release_run(items)
+
+    def _release_run(self, ready):
+        """`ready` plus the waiting items that now follow on from next_id without a gap."""
+        waiting = self._waiting
         while self.next_id in waiting:
-            items.append(waiting.pop(self.next_id))
+            ready.append(waiting.pop(self.next_id))
             self.next_id += 1
         self._waiting_since = self._clock() if waiting else None
-        return items
+        return ready
 
     def __len__(self):
         return len(self._waiting)

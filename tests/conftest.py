@@ -4,7 +4,9 @@ import os
 import socket
 import subprocess
 import sys
+import sqlite3
 import uuid
+from urllib.parse import unquote, urlsplit
 
 import pymysql
 import pytest
@@ -269,3 +271,24 @@ def clients():
     yield connect
     for client in opened:
         client.close()
+
+
+def db_execute(database_url, query, params=()):
+    """Run one statement straight on the server's database (checks of what it stored, and the odd fixture)."""
+    if database_url.startswith("sqlite"):
+        conn = sqlite3.connect(unquote(urlsplit(database_url).path)[1:])
+        try:
+            rows = conn.execute(query, params).fetchall()
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+    p = urlsplit(database_url)
+    conn = pymysql.connect(host=p.hostname, port=p.port or 3306, user=p.username or "root", password=p.password or "",
+                           database=p.path.lstrip("/"), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query.replace("?", "%s"), params)
+            return cur.fetchall()
+    finally:
+        conn.close()

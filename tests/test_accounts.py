@@ -8,16 +8,15 @@ import hashlib
 import json
 import os
 import queue
-import sqlite3
 import stat
 import subprocess
 import threading
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-import pymysql
 import pytest
 import requests
 
+from conftest import db_execute
 from test_wscat import Wscat, wscat_path  # noqa: F401  (wscat_path is a fixture)
 from webusers import (  # noqa: F401  (fixtures)
     PASSWORD,
@@ -49,23 +48,7 @@ def form_server(_shared_auth_servers):
     return _shared_auth_servers.get("sqlite")
 
 
-def db_rows(database_url, query, params=()):
-    """Rows straight from the server's database (read-only checks of what it stored)."""
-    if database_url.startswith("sqlite"):
-        conn = sqlite3.connect(unquote(urlsplit(database_url).path)[1:])
-        try:
-            return conn.execute(query, params).fetchall()
-        finally:
-            conn.close()
-    p = urlsplit(database_url)
-    conn = pymysql.connect(host=p.hostname, port=p.port or 3306, user=p.username or "root", password=p.password or "",
-                           database=p.path.lstrip("/"))
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query.replace("?", "%s"), params)
-            return cur.fetchall()
-    finally:
-        conn.close()
+db_rows = db_execute  # rows straight from the server's database (read-only checks of what it stored)
 
 
 def send_and_ack(client, text):

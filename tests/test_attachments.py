@@ -8,9 +8,8 @@ import hashlib
 import io
 import random
 import re
-import sqlite3
 import uuid
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pymysql
 import pytest
@@ -20,9 +19,9 @@ from PIL import Image
 import filesamples as samples
 from chat.store import Store
 from chat.store.attachments import AttachmentQueries
-from conftest import ChatClient
+from conftest import ChatClient, db_execute
 from servers import shared_server  # noqa: F401  (fixture)
-from webusers import CSRF_RE, WebUser, account, token_socket, unique
+from webusers import CSRF_RE, account, token_socket, unique
 
 MiB = 1024 * 1024
 TIMEOUT = 30
@@ -55,27 +54,6 @@ def uploaded(server, token, filename, data, to=None):
 
 def fetch(server, path, token=None, headers=None):
     return requests.get(server.http_url + path, headers={**(bearer(token) if token else {}), **(headers or {})}, timeout=TIMEOUT)
-
-
-def db_execute(database_url, query, params=()):
-    """Run one statement straight on the server's database (checks of what it stored, and the odd fixture)."""
-    if database_url.startswith("sqlite"):
-        conn = sqlite3.connect(unquote(urlsplit(database_url).path)[1:])
-        try:
-            rows = conn.execute(query, params).fetchall()
-            conn.commit()
-            return rows
-        finally:
-            conn.close()
-    p = urlsplit(database_url)
-    conn = pymysql.connect(host=p.hostname, port=p.port or 3306, user=p.username or "root", password=p.password or "",
-                           database=p.path.lstrip("/"), autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query.replace("?", "%s"), params)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def next_message(client, *types):

@@ -1,8 +1,16 @@
 """A throwaway Redis server on its own port, for tests that stop and restart Redis under running chat servers."""
+import os
 import shutil
 import subprocess
 
+import pytest
+
 from conftest import free_port
+
+
+def redis_binary():
+    found = shutil.which("redis-server")
+    return found or ("/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None)
 
 
 class ThrowawayRedis:
@@ -17,9 +25,8 @@ class ThrowawayRedis:
 
     def start(self):
         """Start it and return once it says it accepts connections."""
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"],
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "notice"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -39,6 +46,14 @@ class ThrowawayRedis:
         if self.proc is not None:
             self.proc.stdout.close()
 
-    def restart(self):
-        self.kill()
-        return self.start()
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if redis_binary() is None:
+        reason = "redis-server is not installed (apt-get install redis-server); the multi-process tests start their own"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = ThrowawayRedis(tmp_path / "redis.log").start()
+    yield server
+    server.kill()

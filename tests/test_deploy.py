@@ -17,20 +17,13 @@ import pytest
 import websocket  # websocket-client
 
 from conftest import ROOT, SUITE_SETTINGS, ChatClient, free_port
-from redis_instance import ThrowawayRedis
+from redis_instance import redis_server  # noqa: F401  (fixture)
 from test_cluster import health, next_message, online_everywhere, post, wait_until
 
 CHAT_WORKER = "chat.gunicorn_worker.ChatWebSocketWorker"
 STOCK_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
 GRACEFUL_TIMEOUT = 15
 NGINX_CONF = os.path.join(ROOT, "docs", "nginx-chat.conf")
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    server = ThrowawayRedis(tmp_path / "redis.log").start()
-    yield server
-    server.kill()
 
 
 class GunicornProcess:

@@ -75,12 +75,17 @@ def mysql_databases():
     dbs.drop_all()
 
 
+def fresh_database_url(request, kind, directory):
+    """A fresh, empty database: a SQLite file in `directory`, or a new database on the MariaDB test server."""
+    if kind == "mysql":
+        return request.getfixturevalue("mysql_databases").create()
+    return f"sqlite:///{directory / 'chat.db'}"
+
+
 @pytest.fixture(params=["sqlite", "mysql"])
 def database_url(request, tmp_path):
     """A fresh, empty database of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'chat.db'}"
-    return request.getfixturevalue("mysql_databases").create()
+    return fresh_database_url(request, request.param, tmp_path)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from conftest import ServerProcess
+from conftest import ServerProcess, fresh_database_url
 
 _tags = itertools.count(1)
 
@@ -17,11 +17,7 @@ _tags = itertools.count(1)
 def shared_server(request, tmp_path_factory):
     """One running server per store for the whole module (fresh database)."""
     directory = tmp_path_factory.mktemp("shared")
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory / 'chat.db'}"
-    else:
-        url = request.getfixturevalue("mysql_databases").create()
-    server = ServerProcess(url, directory / "server.log").start()
+    server = ServerProcess(fresh_database_url(request, request.param, directory), directory / "server.log").start()
     yield server
     server.stop()
 

@@ -13,7 +13,7 @@ from chat.bots.runner import BotClient, mention_pattern
 from chat.config import Settings
 from chat.frames import encode_text
 from chat.protocol import encode_event
-from conftest import ServerProcess
+from conftest import ServerProcess, fresh_database_url
 from rawws import RawWebSocket
 from servers import Chat
 
@@ -23,11 +23,7 @@ TEST_BOTS = dict(bots="eliza,crasher", bot_modules="tests.chatbots")
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])
 def bot_server(request, tmp_path_factory):
     directory = tmp_path_factory.mktemp("bots")
-    if request.param == "sqlite":
-        url = f"sqlite:///{directory / 'chat.db'}"
-    else:
-        url = request.getfixturevalue("mysql_databases").create()
-    server = ServerProcess(url, directory / "server.log", **TEST_BOTS).start()
+    server = ServerProcess(fresh_database_url(request, request.param, directory), directory / "server.log", **TEST_BOTS).start()
     yield server
     server.stop()
 

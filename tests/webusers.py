@@ -11,7 +11,7 @@ import pytest
 import requests
 import websocket  # websocket-client
 
-from conftest import ROOT, ChatClient, ServerProcess
+from conftest import ROOT, ChatClient, ServerProcess, fresh_database_url
 from rawws import RawWebSocket
 
 REDIS_URL = os.environ.get("CHAT_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -64,11 +64,8 @@ class Backend:
 
 
 def make_backend(request, kind, directory):
-    if kind == "mysql":
-        url = request.getfixturevalue("mysql_databases").create()
-    else:  # sqlite, and sqlite + Redis sessions
-        url = f"sqlite:///{directory / 'chat.db'}"
-    return Backend(kind, url)
+    # sqlite, and sqlite + Redis sessions, use a SQLite file
+    return Backend(kind, fresh_database_url(request, "mysql" if kind == "mysql" else "sqlite", directory))
 
 
 BACKENDS = ["sqlite", "mysql", "redis"]

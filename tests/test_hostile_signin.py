@@ -1,0 +1,216 @@
+"""Hostile sign-ins against the real server, one attack per test: a wrong-password flood that tries to lock the owner
+out, a password spray from one address, a flood of correct sign-ins (CPU), weak passwords at registration, and a socket
+that outlives its token or browser session. Each asserts that the attack fails and that honest bystanders keep chatting.
+
+Addresses are simulated with trust_proxy and X-Forwarded-For (the server believes one proxy hop). Accounts live in the
+database (SQLite, MariaDB); the throttles and credentials live in Redis when the server has redis_url.
+"""
+import threading
+import time
+
+import pytest
+import requests
+
+from bystanders import Bystanders
+from conftest import db_execute
+from webusers import (  # noqa: F401  (fixtures)
+    PASSWORD,
+    WebUser,
+    backend,
+    start_auth_server,
+    token_socket,
+    unique,
+)
+
+CLOSE_CREDENTIALS_ENDED = 4001
+# Throttle counters live in the process, or in Redis with redis_url; accounts in the database (SQLite is enough here).
+THROTTLE_STORES = pytest.mark.parametrize("backend", ["sqlite", "redis"], indirect=True)
+OWNER = "192.0.2.10"  # where the owner usually signs in from
+ATTACKERS = [f"198.51.100.{i}" for i in range(1, 40)]
+STRANGER = "203.0.113.7"  # an address nobody signed in from before
+
+
+def post(server, path, body, address=None):
+    headers = {"X-Forwarded-For": address} if address else {}
+    return requests.post(server.http_url + path, json=body, headers=headers, timeout=30)
+
+
+def token_request(server, name, password, address=None, **extra):
+    return post(server, "/api/token", {"username": name, "password": password, **extra}, address)
+
+
+def register(server, short, address=None, password=PASSWORD):
+    name = unique(short)
+    response = post(server, "/api/register", {"username": name, "password": password}, address)
+    assert response.status_code == 201, response.text
+    return name
+
+
+def assert_throttled(response, message):
+    assert response.status_code == 429, response.text
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.json()["error"] == f"{message}; try again later"
+    assert response.json()["retry_after"] == int(response.headers["Retry-After"])
+
+
+def page_login(server, name, password, address):
+    user = WebUser(server)
+    user.http.headers["X-Forwarded-For"] = address
+    return user.login(name, password)
+
+
+# ---- a wrong-password flood cannot lock the owner out ---------------------------------------------------------
+
+
+@THROTTLE_STORES
+def test_wrong_password_flood_from_other_addresses_does_not_lock_the_owner_out(start_auth_server):
+    server = start_auth_server(trust_proxy=True, login_max_failures=3, login_max_failures_per_address=100,
+                               login_max_failures_per_name=7)
+    watch = Bystanders(server)
+    owner = register(server, "owner")
+    assert token_request(server, owner, PASSWORD, OWNER).status_code == 200  # the owner's usual address
+
+    # One address: at the limit (3 failures) it may still try; one past it is refused, even with the right password.
+    first = ATTACKERS[0]
+    for _ in range(3):
+        assert token_request(server, owner, "wrong guess", first).status_code == 401
+    assert_throttled(token_request(server, owner, PASSWORD, first), "too many failed sign-ins")
+    page = page_login(server, owner, PASSWORD, first)
+    assert page.status_code == 429 and int(page.headers["Retry-After"]) >= 1
+    assert "Too many failed sign-ins. Try again in" in page.text
+
+    # Meanwhile the owner signs in from their own address, and from a new one.
+    assert token_request(server, owner, PASSWORD, OWNER).status_code == 200
+    assert token_request(server, owner, PASSWORD, STRANGER).status_code == 200
+
+    # The flood spreads over more addresses, up to 7 failures in all for the name (the slower global limit).
+    for address in (ATTACKERS[1], ATTACKERS[1], ATTACKERS[2]):
+        assert token_request(server, owner, "wrong guess", address).status_code == 401
+    assert token_request(server, owner, "wrong guess", ATTACKERS[3]).status_code == 401  # the 7th, still answered
+    assert_throttled(token_request(server, owner, PASSWORD, ATTACKERS[4]), "too many failed sign-ins")  # a new address
+    # Addresses that signed in to the name before are exempt from the name's limit: the owner still gets in.
+    assert token_request(server, owner, PASSWORD, OWNER).status_code == 200
+    assert page_login(server, owner, PASSWORD, OWNER).status_code == 302
+    assert token_request(server, owner, PASSWORD, STRANGER).status_code == 200
+    other = register(server, "other")  # other names are not affected
+    assert token_request(server, other, PASSWORD, ATTACKERS[4]).status_code == 200
+    watch.check()
+
+
+@THROTTLE_STORES
+def test_password_spray_from_one_address_is_stopped_there(start_auth_server):
+    server = start_auth_server(trust_proxy=True, login_max_failures_per_address=4)
+    watch = Bystanders(server)
+    victim = register(server, "victim")
+    sprayer = ATTACKERS[10]
+    for i in range(4):  # at the limit: four names tried once each
+        assert token_request(server, unique(f"spray{i}"), "wrong guess", sprayer).status_code == 401
+    assert_throttled(token_request(server, victim, "wrong guess", sprayer), "too many failed sign-ins")
+    assert token_request(server, victim, PASSWORD, OWNER).status_code == 200  # from elsewhere, unaffected
+    watch.check()
+
+
+# ---- a flood of correct sign-ins cannot eat the CPU -------------------------------------------------------------
+
+
+@THROTTLE_STORES
+def test_correct_signin_flood_is_limited_per_address(start_auth_server):
+    server = start_auth_server(trust_proxy=True, login_rate_per_address=4)
+    watch = Bystanders(server)
+    name = register(server, "flood", ATTACKERS[20])  # one of the address's four
+    flooder = ATTACKERS[20]
+    for _ in range(3):  # at the limit: four in the minute
+        assert token_request(server, name, PASSWORD, flooder).status_code == 200
+    assert_throttled(token_request(server, name, PASSWORD, flooder), "too many sign-ins from this address")
+    page = page_login(server, name, PASSWORD, flooder)
+    assert page.status_code == 429 and "Too many sign-ins from this address. Try again in" in page.text
+    refused = post(server, "/api/register", {"username": unique("more"), "password": PASSWORD}, flooder)
+    assert_throttled(refused, "too many sign-ins from this address")  # registration hashes too
+    assert token_request(server, name, PASSWORD, OWNER).status_code == 200  # another address is not affected
+    watch.check()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the gate is per process
+def test_concurrent_password_hashing_is_bounded(start_auth_server):
+    """Many addresses at once (each within its own limits): beyond one hash running and none waiting, 503 + Retry-After."""
+    server = start_auth_server(trust_proxy=True, password_hash_concurrency=1, password_hash_queue=0)
+    watch = Bystanders(server)
+    name = register(server, "busy")
+    statuses = []
+    for attempt in range(5):  # a burst of simultaneous requests; repeated in case the first arrives spread out
+        barrier = threading.Barrier(8)
+        results = [None] * 8
+
+        def sign_in(i, attempt=attempt):
+            barrier.wait()
+            results[i] = token_request(server, name, PASSWORD, f"198.18.{attempt}.{i}")
+
+        threads = [threading.Thread(target=sign_in, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses += [r.status_code for r in results]
+        busy = [r for r in results if r.status_code == 503]
+        if busy:
+            break
+    assert set(statuses) <= {200, 503} and 200 in statuses, statuses
+    assert busy, f"8 simultaneous sign-ins never found the hasher busy: {statuses}"
+    assert int(busy[0].headers["Retry-After"]) >= 1
+    assert busy[0].json()["error"] == "the server is busy checking other passwords; try again later"
+    assert token_request(server, name, PASSWORD, OWNER).status_code == 200  # once the burst is over
+    watch.check()
+
+
+# ---- weak passwords -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mysql"], indirect=True)
+def test_common_passwords_and_the_name_are_refused_at_registration(start_auth_server):
+    server = start_auth_server(min_password_length=8)
+    watch = Bystanders(server)
+    name = unique("alice")
+    refusals = {
+        "12345678": "This is one of the most common passwords: choose one that others do not use.",
+        "P@ssw0rd": "This is one of the most common passwords: choose one that others do not use.",
+        "Password123!": "This is a common password with digits or symbols added: choose one that others do not use.",
+        name: "The password must not contain your user name (forwards or backwards).",
+        name.upper() + "!": "The password must not contain your user name (forwards or backwards).",
+        "x" + name[::-1]: "The password must not contain your user name (forwards or backwards).",
+        "zq8#mv2": "Use 8 to 1024 characters.",  # one under the boundary
+    }
+    for password, message in refusals.items():
+        response = post(server, "/api/register", {"username": name, "password": password})
+        assert (response.status_code, response.json()) == (400, {"error": message, "field": "password"}), password
+        page = WebUser(server).register(name, password)
+        assert page.status_code == 400 and message in page.text, password
+    assert list(db_execute(server.database_url, "SELECT name FROM accounts WHERE name = ?", (name,))) == []
+    assert post(server, "/api/register", {"username": name, "password": "zq8#mv2k"}).status_code == 201  # at the boundary
+    assert token_request(server, name, "zq8#mv2k").status_code == 200
+    watch.check()
+
+
+# ---- a socket does not outlive its credential ----------------------------------------------------------------
+
+
+def test_socket_closes_when_its_token_or_session_expires(start_auth_server, backend):
+    server = start_auth_server(session_lifetime=3)
+    watch = Bystanders(server)
+    user = WebUser(server)
+    name = unique("expiring")
+    assert user.register(name).status_code == 302  # signed in for session_lifetime (3 s)
+    browser = user.socket(name)
+    response = token_request(server, name, PASSWORD, expires_in=1)
+    assert response.status_code == 200 and response.json()["expires_in"] == 1
+    short = token_socket(server, name, response.json()["token"])
+    lasting = token_socket(server, name, token_request(server, name, PASSWORD).json()["token"])
+
+    assert short.recv_close(timeout=10) == (CLOSE_CREDENTIALS_ENDED, "token expired")
+    assert browser.recv_close(timeout=10) == (CLOSE_CREDENTIALS_ENDED, "session expired")
+    lasting.send({"type": "message", "msg": "still here", "ref": "x"})  # its token lasts a day: still posting
+    while (event := lasting.recv())["type"] != "ack":
+        assert event["type"] in ("presence", "message"), event
+    stored = db_execute(server.database_url, "SELECT body FROM messages WHERE id = ?", (event["id"],))
+    assert stored == [("still here",)]
+    lasting.close()
+    watch.check()

@@ -30,6 +30,13 @@ ATTACKERS = [f"198.51.100.{i}" for i in range(1, 40)]
 STRANGER = "203.0.113.7"  # an address nobody signed in from before
 
 
+@pytest.fixture
+def start_signin_server(start_auth_server):
+    """start_signin_server(**settings): a server on this test's backend that shuts down without waiting long for
+    the close replies of sockets the test left open."""
+    return lambda **settings: start_auth_server(close_timeout=0.5, **settings)
+
+
 def post(server, path, body, address=None):
     headers = {"X-Forwarded-For": address} if address else {}
     return requests.post(server.http_url + path, json=body, headers=headers, timeout=30)
@@ -63,8 +70,8 @@ def page_login(server, name, password, address):
 
 
 @THROTTLE_STORES
-def test_wrong_password_flood_from_other_addresses_does_not_lock_the_owner_out(start_auth_server):
-    server = start_auth_server(trust_proxy=True, login_max_failures=3, login_max_failures_per_address=100,
+def test_wrong_password_flood_from_other_addresses_does_not_lock_the_owner_out(start_signin_server):
+    server = start_signin_server(trust_proxy=True, login_max_failures=3, login_max_failures_per_address=100,
                                login_max_failures_per_name=7)
     watch = Bystanders(server)
     owner = register(server, "owner")
@@ -98,8 +105,8 @@ def test_wrong_password_flood_from_other_addresses_does_not_lock_the_owner_out(s
 
 
 @THROTTLE_STORES
-def test_password_spray_from_one_address_is_stopped_there(start_auth_server):
-    server = start_auth_server(trust_proxy=True, login_max_failures_per_address=4)
+def test_password_spray_from_one_address_is_stopped_there(start_signin_server):
+    server = start_signin_server(trust_proxy=True, login_max_failures_per_address=4)
     watch = Bystanders(server)
     victim = register(server, "victim")
     sprayer = ATTACKERS[10]
@@ -114,8 +121,8 @@ def test_password_spray_from_one_address_is_stopped_there(start_auth_server):
 
 
 @THROTTLE_STORES
-def test_correct_signin_flood_is_limited_per_address(start_auth_server):
-    server = start_auth_server(trust_proxy=True, login_rate_per_address=4)
+def test_correct_signin_flood_is_limited_per_address(start_signin_server):
+    server = start_signin_server(trust_proxy=True, login_rate_per_address=4)
     watch = Bystanders(server)
     name = register(server, "flood", ATTACKERS[20])  # one of the address's four
     flooder = ATTACKERS[20]
@@ -131,9 +138,9 @@ def test_correct_signin_flood_is_limited_per_address(start_auth_server):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the gate is per process
-def test_concurrent_password_hashing_is_bounded(start_auth_server):
+def test_concurrent_password_hashing_is_bounded(start_signin_server):
     """Many addresses at once (each within its own limits): beyond one hash running and none waiting, 503 + Retry-After."""
-    server = start_auth_server(trust_proxy=True, password_hash_concurrency=1, password_hash_queue=0)
+    server = start_signin_server(trust_proxy=True, password_hash_concurrency=1, password_hash_queue=0)
     watch = Bystanders(server)
     name = register(server, "busy")
     statuses = []
@@ -166,8 +173,8 @@ def test_concurrent_password_hashing_is_bounded(start_auth_server):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mysql"], indirect=True)
-def test_common_passwords_and_the_name_are_refused_at_registration(start_auth_server):
-    server = start_auth_server(min_password_length=8)
+def test_common_passwords_and_the_name_are_refused_at_registration(start_signin_server):
+    server = start_signin_server(min_password_length=8)
     watch = Bystanders(server)
     name = unique("alice")
     refusals = {
@@ -193,8 +200,8 @@ def test_common_passwords_and_the_name_are_refused_at_registration(start_auth_se
 # ---- a socket does not outlive its credential ----------------------------------------------------------------
 
 
-def test_socket_closes_when_its_token_or_session_expires(start_auth_server, backend):
-    server = start_auth_server(session_lifetime=3)
+def test_socket_closes_when_its_token_or_session_expires(start_signin_server, backend):
+    server = start_signin_server(session_lifetime=3)
     watch = Bystanders(server)
     user = WebUser(server)
     name = unique("expiring")
@@ -211,6 +218,6 @@ def test_socket_closes_when_its_token_or_session_expires(start_auth_server, back
     while (event := lasting.recv())["type"] != "ack":
         assert event["type"] in ("presence", "message"), event
     stored = db_execute(server.database_url, "SELECT body FROM messages WHERE id = ?", (event["id"],))
-    assert stored == [("still here",)]
+    assert list(stored) == [("still here",)]
     lasting.close()
     watch.check()

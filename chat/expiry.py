@@ -29,6 +29,11 @@ class ExpirySweeper:
     def __len__(self):
         return len(self._heap) - self._discarded
 
+    @property
+    def heap_size(self):
+        """Entries held, emptied ones included: what the watched sockets cost in memory."""
+        return len(self._heap)
+
     def watch(self, deadline, item):
         """Start watching `item`; returns the handle that discard() takes."""
         entry = [deadline, next(self._sequence), item]

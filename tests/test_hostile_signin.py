@@ -221,3 +221,51 @@ def test_socket_closes_when_its_token_or_session_expires(start_signin_server, ba
     assert list(stored) == [("still here",)]
     lasting.close()
     watch.check()
+
+
+# ---- the pure parts ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password, name, refused", [
+    ("12345678", "bob", True),
+    ("qwerty123", "bob", True),
+    ("P@ssw0rd", "bob", True),
+    ("Password123!", "bob", True),
+    ("alice2024", "alice", True),
+    ("ECILA-xyz9", "alice", True),
+    ("al1ce-1s-here", "alice", True),  # letters swapped for digits
+    ("lice-ali", "malice-alice", True),  # the password inside the name
+    ("correct horse battery", "bob", False),
+    ("zq8#mv2k", "bob", False),
+    ("bob-was-here-42", "bo", False),  # names under 3 characters are not looked for
+])
+def test_password_rules(password, name, refused):
+    from chat.passwords import password_problem
+
+    assert (password_problem(password, name, 8) is not None) == refused
+
+
+def test_expiry_sweeper_calls_back_once_and_forgets_discarded_entries():
+    import gevent
+    from gevent.event import Event
+
+    from chat.expiry import ExpirySweeper
+
+    expired, done = [], Event()
+
+    def on_expire(item):
+        expired.append(item)
+        done.set()
+
+    sweeper = ExpirySweeper(on_expire)
+    far = [sweeper.watch(time.time() + 3600, f"far{i}") for i in range(1000)]
+    for entry in far:
+        sweeper.discard(entry)
+    assert len(sweeper) == 0 and sweeper.heap_size < 100  # rebuilt once most of it was discarded
+    gone = sweeper.watch(time.time() + 0.05, "discarded")
+    sweeper.watch(time.time() + 0.1, "due")
+    sweeper.discard(gone)
+    assert done.wait(10)
+    gevent.sleep(0)
+    assert expired == ["due"] and len(sweeper) == 0
+    sweeper.stop()

@@ -1,17 +1,19 @@
 """Sign-in attacks measured on one source tree: CPU a flood of correct sign-ins costs the server, and whether the owner
 signs in during a wrong-password flood from other addresses.
 
-    python3 bench/signin_attack.py --tree /path/to/checkout [--seconds 10] [--threads 8]
+    python3 bench/signin_attack.py --tree /path/to/checkout [--seconds 10] [--threads 8] [--count N]
 
 Runs that tree's run_server.py on a fresh SQLite file (trust_proxy on, so X-Forwarded-For simulates addresses),
 registers an owner through the form, then:
-1. flood: `--threads` clients send correct POST /api/token from one address for `--seconds`; the server's CPU seconds
+1. flood: `--threads` clients send correct POST /api/token from one address for `--seconds` (or until `--count`
+   requests were answered); the server's CPU seconds
    (utime + stime from /proc) and the answers by status are printed, with a guest's message round trip meanwhile;
 2. lockout: 30 wrong passwords for the owner from 10 other addresses, then the owner signs in from their own.
 Only 127.0.0.1 is contacted; every loop is bounded in time and count.
 """
 import argparse
 import collections
+import itertools
 import json
 import os
 import re
@@ -80,14 +82,18 @@ def guest_round_trips(url, stop, out):
     ws.close()
 
 
-def flood(url, pid, name, seconds, threads):
+def flood(url, pid, name, seconds, threads, count):
     statuses = collections.Counter()
+    tickets = iter(range(count)) if count else itertools.count()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
     def client():
         session = requests.Session()
         while time.monotonic() < deadline:
+            with lock:
+                if next(tickets, None) is None:
+                    return
             r = session.post(url + "/api/token", json={"username": name, "password": PASSWORD},
                              headers={"X-Forwarded-For": "198.51.100.99"}, timeout=30)
             with lock:
@@ -96,16 +102,16 @@ def flood(url, pid, name, seconds, threads):
     stop, trips = threading.Event(), []
     watcher = threading.Thread(target=guest_round_trips, args=(url, stop, trips))
     watcher.start()
-    before = cpu_seconds(pid)
+    before, started = cpu_seconds(pid), time.monotonic()
     workers = [threading.Thread(target=client) for _ in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    used = cpu_seconds(pid) - before
+    used, elapsed = cpu_seconds(pid) - before, time.monotonic() - started
     stop.set()
     watcher.join()
-    return used, dict(statuses), trips
+    return used, elapsed, dict(statuses), trips
 
 
 def main():
@@ -113,6 +119,7 @@ def main():
     parser.add_argument("--tree", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--count", type=int, default=0, help="stop the flood after this many requests (0: no limit)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         port = free_port()
@@ -121,8 +128,8 @@ def main():
         try:
             register(url, "owner", "192.0.2.10")
             assert token(url, "owner", PASSWORD, "192.0.2.10").status_code == 200
-            used, statuses, trips = flood(url, proc.pid, "owner", options.seconds, options.threads)
-            print(f"flood of correct sign-ins from one address, {options.seconds:g} s, {options.threads} clients: "
+            used, elapsed, statuses, trips = flood(url, proc.pid, "owner", options.seconds, options.threads, options.count)
+            print(f"flood of correct sign-ins from one address, {elapsed:.1f} s, {options.threads} clients: "
                   f"server CPU {used:.1f} s; answers {statuses}; guest message round trip median "
                   f"{statistics.median(trips) * 1000:.0f} ms, max {max(trips) * 1000:.0f} ms ({len(trips)} messages)")
             wrong = collections.Counter(

@@ -117,6 +117,25 @@ def test_password_spray_from_one_address_is_stopped_there(start_signin_server):
     watch.check()
 
 
+
+@pytest.mark.parametrize("backend", ["redis"], indirect=True)
+def test_throttles_hold_across_processes_sharing_redis(start_signin_server):
+    """Two processes on one database and one Redis: guesses spread over both count once, in Redis."""
+    settings = dict(trust_proxy=True, login_max_failures=3, login_rate_per_address=5, bots="")
+    one, two = start_signin_server(**settings), start_signin_server(**settings)
+    watch = Bystanders(one)
+    owner = register(one, "owner", OWNER)
+    guesser = ATTACKERS[30]
+    for server in (one, two, one):  # at the limit, over both processes
+        assert token_request(server, owner, "wrong guess", guesser).status_code == 401
+    assert_throttled(token_request(two, owner, PASSWORD, guesser), "too many failed sign-ins")
+    assert token_request(two, owner, PASSWORD, OWNER).status_code == 200  # the owner is not locked out
+    flooder = ATTACKERS[31]  # attempts per address: 5 in the minute over both processes
+    for server in (one, two, one, two, one):
+        assert token_request(server, owner, PASSWORD, flooder).status_code == 200
+    assert_throttled(token_request(two, owner, PASSWORD, flooder), "too many sign-ins from this address")
+    watch.check()
+
 # ---- a flood of correct sign-ins cannot eat the CPU -------------------------------------------------------------
 
 

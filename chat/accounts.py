@@ -1,5 +1,5 @@
-"""Account pages and API: /register, /login, /logout, POST and DELETE /api/token, /api/names/<name>, and the operator's
-/admin/disconnect (signed with the secret key; used by `python3 -m chat.admin remove-user`)."""
+"""Account pages and API: /register, /login, /logout, POST /api/register, POST and DELETE /api/token, /api/names/<name>,
+and the operator's /admin/disconnect (signed with the secret key; used by `python3 -m chat.admin remove-user`)."""
 import logging
 import math
 
@@ -14,12 +14,15 @@ from .auth import (
     SESSION,
     TOKEN,
     AuthService,
+    Busy,
     NameTaken,
     Throttled,
+    WeakPassword,
     expires_at,
 )
 from .forms import LoginForm, RegisterForm
 from .guard import bearer_token
+from .protocol import NAME_RULE
 from .store import StoreUnavailable
 
 log = logging.getLogger("chat.accounts")
@@ -40,7 +43,7 @@ def init_app(app, settings, store):
     auth.kicker = delivery.kick
     app.extensions["chat.auth"] = auth
     app.register_blueprint(bp)
-    for view in (create_token, revoke_token, admin_disconnect):  # credentials in the body or header, no cookie
+    for view in (create_token, revoke_token, register_api, admin_disconnect):  # credentials in the body or header, no cookie
         security.csrf.exempt(view)
     return auth
 
@@ -95,8 +98,33 @@ def _start_session(name):
     g.auth_user = name
 
 
-def _page(template, form, status=200, notice=None):
-    return render_template(template, form=form, notice=notice), status
+def _page(template, form, status=200, notice=None, retry_after=None):
+    response = current_app.make_response((render_template(template, form=form, notice=notice), status))
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _wait(error):
+    """Whole seconds for Retry-After (never 0: the client must wait)."""
+    return max(1, math.ceil(error.retry_after))
+
+
+def _throttled_page(template, form, error):
+    wait = _wait(error)
+    if isinstance(error, Busy):
+        return _page(template, form, 503, f"The server is busy checking other passwords. Try again in {wait} seconds.", wait)
+    return _page(template, form, 429, f"{error.message.capitalize()}. Try again in {wait} seconds.", wait)
+
+
+def _throttled_json(error):
+    wait = _wait(error)
+    if isinstance(error, Busy):
+        response = _json_error(503, "the server is busy checking other passwords; try again later", retry_after=wait)
+    else:
+        response = _json_error(429, f"{error.message}; try again later", retry_after=wait)
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -116,11 +144,16 @@ def register():
         reserved = getattr(service, "is_reserved", None)
         if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
             raise NameTaken(name)
-        auth.register(name, form.password.data)
+        auth.register(name, form.password.data, request.remote_addr)
         _start_session(name)
     except NameTaken:
         form.username.errors.append("That name is taken.")
         return _page("register.html", form, 409)
+    except WeakPassword as e:  # the form checked already; kept for a rule that only the service knows
+        form.password.errors.append(str(e))
+        return _page("register.html", form, 400)
+    except (Throttled, Busy) as e:
+        return _throttled_page("register.html", form, e)
     except StoreUnavailable as e:
         log.warning("registration failed: %s", e)
         return _page("register.html", form, 503, "The server cannot store accounts right now. Try again soon.")
@@ -138,8 +171,8 @@ def login():
         name = _auth().authenticate(form.username.data, form.password.data, request.remote_addr)
         if name is not None:
             _start_session(name)
-    except Throttled as e:
-        return _page("login.html", form, 429, f"Too many failed sign-ins. Try again in {math.ceil(e.retry_after)} seconds.")
+    except (Throttled, Busy) as e:
+        return _throttled_page("login.html", form, e)
     except StoreUnavailable as e:
         log.warning("sign-in failed: %s", e)
         return _page("login.html", form, 503, "The server cannot check accounts right now. Try again soon.")
@@ -196,11 +229,8 @@ def create_token():
     try:
         name = _auth().authenticate(username, password, request.remote_addr)
         token = _auth().issue(name, TOKEN, lifetime) if name is not None else None
-    except Throttled as e:
-        wait = math.ceil(e.retry_after)
-        response = _json_error(429, "too many failed sign-ins; try again later", retry_after=wait)
-        response.headers["Retry-After"] = str(wait)
-        return response
+    except (Throttled, Busy) as e:
+        return _throttled_json(e)
     except StoreUnavailable as e:
         log.warning("token request failed: %s", e)
         return _json_error(503, "the account store is not answering; try again")
@@ -209,6 +239,40 @@ def create_token():
     seconds = int(lifetime) if lifetime == int(lifetime) else lifetime
     response = jsonify(token=token, token_type="Bearer", user=name, expires_in=seconds, expires_at=expires_at(lifetime))
     response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/api/register", methods=["POST"])
+def register_api():
+    """{"username","password"} (JSON or form fields) -> 201 {"user"}; 400 {"error","field"} names the field to fix."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    if not isinstance(data, dict):
+        data = {}
+    raw, password = data.get("username"), data.get("password")
+    if not isinstance(raw, str) or not isinstance(password, str) or not raw or not password:
+        return _json_error(400, 'send "username" and "password" (JSON or form fields)')
+    auth = _auth()
+    name = auth.normalize(raw)
+    if name is None:
+        limit = _settings().max_name_length
+        return _json_error(400, f"use 1-{limit} characters: {NAME_RULE}", field="username")
+    service = current_app.extensions["chat"]
+    try:
+        reserved = getattr(service, "is_reserved", None)
+        if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
+            raise NameTaken(name)
+        auth.register(name, password, request.remote_addr)
+    except NameTaken:
+        return _json_error(409, "that name is taken", field="username")
+    except WeakPassword as e:
+        return _json_error(400, str(e), field="password")
+    except (Throttled, Busy) as e:
+        return _throttled_json(e)
+    except StoreUnavailable as e:
+        log.warning("registration failed: %s", e)
+        return _json_error(503, "the account store is not answering; try again")
+    response = jsonify(user=name)
+    response.status_code = 201
     return response
 
 

@@ -11,7 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from .busformat import BusKick
 from .protocol import normalize_name
-from .ratelimit import FailureThrottle
+from .expiry import ExpirySweeper
+from .passwords import MAX_PASSWORD_LENGTH, password_problem
+from .signin_limits import Busy, HashGate, SigninLimits, Throttled
 from .security import parse_allowed_origins
 from .store import StoreUnavailable
 from .store.accounts import AccountQueries, NameTaken, now_ms
@@ -25,34 +27,35 @@ REASON_SIGNED_OUT = "signed out"
 REASON_TOKEN_REVOKED = "token revoked"
 REASON_ACCOUNT_REMOVED = "account removed"
 REASON_NAME_REGISTERED = "name registered by another user"
+REASON_TOKEN_EXPIRED = "token expired"
+REASON_SESSION_EXPIRED = "session expired"
 
 SESSION, TOKEN = "session", "token"
 TOKEN_PREFIX = "chat_"
 MAX_SECRET_LENGTH = 256  # longer presented secrets are refused unread
-MAX_PASSWORD_LENGTH = 1024
 PASSWORD_METHOD = "scrypt"  # werkzeug.security: scrypt, n=2**15, r=8, p=1, 16-byte salt
 PURGE_INTERVAL = 600.0
 
-__all__ = ["AuthService", "NameTaken", "Throttled", "CLOSE_CREDENTIALS_ENDED"]
+__all__ = ["AuthService", "Busy", "Credential", "NameTaken", "Throttled", "WeakPassword", "CLOSE_CREDENTIALS_ENDED"]
 
 
-class Throttled(Exception):
-    """Too many failed sign-ins for this name or from this address."""
+class WeakPassword(ValueError):
+    """A new password that chat/passwords.py refuses; the message says why, for the user."""
 
-    def __init__(self, retry_after):
-        super().__init__(f"too many failed sign-ins; try again in {retry_after:.0f} s")
-        self.retry_after = retry_after
+
+class Credential(tuple):
+    """(name, digest) of a live session or token; also its `kind` and when it `expires` (seconds since the epoch)."""
+
+    def __new__(cls, name, digest, kind, expires):
+        credential = tuple.__new__(cls, (name, digest))
+        credential.kind = kind
+        credential.expires = expires
+        return credential
 
 
 def secret_hash(secret):
     """Only this digest of a session id or token is stored: a copy of the database or Redis yields no usable credential."""
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _offload(fn, *args):
-    """Run a CPU-heavy call (a password hash: ~0.1 s) in gevent's thread pool; hashlib releases the GIL, so the
-    chat keeps running meanwhile."""
-    return gevent.get_hub().threadpool.apply(fn, args)
 
 
 # ---- where credentials live --------------------------------------------------------------------
@@ -107,6 +110,10 @@ class RedisCredentials:
         except self._errors as e:
             raise StoreUnavailable(f"redis: {e}") from e
 
+    def run(self, fn):
+        """fn(the Redis client), with Redis errors raised as StoreUnavailable (for the sign-in throttles)."""
+        return self._call(lambda: fn(self._redis))
+
     def add(self, digest, kind, name, lifetime):
         def run():
             pipe = self._redis.pipeline(transaction=True)
@@ -118,11 +125,19 @@ class RedisCredentials:
         self._call(run)
 
     def get(self, digest):
-        raw = self._call(lambda: self._redis.get(self._key(digest)))
-        if raw is None:
+        """(name, kind, expires_ms) or None."""
+
+        def run():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(self._key(digest))
+            pipe.pttl(self._key(digest))
+            return pipe.execute()
+
+        raw, ttl_ms = self._call(run)
+        if raw is None or ttl_ms is None or ttl_ms < 0:
             return None
         value = json.loads(raw)
-        return value["name"], value["kind"]
+        return value["name"], value["kind"], now_ms() + ttl_ms
 
     def delete(self, digest):
         found = self.get(digest)
@@ -173,7 +188,7 @@ def make_credentials(settings, queries):
 class Admission:
     """One websocket allowed in by the handshake: counts against its name's connection cap until released."""
 
-    __slots__ = ("auth", "name", "digest", "session", "_pending_close")
+    __slots__ = ("auth", "name", "digest", "session", "_pending_close", "expiry")
 
     def __init__(self, auth, name, digest):
         self.auth = auth
@@ -181,6 +196,7 @@ class Admission:
         self.digest = digest  # of the session or token it came with; None for a guest
         self.session = None
         self._pending_close = None
+        self.expiry = None  # its entry in the AuthService's expiry sweeper, while it has a credential that expires
 
     def attach(self, session):
         self.session = session
@@ -194,6 +210,9 @@ class Admission:
             self.session.conn.close(code, reason)
 
     def release(self):
+        if self.expiry is not None:
+            self.auth.expiry.discard(self.expiry)
+            self.expiry = None
         live = self.auth._live.get(self.name)
         if live is not None:
             live.discard(self)
@@ -208,8 +227,10 @@ class AuthService:
         self.settings = settings
         self.accounts = AccountQueries(store)
         self.credentials = credentials if credentials is not None else make_credentials(settings, self.accounts)
-        self.name_throttle = FailureThrottle(settings.login_max_failures, settings.login_failure_window)
-        self.address_throttle = FailureThrottle(settings.login_max_failures_per_address, settings.login_failure_window)
+        redis_run = self.credentials.run if isinstance(self.credentials, RedisCredentials) else None
+        self.limits = SigninLimits(settings, redis_run)  # in Redis too when credentials are: shared by every process
+        self.hashing = HashGate(settings.password_hash_concurrency, settings.password_hash_queue)
+        self.expiry = ExpirySweeper(self._credential_expired)
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
         self._live = {}  # name -> set of Admission
         self.kicker = None  # with several processes: ChatService.delivery.kick, which reaches them all
@@ -243,41 +264,47 @@ class AuthService:
             return None
         return "active" if row[1] else "removed"
 
-    def register(self, name, password):
-        """Create the account (raises NameTaken); guests using the name are disconnected."""
-        digest = _offload(generate_password_hash, password, PASSWORD_METHOD)
+    def register(self, name, password, address=None):
+        """Create the account (raises NameTaken, WeakPassword, Throttled or Busy); guests using the name are disconnected."""
+        problem = password_problem(password, name, self.settings.min_password_length)
+        if problem is not None:
+            raise WeakPassword(problem)
+        self.limits.check_attempt(address or "?")
+        digest = self.hashing.run(generate_password_hash, password, PASSWORD_METHOD)
         self.accounts.create_account(name, digest)
         closed = self.close_sockets(name, REASON_NAME_REGISTERED, guests_only=True)
         log.info("registered %s (closed %d guest connections using the name)", name, closed)
 
     def authenticate(self, raw_name, password, address):
-        """The account's name when the password is right, else None. Raises Throttled (before checking anything)."""
+        """The account's name when the password is right, else None.
+
+        Raises Throttled (too many sign-ins from `address`, or too many failures: see SigninLimits) or Busy (too many
+        password hashes waiting) before any password is hashed.
+        """
         name = self.normalize(raw_name) if isinstance(raw_name, str) else None
-        name_key = "n:" + (name or str(raw_name)[:64].strip().lower())
-        address_key = "a:" + (address or "?")
-        wait = max(self.name_throttle.retry_after(name_key), self.address_throttle.retry_after(address_key))
-        if wait:
-            raise Throttled(wait)
+        name_key = name or str(raw_name)[:64].strip().lower()
+        address = address or "?"
+        self.limits.check_failures(name_key, address)
+        self.limits.check_attempt(address)
         row = self.accounts.get_account(name) if name else None
         stored = row[1] if row is not None else None
         if not isinstance(password, str) or len(password) > MAX_PASSWORD_LENGTH:
             password = ""
         if stored:
-            ok = _offload(check_password_hash, stored, password)
+            ok = self.hashing.run(check_password_hash, stored, password)
         else:
-            _offload(check_password_hash, self._dummy(), password)  # same cost for unknown names: no timing oracle
+            self.hashing.run(check_password_hash, self._dummy(), password)  # same cost for unknown names: no timing oracle
             ok = False
         if not ok:
-            self.name_throttle.failed(name_key)
-            self.address_throttle.failed(address_key)
-            log.info("failed sign-in for %r from %s", name_key[2:], address)
+            self.limits.failed(name_key, address)
+            log.info("failed sign-in for %r from %s", name_key, address)
             return None
-        self.name_throttle.clear(name_key)
+        self.limits.succeeded(name, address)
         return name
 
     def _dummy(self):
         if self._dummy_hash is None:
-            self._dummy_hash = _offload(generate_password_hash, secrets.token_hex(16), PASSWORD_METHOD)
+            self._dummy_hash = self.hashing.run(generate_password_hash, secrets.token_hex(16), PASSWORD_METHOD)
         return self._dummy_hash
 
     def remove_account(self, name, release=False):
@@ -302,14 +329,15 @@ class AuthService:
         return secret
 
     def resolve(self, secret, kind):
-        """(name, digest) for a live credential of `kind`, or None (unknown, expired, revoked or the wrong kind)."""
+        """A Credential (name, digest; .expires) for a live credential of `kind`, or None (unknown, expired, revoked or
+        the wrong kind)."""
         if not isinstance(secret, str) or not secret or len(secret) > MAX_SECRET_LENGTH:
             return None
         digest = secret_hash(secret)
         found = self.credentials.get(digest)
         if found is None or found[1] != kind:
             return None
-        return found[0], digest
+        return Credential(found[0], digest, kind, found[2] / 1000)
 
     def revoke(self, secret, reason):
         """Revoke one credential and close the sockets it opened; the name it belonged to, or None."""
@@ -326,10 +354,20 @@ class AuthService:
     def connections_of(self, name):
         return len(self._live.get(name, ()))
 
-    def admit(self, name, digest):
+    def admit(self, name, digest, credential=None):
+        """Count a new socket against `name`; with the Credential it came with, it is closed with 4001 when that expires."""
         admission = Admission(self, name, digest)
         self._live.setdefault(name, set()).add(admission)
+        if credential is not None:
+            reason = REASON_SESSION_EXPIRED if credential.kind == SESSION else REASON_TOKEN_EXPIRED
+            admission.expiry = self.expiry.watch(credential.expires, (admission, reason))
         return admission
+
+    def _credential_expired(self, expired):
+        admission, reason = expired
+        admission.expiry = None
+        log.info("closing a connection of %s: %s", admission.name, reason)
+        admission.close(CLOSE_CREDENTIALS_ENDED, reason)
 
     def close_sockets(self, name, reason, digest=None, guests_only=False):
         """Close `name`'s websockets (only those opened with `digest`, or only guests') with 4001 and `reason`, in

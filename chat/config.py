@@ -64,11 +64,30 @@ class Settings:
         20, "messages refused as rate_limited before the connection is closed with 1008 (one strike is forgiven per second)"
     )
     max_connections_per_user: int = _setting(10, "websockets one user name may have open at once")
-    login_max_failures: int = _setting(5, "failed sign-ins for one name within login_failure_window before its sign-ins are refused")
+    login_max_failures: int = _setting(
+        5, "failed sign-ins for one name from one address within login_failure_window before that address may not try it"
+    )
     login_max_failures_per_address: int = _setting(
         20, "failed sign-ins from one address within login_failure_window before its sign-ins are refused"
     )
     login_failure_window: float = _setting(300.0, "seconds a failed sign-in counts against its name and address")
+    # Hardening (signin)
+    login_max_failures_per_name: int = _setting(
+        50, "failed sign-ins for one name from all addresses within login_failure_window before that name's sign-ins are "
+        "refused, except from addresses that signed in to it successfully within login_known_address_lifetime"
+    )
+    login_known_address_lifetime: float = _setting(
+        30 * 86400.0, "seconds an address that signed in successfully stays exempt from its name's login_max_failures_per_name"
+    )
+    login_rate_per_address: int = _setting(
+        20, "sign-ins, token requests and registrations (right or wrong) one address may make in any 60 seconds"
+    )
+    password_hash_concurrency: int = _setting(
+        1, "password hashes (scrypt, ~0.1 s of CPU each) one process computes at once; the chat keeps the other cores"
+    )
+    password_hash_queue: int = _setting(
+        16, "sign-ins waiting for a password hash before further ones are refused with 503 and Retry-After"
+    )
     # Several processes (chat/delivery.py, chat/bus.py); these apply only with redis_url
     workers: int = _setting(1, "processes to pre-fork, sharing the listening socket (more than 1 needs redis_url)")
     presence_heartbeat: float = _setting(1.0, "seconds between a process's heartbeats in Redis")
@@ -120,7 +139,17 @@ class Settings:
         if not 1 <= self.min_password_length <= 1024:
             raise ValueError("min_password_length must be between 1 and 1024")
         self._validate_uploads()
+        self._validate_signin()
         return self
+
+    def _validate_signin(self):
+        for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.password_hash_queue < 0:
+            raise ValueError("password_hash_queue must be at least 0")
+        if not self.login_known_address_lifetime > 0:
+            raise ValueError("login_known_address_lifetime must be more than 0")
 
     def _validate_uploads(self):
         from .filetypes import KINDS  # pure module, no import cycle

@@ -2,9 +2,9 @@
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
-from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import EqualTo, InputRequired, ValidationError
 
-from .auth import MAX_PASSWORD_LENGTH
+from .passwords import password_problem
 from .protocol import NAME_RULE, normalize_name
 
 
@@ -23,14 +23,15 @@ class UserName:
         field.data = name
 
 
-class PasswordLength:
-    """At least min_password_length (a setting) and at most MAX_PASSWORD_LENGTH characters."""
+class NewPassword:
+    """chat/passwords.py's rules: min_password_length (a setting) to 1024 characters, not a common password, not the
+    user name (the form's, once it is valid)."""
 
     def __call__(self, form, field):
-        shortest = _settings().min_password_length
-        Length(min=shortest, max=MAX_PASSWORD_LENGTH, message=f"Use {shortest} to {MAX_PASSWORD_LENGTH} characters.")(
-            form, field
-        )
+        name = form.username.data if not form.username.errors else None
+        problem = password_problem(field.data or "", name, _settings().min_password_length)
+        if problem is not None:
+            raise ValidationError(problem)
 
 
 def _strip(value):
@@ -39,7 +40,7 @@ def _strip(value):
 
 class RegisterForm(FlaskForm):
     username = StringField("User name", validators=[InputRequired("Choose a user name."), UserName()])
-    password = PasswordField("Password", validators=[InputRequired("Choose a password."), PasswordLength()])
+    password = PasswordField("Password", validators=[InputRequired("Choose a password."), NewPassword()])
     confirm = PasswordField(
         "Password again",
         validators=[InputRequired("Type the password again."), EqualTo("password", "The two passwords differ.")],

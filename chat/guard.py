@@ -80,7 +80,7 @@ def check_handshake(auth, name):
     cap = settings.max_connections_per_user
     if auth.connections_of(name) >= cap:
         return None, _refuse(429, f"too many connections for {name}: at most {cap} at once")
-    return auth.admit(name, credential[1] if credential else None), None
+    return auth.admit(name, credential[1] if credential else None, credential), None
 
 
 def _ref_of(text):

@@ -103,6 +103,7 @@ def free_port():
 # (default 20 messages/s, burst 40) is not what they test, so test servers lift it unless a test sets its own.
 # tests/test_security.py tests the limit; tests/test_auth_browser.py runs the page with the real defaults.
 SUITE_SETTINGS = {"rate_limit": 1_000_000, "rate_burst": 1_000_000}
+SUITE_SETTINGS["login_rate_per_address"] = 1_000_000  # sign-ins per address per minute: tests/test_hostile_signin.py
 
 
 class ServerProcess:

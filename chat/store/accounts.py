@@ -28,7 +28,7 @@ class AccountQueries:
         self._q_cred_insert = q(
             "INSERT INTO auth_credentials (secret_hash, kind, name, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)"
         )
-        self._q_cred_get = q("SELECT name, kind FROM auth_credentials WHERE secret_hash = ? AND expires_ms > ?")
+        self._q_cred_get = q("SELECT name, kind, expires_ms FROM auth_credentials WHERE secret_hash = ? AND expires_ms > ?")
         self._q_cred_name = q("SELECT name FROM auth_credentials WHERE secret_hash = ?")
         self._q_cred_delete = q("DELETE FROM auth_credentials WHERE secret_hash = ?")
         self._q_cred_delete_user = q("DELETE FROM auth_credentials WHERE name = ?")
@@ -69,11 +69,11 @@ class AccountQueries:
             cur.execute(self._q_cred_insert, (secret_hash, kind, name, now_ms(), expires_ms))
 
     def get_credential(self, secret_hash):
-        """(name, kind) of a credential that has not expired, or None."""
+        """(name, kind, expires_ms) of a credential that has not expired, or None."""
         with self._store._cursor() as cur:
             cur.execute(self._q_cred_get, (secret_hash, now_ms()))
             row = cur.fetchone()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], int(row[2]))
 
     def delete_credential(self, secret_hash):
         """The name the credential belonged to, or None if there was none."""

@@ -28,6 +28,10 @@ class UploadRate:
             bucket = self._buckets[user] = TokenBucket(self.rate, self.burst, now)
         return bucket.take(now)
 
+    def __len__(self):
+        """Users with a bucket kept."""
+        return len(self._buckets)
+
     def _forget_full(self, now):
         refill = self.burst / self.rate  # seconds an empty bucket takes to fill up
         stale = [user for user, bucket in self._buckets.items() if now - bucket.stamp >= refill]

@@ -14,6 +14,7 @@ from PIL import Image, ImageDraw
 import filesamples as samples
 from bystanders import Bystanders
 from chat.config import load_settings
+from chat.uploadlimits import UploadRate
 from conftest import ROOT, SUITE_SETTINGS, ServerProcess, db_execute
 from redis_instance import redis_server  # noqa: F401  (fixture)
 from webusers import get_token, signed_up
@@ -131,6 +132,17 @@ def test_an_upload_flood_is_refused_with_429_after_the_burst(watch_of, start_ser
     _, other = new_account(server)  # the limit is per user: someone else uploads as usual
     assert upload(server, other, b"not me\n").status_code == 201
     watch.check()
+
+
+def test_upload_rate_buckets_stay_bounded_and_forget_only_the_full_ones():
+    rate = UploadRate(per_minute=60, burst=2, max_users=100)
+    for i in range(100):
+        assert rate.take(f"u{i}", now=0.0) == 0.0
+    assert rate.take("u0", now=0.0) == 0.0 and rate.take("u0", now=0.0) == pytest.approx(1.0)  # burst of 2, then 1/s
+    for i in range(1000):  # a stream of new names, two seconds later: the buckets full by then make room
+        rate.take(f"new{i}", now=2.0)
+    assert len(rate) <= 100
+    assert rate.take("u0", now=2.0) == 0.0  # forgotten when full, so it is as it would have been
 
 
 # ---- quotas: per user per day, and in total ---------------------------------------------------------------------

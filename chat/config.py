@@ -106,8 +106,30 @@ class Settings:
         "kinds of file accepted, judged by content, comma-separated, from: png, jpeg, gif, webp (pictures), pdf, text, zip",
     )
     thumbnail_size: int = _setting(320, "longest side of the thumbnail stored beside each picture, in pixels")
-    max_image_pixels: int = _setting(50_000_000, "most pixels a picture may decode to (all frames of an animation together)")
+    max_image_pixels: int = _setting(
+        40_000_000,
+        "most pixels a picture may decode to (all frames of an animation together); each decode takes up to 12 bytes a pixel",
+    )
     upload_commit_timeout: float = _setting(10.0, "seconds an upload waits for its chat message to be committed before answering 503")
+    # Hardening (uploads)
+    image_decode_concurrency: int = _setting(
+        1, "pictures decoded at once; memory for decoding stays under this x max_image_pixels x 12 bytes (480 MB by default)"
+    )
+    image_decode_wait: float = _setting(
+        10.0, "seconds an upload waits for a free decode slot before it is answered 503 with Retry-After"
+    )
+    upload_rate: float = _setting(12.0, "uploads per minute one user may make (token bucket refill rate); more get HTTP 429")
+    upload_burst: int = _setting(5, "uploads one user may make at once before upload_rate applies")
+    upload_quota_per_day: int = _setting(
+        100 * 1024 * 1024, "bytes one user may upload per day (UTC, counted in the database across processes); more get HTTP 413"
+    )
+    upload_total_bytes: int = _setting(
+        10 * 1024 * 1024 * 1024, "bytes of files the server stores in all, for everyone; past it uploads get HTTP 507"
+    )
+    public_url: str = _setting(
+        "", "the chat's public address (https://chat.example.com) for the links it writes into messages; empty: "
+        "server-relative links (/files/27), never built from a request's Host header"
+    )
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
@@ -166,6 +188,19 @@ class Settings:
             raise ValueError("max_image_pixels must be at least 1")
         if not self.upload_commit_timeout > 0:
             raise ValueError("upload_commit_timeout must be more than 0")
+        for name in ("image_decode_concurrency", "upload_burst", "upload_quota_per_day", "upload_total_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("image_decode_wait", "upload_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        self.public_url = self.public_url.strip().rstrip("/")
+        if self.public_url:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.public_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
+                raise ValueError(f"public_url must be http(s)://host[:port][/path], e.g. https://chat.example.com; got {self.public_url!r}")
 
 
 def env_name(name):

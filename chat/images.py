@@ -1,5 +1,6 @@
 """Pictures with Pillow: verify by decoding, re-encode without metadata (EXIF, GPS, XMP, comments), make a thumbnail. Pure."""
 import io
+import math
 import warnings
 from typing import NamedTuple, Optional
 
@@ -11,6 +12,11 @@ THUMB_WEBP_QUALITY = 80
 # What survives re-encoding besides the pixels: how to draw them (transparency, colour profile) and how to animate
 # them. Everything else Pillow read (exif, xmp, comment, dpi, text chunks, photoshop/IPTC blocks) is dropped.
 KEEP_INFO = ("transparency", "icc_profile", "duration", "loop", "background")
+# Memory one decode may take, per pixel of max_image_pixels, measured with Pillow 13 (peak RSS over the decode,
+# re-encode and thumbnail of a 49-megapixel picture): 4.2 for an upright RGB still, 8.2 for one the camera turned or
+# with transparency (one more bitmap while it is turned or premultiplied), 10-12 for an animation (its frames are
+# copied out before they are saved). The image_decode_concurrency help text and docs/hardening/uploads.md use it.
+DECODE_BYTES_PER_PIXEL = 12
 _FORMATS = {"png": ("PNG",), "jpeg": ("JPEG", "MPO"), "gif": ("GIF",), "webp": ("WEBP",)}
 
 # Pillow warns (between MAX_IMAGE_PIXELS and twice that) where _check_pixels refuses anyway: no log noise. Set once
@@ -61,7 +67,10 @@ def process(data, kind, thumbnail_size, max_pixels, max_bytes=None):
         if frames > 1:
             encoded, first = _reencode_animation(image, kind)
         else:
-            first = ImageOps.exif_transpose(image)  # turn it the way the camera meant, before the tag is dropped
+            # Turned the way the camera meant, before the tag is dropped; in place, so an upright picture is not
+            # copied (a copy is one more full-size bitmap: see DECODE_BYTES_PER_PIXEL).
+            ImageOps.exif_transpose(image, in_place=True)
+            first = image
             encoded = _reencode_still(first, kind)
             for smaller in SMALLER.get(kind, ()):
                 if max_bytes is None or len(encoded) <= max_bytes:
@@ -160,9 +169,9 @@ def _thumbnail(image, kind, box):
     if image.width <= box and image.height <= box:
         return None, None
     icc = image.info.get("icc_profile")
-    thumb = image.copy()
+    # resize() with a reducing gap first shrinks by whole factors into a small new bitmap: no full-size copy.
+    thumb = image.resize(_fit(image.width, image.height, box), Image.Resampling.LANCZOS, reducing_gap=3.0)
     thumb.info = {}
-    thumb.thumbnail((box, box), Image.Resampling.LANCZOS, reducing_gap=3.0)
     out = io.BytesIO()
     if kind == "jpeg":
         if thumb.mode not in ("RGB", "L"):
@@ -173,3 +182,15 @@ def _thumbnail(image, kind, box):
     thumb = thumb.convert("RGBA" if alpha else "RGB")
     thumb.save(out, "WEBP", quality=THUMB_WEBP_QUALITY, icc_profile=icc or "")
     return out.getvalue(), "image/webp"
+
+
+def _fit(width, height, box):
+    """The size Image.thumbnail((box, box)) gives a width x height picture (aspect kept, each side at least 1)."""
+    aspect = width / height
+
+    def nearest(number, key):
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    if aspect <= 1:
+        return nearest(box * aspect, lambda n: abs(aspect - n / box)), box
+    return box, nearest(box / aspect, lambda n: 0 if n == 0 else abs(aspect - box / n))

@@ -2,11 +2,12 @@
 file; GET /files/<id> and /files/<id>/thumb serve it to whoever may read that conversation."""
 import hashlib
 import logging
+import math
+import time
 
 import gevent
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from flask_wtf.csrf import validate_csrf
-from gevent.lock import BoundedSemaphore
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from wtforms import ValidationError
 
@@ -17,7 +18,8 @@ from .guard import bearer_token
 from .protocol import MAX_ID, NAME_RULE, attachment_object, iso_timestamp, normalize_name
 from .records import AttachmentRef
 from .store import StoreUnavailable
-from .store.attachments import AttachmentQueries
+from .store.attachments import DAY_SECONDS, AttachmentQueries, OverQuota, Quotas
+from .uploadlimits import DecodeSlots, UploadRate
 from .writer import BufferFull
 
 log = logging.getLogger("chat.uploads")
@@ -31,8 +33,6 @@ MAX_FORM_PARTS = 8
 # The multipart parser reads a body that has already arrived without ever waiting, so it would hold the event loop
 # for the whole file (12 ms for 5 MiB): it lets the chat run every this many bytes.
 YIELD_EVERY = 256 * 1024
-# Pictures decoded at once (each may take max_image_pixels x 4 bytes while it is re-encoded); more wait their turn.
-IMAGE_WORKERS = 2
 YEAR = 365 * 86400
 # A served file may run nothing, load nothing and be framed by nobody; an image opened in a tab still shows
 # (img-src 'self' for the image document, inline style for the browser's own centring).
@@ -41,14 +41,16 @@ _ID = f"<int(max={MAX_ID}):attachment_id>"
 
 
 class Uploads:
-    """Per-app state: the settings, the queries, the allowed kinds and the picture workers."""
+    """Per-app state: the settings, the queries, the allowed kinds, the decode slots and the upload limits."""
 
     def __init__(self, settings, store):
         self.settings = settings
         self.queries = AttachmentQueries(store)
         self.allowed = filetypes.parse_kinds(settings.upload_types)
         self.accept = filetypes.accept_list(self.allowed)
-        self.image_slots = BoundedSemaphore(IMAGE_WORKERS)
+        self.image_slots = DecodeSlots(settings.image_decode_concurrency, settings.image_decode_wait)
+        self.rate = UploadRate(settings.upload_rate, settings.upload_burst)
+        self.quotas = Quotas(settings.upload_quota_per_day, settings.upload_total_bytes)
 
 
 def init_app(app, settings, store):
@@ -83,11 +85,13 @@ def _uploads():
     return current_app.extensions["chat.uploads"]
 
 
-def _error(status, message, bearer=False, **extra):
+def _error(status, message, bearer=False, retry_after=None, **extra):
     response = jsonify(error=message, **extra)
     response.status_code = status
     if bearer:
         response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return response
 
 
@@ -138,6 +142,9 @@ def upload():
             401, "uploads need an account: sign in, or send an API token as Authorization: Bearer TOKEN (guests cannot upload)",
             bearer=True,
         )
+    refusal = _within_limits(up, user)
+    if refusal is not None:
+        return refusal
     received, refusal = _receive(settings.max_upload_size, how)
     if refusal is not None:
         return refusal
@@ -152,23 +159,70 @@ def upload():
     thumb = thumb_type = None
     threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
     if kind.picture:
+        # Each decode may take max_image_pixels x images.DECODE_BYTES_PER_PIXEL: at most image_decode_concurrency at
+        # once, the rest wait their turn for a while, then are told when to try again.
+        if not up.image_slots.acquire():
+            return _error(
+                503, "the server is busy decoding other pictures; try again shortly", retry_after=settings.image_decode_wait,
+                limit="image_decode_concurrency",
+            )
         try:
-            with up.image_slots:
-                picture = threadpool.apply(
-                    images.process,
-                    (data, kind.name, settings.thumbnail_size, settings.max_image_pixels, settings.max_upload_size),
-                )
+            picture = threadpool.apply(
+                images.process,
+                (data, kind.name, settings.thumbnail_size, settings.max_image_pixels, settings.max_upload_size),
+            )
         except images.Rejected as e:
             return _error(413 if e.too_large else 422, e.message)
+        finally:
+            up.image_slots.release()
         data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
     name = filetypes.clean_name(filename, kind)
     digest = threadpool.apply(_sha256, (data,))
     try:
-        attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type)
+        attachment_id = up.queries.insert(user, recipient, name, kind.content_type, data, digest, thumb, thumb_type, up.quotas)
+    except OverQuota as e:
+        return _over_quota(e.limit, e.allowed, e.used)
     except StoreUnavailable as e:
         log.warning("could not store an upload from %s: %s", user, e)
         return _error(503, "the server cannot store files right now; try again")
     return _post(service, user, recipient, AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None))
+
+
+def _within_limits(up, user):
+    """A refusal when `user` may not upload now (rate, or a quota already used up), before a byte of the body is read;
+    else None. The quotas are checked again, exactly and atomically, when the file is stored."""
+    wait = up.rate.take(user)
+    if wait > 0:
+        per_minute = up.settings.upload_rate
+        return _error(
+            429, f"too many uploads: at most {per_minute:g} a minute ({up.settings.upload_burst} at once); try again in "
+            f"{math.ceil(wait)} s", retry_after=wait, limit="upload_rate",
+        )
+    try:
+        today, total = up.queries.usage(user)
+    except StoreUnavailable:
+        return _error(503, "the server cannot store files right now; try again")
+    # The body's declared length includes the multipart framing: only what is surely the file counts here.
+    declared = max(1, (request.content_length or 0) - MULTIPART_SLACK)
+    if total + declared > up.quotas.total:
+        return _over_quota("upload_total_bytes", up.quotas.total, total)
+    if today + declared > up.quotas.per_day:
+        return _over_quota("upload_quota_per_day", up.quotas.per_day, today)
+    return None
+
+
+def _over_quota(limit, allowed, used):
+    """413 for a user's day (with Retry-After: the next UTC midnight), 507 for the server's total."""
+    if limit == "upload_total_bytes":
+        return _error(
+            507, f"the server's storage for files is full ({filetypes.human_size(allowed)}); no more uploads for now",
+            limit=limit, allowed=allowed, used=used,
+        )
+    return _error(
+        413, f"your uploads today would go past {filetypes.human_size(allowed)} ({allowed} bytes, "
+        f"{filetypes.human_size(used)} used); more can be sent after 00:00 UTC",
+        retry_after=DAY_SECONDS - time.time() % DAY_SECONDS, limit=limit, allowed=allowed, used=used,
+    )
 
 
 def _receive(limit, how):
@@ -215,7 +269,9 @@ def _receive(limit, how):
 
 def _post(service, user, recipient, ref):
     """Post the message carrying a stored file; 201 once it is committed (503 if that takes upload_commit_timeout)."""
-    url = url_for("uploads.serve", attachment_id=ref.id, _external=True)
+    # Never from the request (its Host or X-Forwarded-Host header are the client's to choose, and this text goes to
+    # everyone): the configured public address, or a path on this server, which the page and terminals resolve.
+    url = current_app.extensions["chat.uploads"].settings.public_url + url_for("uploads.serve", attachment_id=ref.id)
     body = f"[{'image' if ref.image else 'file'}] {ref.name} ({filetypes.human_size(ref.size)}) {url}"
     try:
         upload = service.post_attachment(user, recipient, ref, body)

@@ -54,3 +54,16 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_ms BIGINT NOT NULL,
     deleted_ms BIGINT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Upload quotas (chat/store/attachments.py): bytes each user uploaded per UTC day (day = days since 1970-01-01), and
+-- bytes of files stored in all (one row, id 1), counted up in the same transaction as each upload.
+CREATE TABLE IF NOT EXISTS upload_usage (
+    uploader VARCHAR(64) NOT NULL,
+    day INT NOT NULL,
+    bytes BIGINT NOT NULL,
+    PRIMARY KEY (uploader, day)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+CREATE TABLE IF NOT EXISTS upload_totals (
+    id INT NOT NULL PRIMARY KEY,
+    bytes BIGINT NOT NULL
+) ENGINE=InnoDB;
+INSERT IGNORE INTO upload_totals (id, bytes) SELECT 1, COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments;

@@ -53,3 +53,16 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_ms INTEGER NOT NULL,
     deleted_ms INTEGER
 );
+-- Upload quotas (chat/store/attachments.py): bytes each user uploaded per UTC day (day = days since 1970-01-01), and
+-- bytes of files stored in all (one row, id 1), counted up in the same transaction as each upload.
+CREATE TABLE IF NOT EXISTS upload_usage (
+    uploader TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (uploader, day)
+);
+CREATE TABLE IF NOT EXISTS upload_totals (
+    id INTEGER PRIMARY KEY,
+    bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO upload_totals (id, bytes) SELECT 1, COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments;

@@ -31,6 +31,9 @@
   const CLOSE_CREDENTIALS_ENDED = 4001; // signed out, token revoked, account removed, or the guest's name registered
   const UPLOADS = document.body.dataset.uploads === "true"; // the server accepts some kinds of file
   const MAX_UPLOAD = Number(document.body.dataset.maxUpload) || 0; // bytes; the server says the same with a 413
+  // Refusals that only say "not now" (HTTP 429/503 naming one of these limits, with Retry-After): sent again later.
+  const RETRY_LIMITS = ["upload_rate", "image_decode_concurrency"];
+  const UPLOAD_RETRIES = 5;
   const convsKey = (me) => "chat.conversations." + me;
 
   const $ = (id) => document.getElementById(id);
@@ -1058,35 +1061,49 @@
     const form = new FormData();
     form.append("file", file, file.name || "file");
     if (key !== GROUP) form.append("to", key);
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", ui.uploadForm.action);
-    xhr.setRequestHeader("X-CSRFToken", csrfToken());
-    xhr.responseType = "json";
-    xhr.upload.addEventListener("progress", (e) => {
-      if (!e.lengthComputable) return;
-      const pct = Math.min(100, Math.round((e.loaded * 100) / e.total));
-      bar.value = pct;
-      status.textContent = "Uploading… " + pct + "%";
-    });
-    xhr.upload.addEventListener("load", () => {
-      bar.removeAttribute("value"); // indeterminate while the server checks and stores it
-      status.textContent = "Processing…";
-    });
-    xhr.addEventListener("load", () => {
-      const r = xhr.response && typeof xhr.response === "object" ? xhr.response : {};
-      if (xhr.status === 201 && typeof r.id === "number") {
-        removeUpload(item);
-        const ev = { type: r.to ? "direct" : "message", id: r.id, user: state.me, msg: r.msg, ts: r.ts, attachment: r.attachment };
-        if (r.to) ev.to = r.to;
-        onLive(ev, true);
-        return;
-      }
-      failed(typeof r.error === "string" ? "Not sent: " + r.error : "Not sent (HTTP " + xhr.status + ").");
-    });
-    xhr.addEventListener("error", () => failed("Not sent: the connection failed."));
-    xhr.addEventListener("abort", () => removeUpload(item));
-    cancel.onclick = () => xhr.abort();
-    xhr.send(form);
+    let retryTimer = null;
+    const send = (retriesLeft) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", ui.uploadForm.action);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.responseType = "json";
+      xhr.upload.addEventListener("progress", (e) => {
+        if (!e.lengthComputable) return;
+        const pct = Math.min(100, Math.round((e.loaded * 100) / e.total));
+        bar.value = pct;
+        status.textContent = "Uploading… " + pct + "%";
+      });
+      xhr.upload.addEventListener("load", () => {
+        bar.removeAttribute("value"); // indeterminate while the server checks and stores it
+        status.textContent = "Processing…";
+      });
+      xhr.addEventListener("load", () => {
+        const r = xhr.response && typeof xhr.response === "object" ? xhr.response : {};
+        if (xhr.status === 201 && typeof r.id === "number") {
+          removeUpload(item);
+          const ev = { type: r.to ? "direct" : "message", id: r.id, user: state.me, msg: r.msg, ts: r.ts, attachment: r.attachment };
+          if (r.to) ev.to = r.to;
+          onLive(ev, true);
+          return;
+        }
+        // Refused for now, nothing stored (too many uploads a minute, or every picture decoder busy): wait as the
+        // server says, then send it again, a few times at most. Any other refusal is final.
+        const wait = Number(xhr.getResponseHeader("Retry-After"));
+        if (RETRY_LIMITS.includes(r.limit) && retriesLeft > 0 && wait > 0 && wait <= 120) {
+          status.textContent = "Waiting " + wait + " s: " + (r.limit === "upload_rate" ? "too many uploads at once" : "the server is busy") + "…";
+          bar.removeAttribute("value");
+          retryTimer = setTimeout(() => send(retriesLeft - 1), wait * 1000);
+          cancel.onclick = () => { clearTimeout(retryTimer); removeUpload(item); };
+          return;
+        }
+        failed(typeof r.error === "string" ? "Not sent: " + r.error : "Not sent (HTTP " + xhr.status + ").");
+      });
+      xhr.addEventListener("error", () => failed("Not sent: the connection failed."));
+      xhr.addEventListener("abort", () => removeUpload(item));
+      cancel.onclick = () => xhr.abort();
+      xhr.send(form);
+    };
+    send(UPLOAD_RETRIES);
   }
 
   function removeUpload(item) {

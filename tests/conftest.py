@@ -102,8 +102,15 @@ def free_port():
 # Many tests send bursts on purpose (durability, history paging, acks in order); the per-connection rate limit
 # (default 20 messages/s, burst 40) is not what they test, so test servers lift it unless a test sets its own.
 # tests/test_security.py tests the limit; tests/test_auth_browser.py runs the page with the real defaults.
-SUITE_SETTINGS = {"rate_limit": 1_000_000, "rate_burst": 1_000_000}
-SUITE_SETTINGS["login_rate_per_address"] = 1_000_000  # sign-ins per address per minute: tests/test_hostile_signin.py
+# Likewise sign-ins per address (tests/test_hostile_signin.py) and the upload rate (tests/test_hostile_uploads.py tests it
+# and the upload quotas, which stay at their defaults).
+SUITE_SETTINGS = {
+    "rate_limit": 1_000_000,
+    "rate_burst": 1_000_000,
+    "login_rate_per_address": 1_000_000,
+    "upload_rate": 1_000_000,
+    "upload_burst": 1_000_000,
+}
 
 
 class ServerProcess:

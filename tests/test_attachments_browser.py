@@ -212,3 +212,24 @@ def test_a_picture_pasted_into_the_message_box_is_shared(signed_in):
     )
     expect(bob.page.locator("#thread img.thumb")).to_have_attribute("alt", "screenshot.png")
     expect(alice.input).to_have_value("")  # the file was shared, not pasted as text
+
+
+def test_uploads_refused_for_their_rate_are_sent_again_after_retry_after(browser, open_page, start_server, sqlite_url):  # noqa: F811
+    """Three files dropped at once on a server that takes one upload a second: the page waits as the 429 says and
+    sends them again; all three are posted and nothing is left failed."""
+    open_page.expected_console.append(r"Failed to load resource: the server responded with a status of 429 ")
+    server = start_server(sqlite_url, upload_rate=60, upload_burst=1)
+    user, _ = signed_up(server, "alice")
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        context.add_cookies([{"name": COOKIE, "value": user.http.cookies.get(COOKIE), "url": server.http_url}])
+        alice = open_page(server, context=context).wait_online()
+        refused = []
+        alice.page.on("response", lambda r: r.url.endswith("/files") and r.status == 429 and refused.append(r.headers["retry-after"]))
+        drop_files(alice, *[(f"note{i}.txt", "text/plain", f"note {i}\n".encode()) for i in range(3)])
+        expect(alice.messages().locator(".file-name")).to_have_count(3, timeout=30_000)
+        assert sorted(alice.messages().locator(".file-name").all_text_contents()) == ["note0.txt", "note1.txt", "note2.txt"]
+        expect(alice.page.locator("#uploads")).to_be_hidden()
+        assert refused and set(refused) == {"1"}  # it was refused at first, and waited as told
+    finally:
+        context.close()

@@ -5,6 +5,30 @@ from typing import NamedTuple, Optional
 from gevent import get_hub
 
 _META = "id, uploader, recipient, file_name, content_type, size, sha256, thumb_type, created_ms, deleted_ms"
+DAY_SECONDS = 86400
+
+
+class OverQuota(Exception):
+    """An upload would take a user's day (`limit` "upload_quota_per_day") or the server's total ("upload_total_bytes")
+    past its limit; `used` is what was counted before it."""
+
+    def __init__(self, limit, allowed, used):
+        super().__init__(f"{limit}: {used} of {allowed} bytes used")
+        self.limit = limit
+        self.allowed = allowed
+        self.used = used
+
+
+class Quotas(NamedTuple):
+    """The byte limits an insert is held to."""
+
+    per_day: int  # bytes one uploader may store per UTC day
+    total: int  # bytes of files stored in all
+
+
+def utc_day(now=None):
+    """Days since 1970-01-01 (UTC): the key of a day's upload count."""
+    return int((time.time() if now is None else now) // DAY_SECONDS)
 
 
 class AttachmentMeta(NamedTuple):
@@ -36,6 +60,12 @@ class AttachmentQueries:
         self._q_meta = q(f"SELECT {_META} FROM attachments WHERE id = ?")
         self._q_data = q("SELECT data FROM attachments WHERE id = ?")
         self._q_thumb = q("SELECT thumbnail FROM attachments WHERE id = ?")
+        self._q_count_total = q("UPDATE upload_totals SET bytes = bytes + ? WHERE id = 1 AND bytes + ? <= ?")
+        self._q_total = q("SELECT bytes FROM upload_totals WHERE id = 1")
+        self._q_add_day = q(f"{store.dialect.insert_ignore} INTO upload_usage (uploader, day, bytes) VALUES (?, ?, 0)")
+        self._q_forget_days = q("DELETE FROM upload_usage WHERE day < ?")
+        self._q_count_day = q("UPDATE upload_usage SET bytes = bytes + ? WHERE uploader = ? AND day = ? AND bytes + ? <= ?")
+        self._q_day = q("SELECT bytes FROM upload_usage WHERE uploader = ? AND day = ?")
 
     def _run(self, fn, *args):
         """fn(cursor, *args) in one committed transaction, off the event loop when the database blocks it."""
@@ -46,24 +76,59 @@ class AttachmentQueries:
         with store._connection() as conn:
             return get_hub().threadpool.apply(_in_transaction, (conn, fn, args))
 
-    def insert(self, uploader, recipient, file_name, content_type, data, sha256, thumbnail=None, thumb_type=None):
-        """Store one file (committed when this returns); its new id."""
-        params = (uploader, recipient, file_name, content_type, len(data), sha256, data, thumbnail, thumb_type, int(time.time() * 1000))
+    def insert(self, uploader, recipient, file_name, content_type, data, sha256, thumbnail=None, thumb_type=None, quotas=None):
+        """Store one file (committed when this returns); its new id. With `quotas`, the file and its thumbnail are
+        counted against the uploader's day and the server's total in the same transaction: OverQuota (and nothing
+        stored) when either would go past its limit."""
+        now = time.time()
+        params = (uploader, recipient, file_name, content_type, len(data), sha256, data, thumbnail, thumb_type, int(now * 1000))
+        counted = None if quotas is None else (uploader, utc_day(now), len(data) + len(thumbnail or b""), quotas)
         store = self._store
         if store.dialect.blocking:
-            return self._run(_insert, self._q_insert, params)
+            return self._run(self._insert_counted, self._q_insert, params, counted)
         # PyMySQL spells bytes as hex in the statement's text: for a 5 MiB file that is 10 MB of SQL and ~40 ms of
         # CPU, built here in a thread (each step holds the GIL for a few ms only); the sending stays cooperative.
         with store._connection() as conn:
             cur = conn.cursor()
             try:
                 statement = get_hub().threadpool.apply(_bound_statement, (cur, self._q_insert, params))
-                cur.execute(statement)
-                new_id = int(cur.lastrowid)
+                new_id = self._insert_counted(cur, statement, None, counted)
             finally:
                 cur.close()
             conn.commit()
         return new_id
+
+    def _insert_counted(self, cur, query, params, counted):
+        """The INSERT, then the counts (a refusal raises, and the caller's rollback takes the row back)."""
+        if params is None:
+            cur.execute(query)
+        else:
+            cur.execute(query, params)
+        new_id = int(cur.lastrowid)
+        if counted is not None:
+            self._count(cur, *counted)
+        return new_id
+
+    def _count(self, cur, uploader, day, size, quotas):
+        # The total's single row is locked first, by every upload: the counts of concurrent uploads (in any process)
+        # are taken one after another, so two can never both pass a check that only one fits, and no two lock the
+        # same rows in different orders. The big INSERT went before it, so the lock is held only for these small
+        # statements and the commit.
+        cur.execute(self._q_count_total, (size, size, quotas.total))
+        if cur.rowcount != 1:
+            cur.execute(self._q_total)
+            raise OverQuota("upload_total_bytes", quotas.total, _first(cur.fetchone()))
+        cur.execute(self._q_add_day, (uploader, day))
+        if cur.rowcount == 1:  # the first upload of someone's day: yesterday's counts and older are no longer needed
+            cur.execute(self._q_forget_days, (day - 1,))
+        cur.execute(self._q_count_day, (size, uploader, day, size, quotas.per_day))
+        if cur.rowcount != 1:
+            cur.execute(self._q_day, (uploader, day))
+            raise OverQuota("upload_quota_per_day", quotas.per_day, _first(cur.fetchone()))
+
+    def usage(self, uploader):
+        """(bytes `uploader` stored today (UTC), bytes stored in all): for refusing early, before a body is read."""
+        return self._run(_usage, self._q_day, self._q_total, uploader, utc_day())
 
     def meta(self, attachment_id):
         """AttachmentMeta, or None when there is no such row."""
@@ -96,11 +161,17 @@ def _bound_statement(cur, query, params):
     return cur.mogrify(query, params).encode(cur.connection.encoding, "surrogateescape")
 
 
-def _insert(cur, query, params):
-    cur.execute(query, params)
-    return int(cur.lastrowid)
-
-
 def _fetch_one(cur, query, params):
     cur.execute(query, params)
     return cur.fetchone()
+
+
+def _first(row):
+    return 0 if row is None else int(row[0])
+
+
+def _usage(cur, q_day, q_total, uploader, day):
+    cur.execute(q_day, (uploader, day))
+    today = _first(cur.fetchone())
+    cur.execute(q_total)
+    return today, _first(cur.fetchone())

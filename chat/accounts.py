@@ -241,14 +241,14 @@ def name_status(raw):
         return jsonify(name=raw[:64], valid=False)
     try:
         state = auth.account_state(name)
-        held = state is None and auth.holds.holder(name) is not None
+        held = state is None and auth.held_by_another(name, request.args.get("resume"))
     except StoreUnavailable:
         return _json_error(503, "the account store is not answering; try again")
     return jsonify(
         name=name,
         valid=True,
         registered=state is not None,
-        held=held,  # a guest holds it: only that guest's resume token opens it (chat/holds.py)
+        held=held,  # another guest holds it (not the one whose ?resume= token came): chat/holds.py
         signed_in=signed_in_user() == name,
         guests=_settings().allow_guests,
     )

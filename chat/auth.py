@@ -341,6 +341,13 @@ class AuthService:
         log.info("guest name %s has a new holder (floor %d)", name, floor)
         return secret
 
+    def held_by_another(self, name, resume):
+        """Whether a guest holds `name` whose resume token is not `resume`."""
+        held = self.holds.holder(name)
+        if held is None:
+            return False
+        return not (isinstance(resume, str) and 0 < len(resume) <= MAX_SECRET_LENGTH and secrets.compare_digest(held, secret_hash(resume)))
+
     def wait_for_floor(self, name):
         """With several processes: until this one has delivered every message up to `name`'s floor (normally at once)."""
         if self.floors.clustered and not self.floors.wait_delivered(self.floors.floor_of(name)):

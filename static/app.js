@@ -869,8 +869,9 @@
       // (Later drops are network or server trouble; a revoked session or a registered name closes with 4001.)
       const firstTry = !state.everWelcomed;
       disconnected();
-      // A guest is asked every time: after a long absence another guest may have taken its name.
-      if (!wasWelcomed && (firstTry || !ACCOUNT)) checkRefusal();
+      // A guest also asks now and then while it keeps failing: after a long absence another guest may hold its name.
+      const guestAsks = !ACCOUNT && navigator.onLine && state.attempts % 4 === 0;
+      if (!wasWelcomed && (firstTry || guestAsks)) checkRefusal();
     });
   }
 

@@ -185,9 +185,11 @@ class ServerProcess:
 def start_server(tmp_path):
     """start_server(database_url, **settings) -> a running ServerProcess, stopped after the test."""
     servers = []
+    resume_tokens = {}  # shared: a guest may reconnect to another of the test's processes
 
     def start(database_url, **settings):
         server = ServerProcess(database_url, tmp_path / f"server{len(servers)}.log", **settings)
+        server.resume_tokens = resume_tokens
         servers.append(server)
         return server.start()
 

@@ -7,6 +7,7 @@ hold across processes; Chromium for the page's automatic resume), and honest bys
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -18,7 +19,7 @@ import requests
 import websocket  # websocket-client
 
 from bystanders import Bystanders
-from conftest import ServerProcess, fresh_database_url
+from conftest import ROOT, ServerProcess, fresh_database_url
 from redis_instance import redis_server  # noqa: F401  (fixture)
 from webusers import PASSWORD, WebUser
 
@@ -190,6 +191,46 @@ def test_registering_a_guest_name_gives_the_account_nothing_the_guests_received(
     assert history_with(account, friend_name) == ["welcome, new account"]
     for client in (account, replay, with_token, friend):
         client.close()
+    watch.check()
+    watch.close()
+
+
+def api_token(server, name):
+    response = requests.post(server.http_url + "/api/token", json={"username": name, "password": PASSWORD}, timeout=10)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+def test_a_name_registered_again_gets_none_of_the_earlier_accounts_files_or_messages(names_server):
+    watch = Bystanders(names_server)
+    sender, owner = unique("sender"), unique("owner")
+    assert WebUser(names_server).register(sender).status_code == 302
+    assert WebUser(names_server).register(owner).status_code == 302
+    sender_auth, owner_auth = api_token(names_server, sender), api_token(names_server, owner)
+    owner_socket = names_server.connect(owner, header=owner_auth)
+    owner_socket.handshake()
+    sent = requests.post(names_server.http_url + "/files", headers=sender_auth, data={"to": owner}, timeout=10,
+                         files={"file": ("contract.txt", b"the private contract\n", "text/plain")})
+    assert sent.status_code == 201, sent.text
+    path = "/files/" + str(sent.json()["attachment"]["id"])
+    assert requests.get(names_server.http_url + path, headers=owner_auth, timeout=10).status_code == 200
+    owner_socket.close()
+    # The operator deletes the account and frees the name; someone else registers it.
+    admin = subprocess.run(
+        [sys.executable, "-m", "chat.admin", "remove-user", owner, "--release", "--database", names_server.database_url,
+         "--port", str(names_server.port)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert admin.returncode == 0, admin.stdout + admin.stderr
+    assert WebUser(names_server).register(owner).status_code == 302
+    # Attack: the new owner of the name asks for the earlier owner's file and messages.
+    newcomer = api_token(names_server, owner)
+    assert requests.get(names_server.http_url + path, headers=newcomer, timeout=10).status_code == 404
+    assert requests.get(names_server.http_url + path + "/thumb", headers=newcomer, timeout=10).status_code == 404
+    replay = names_server.connect(owner, "?since=0", header=newcomer)
+    assert not [m for m in replay.handshake()[1]["messages"] if m.get("to") == owner or m["user"] == owner]
+    assert history_with(replay, sender) == []
+    assert requests.get(names_server.http_url + path, headers=sender_auth, timeout=10).status_code == 200  # still the sender's
+    replay.close()
     watch.check()
     watch.close()
 

@@ -250,10 +250,13 @@ class AuthService:
         def loop():
             while True:
                 gevent.sleep(hold / 2)
-                for name, admissions in tuple(self._live.items()):
-                    resume = next((a.resume for a in admissions if a.resume is not None), None)
-                    if resume is not None:
-                        self._extend_hold(name, resume)
+                try:
+                    for name, admissions in tuple(self._live.items()):
+                        resume = next((a.resume for a in admissions if a.resume is not None), None)
+                        if resume is not None:
+                            self._extend_hold(name, resume)
+                except Exception:  # nothing may end the loop: holds would lapse under online guests
+                    log.exception("extending guest holds failed; trying again")
 
         self._holder = gevent.spawn(loop)
 

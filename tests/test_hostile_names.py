@@ -19,6 +19,7 @@ import requests
 import websocket  # websocket-client
 
 from bystanders import Bystanders
+from chat.config import Settings
 from conftest import ROOT, ServerProcess, fresh_database_url
 from redis_instance import redis_server  # noqa: F401  (fixture)
 from webusers import PASSWORD, WebUser
@@ -101,6 +102,18 @@ def history_with(client, other):
 
 def texts(history):
     return [m["msg"] for m in history["messages"]]
+
+
+# ---- the setting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hold, valid", [(1.0, True), (0.999, False), (30 * 86400.0, True), (30 * 86400.0 + 1, False)])
+def test_guest_hold_is_checked_at_its_bounds(hold, valid):
+    if valid:
+        assert Settings(guest_hold=hold).validate().guest_hold == hold
+    else:
+        with pytest.raises(ValueError, match="guest_hold"):
+            Settings(guest_hold=hold).validate()
 
 
 # ---- the honest guest keeps its name ------------------------------------------------------------

@@ -111,6 +111,10 @@ def _admit_guest(auth, name):
     if state is not None:
         admission.resume = None  # the registration ended the hold: nothing to keep
         admission.release()
+        try:
+            auth.holds.drop(name)  # this handshake may have claimed it after the registration dropped it
+        except StoreUnavailable:
+            pass  # it ends by itself after guest_hold, and accounts go first anyway
         return None, _refuse(401, f"{name} was just registered: sign in, or pick another name", bearer=True)
     return admission, None
 

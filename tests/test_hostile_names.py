@@ -147,6 +147,52 @@ def test_a_guest_reconnecting_with_its_resume_token_keeps_its_name_and_messages(
     watch.close()
 
 
+WSCAT = os.path.join(ROOT, "node_modules", ".bin", "wscat")
+
+
+def wscat_events(url, count):
+    """The first `count` JSON events the real wscat prints for `url` (stdin held open: wscat quits when it closes)."""
+    proc = subprocess.Popen([WSCAT, "-c", url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, NO_COLOR="1", FORCE_COLOR="0"))
+    events, output = [], []
+    timer = threading.Timer(DEADLINE, proc.kill)  # a wscat that hangs is killed: its stdout ends and the test fails
+    timer.start()
+    try:
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            output.append(line)
+            if "{" in line:
+                events.append(json.loads(line[line.find("{"):]))
+                if len(events) == count:
+                    return events
+        raise AssertionError(f"wscat printed {output!r}")
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+
+
+def test_a_terminal_guest_resumes_its_name_with_wscat(names_server):
+    if not os.path.exists(WSCAT) or shutil.which("node") is None:
+        reason = f"wscat is not installed at {WSCAT} (npm install) or node is missing"
+        print(f"skipping: {reason}", file=sys.stderr)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    watch = Bystanders(names_server)
+    name, friend_name = unique("term"), unique("friend")
+    friend, _, _ = guest(names_server, friend_name)
+    welcome, _ = wscat_events(names_server.ws_url(f"/ws/{name}"), 2)
+    token = welcome["resume"]
+    direct(friend, name, "for the terminal")
+    assert refusal(names_server, name)[0] == 409  # within the hold, nobody else
+    welcome, history = wscat_events(names_server.ws_url(f"/ws/{name}?resume={token}&since=0"), 2)
+    assert welcome["resume"] == token and "for the terminal" in texts(history)
+    friend.close()
+    watch.check()
+    watch.close()
+
+
 # ---- the next holder of a name gets nothing of the earlier one's ---------------------------------
 
 

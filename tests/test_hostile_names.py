@@ -20,7 +20,10 @@ import websocket  # websocket-client
 
 from bystanders import Bystanders
 from chat.config import Settings
-from conftest import ROOT, ServerProcess, fresh_database_url
+from chat.records import MessageRecord
+from chat.store import Store
+from chat.store.accounts import AccountQueries
+from conftest import ROOT, ServerProcess, db_execute, fresh_database_url
 from redis_instance import redis_server  # noqa: F401  (fixture)
 from webusers import PASSWORD, WebUser
 
@@ -114,6 +117,35 @@ def test_guest_hold_is_checked_at_its_bounds(hold, valid):
     else:
         with pytest.raises(ValueError, match="guest_hold"):
             Settings(guest_hold=hold).validate()
+
+
+# ---- the store: floors, and databases made before them ---------------------------------------------
+
+
+OLD_USERS = "CREATE TABLE users (name VARCHAR(64) NOT NULL PRIMARY KEY, created_ms BIGINT NOT NULL, last_seen_id BIGINT NOT NULL DEFAULT 0)"
+
+
+def test_an_older_database_gets_name_floors_and_holds_at_start_and_queries_respect_them(database_url):
+    db_execute(database_url, OLD_USERS)  # as the server before this change created it
+    db_execute(database_url, "INSERT INTO users (name, created_ms, last_seen_id) VALUES ('alice', 1, 0)")
+    store = Store(database_url, pool_size=2, connect_timeout=3)
+    try:
+        store.ensure_schema()
+        assert store.name_floor("alice") == (0, 0) and store.get_user("alice") == ("alice", 0)
+        records = [MessageRecord(i, "bob", "alice", f"old {i}", 1_700_000_000_000 + i) for i in (1, 2)]
+        store.insert_messages(records + [MessageRecord(3, "bob", None, "group", 1_700_000_000_003)])
+        AccountQueries(store).new_holder("alice", store.max_message_id())
+        assert store.name_floor("alice")[0] == 3 and store.get_user("alice") == ("alice", 3)
+        store.insert_messages([MessageRecord(4, "bob", "alice", "new", 1_700_000_000_004)])
+        assert [r.body for r in store.visible_since("alice", 0, 100)] == ["group", "new"]
+        assert [r.body for r in store.conversation_page("alice", "bob", 100)] == ["new"]
+        assert [r.body for r in store.directs_to_since("alice", 0, 100)] == ["new"]
+        assert [r.body for r in store.conversation_page("bob", "alice", 100)] == ["old 1", "old 2", "new"]  # bob's own
+        queries = AccountQueries(store)
+        assert queries.claim_hold("alice", "d1", 10**13) and not queries.claim_hold("alice", "d2", 10**13)
+        assert queries.hold_digest("alice") == "d1"
+    finally:
+        store.close()
 
 
 # ---- the honest guest keeps its name ------------------------------------------------------------

@@ -22,6 +22,7 @@ from .auth import (
 )
 from .forms import LoginForm, RegisterForm
 from .guard import bearer_token
+from .holds import ServiceFloors
 from .protocol import NAME_RULE
 from .store import StoreUnavailable
 
@@ -36,8 +37,9 @@ ADMIN_MAX_AGE = 60  # seconds an operator's signed request stays valid
 def init_app(app, settings, store):
     """Secret key, cookies, CSRF and headers (chat/security.py); the AuthService; these routes."""
     security.init_app(app, settings)
-    auth = AuthService(settings, store)
+    auth = AuthService(settings, store, floors=ServiceFloors(app.extensions["chat"]))
     auth.start_purging()
+    auth.start_holding()
     delivery = app.extensions["chat"].delivery
     delivery.on_kick = auth.close_local_sockets
     auth.kicker = delivery.kick
@@ -303,12 +305,14 @@ def name_status(raw):
         return jsonify(name=raw[:64], valid=False)
     try:
         state = auth.account_state(name)
+        held = state is None and auth.held_by_another(name, request.args.get("resume"))
     except StoreUnavailable:
         return _json_error(503, "the account store is not answering; try again")
     return jsonify(
         name=name,
         valid=True,
         registered=state is not None,
+        held=held,  # another guest holds it (not the one whose ?resume= token came): chat/holds.py
         signed_in=signed_in_user() == name,
         guests=_settings().allow_guests,
     )

@@ -10,6 +10,7 @@ import gevent
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .busformat import BusKick
+from .holds import StoreFloors, make_holds
 from .protocol import normalize_name
 from .expiry import ExpirySweeper
 from .passwords import MAX_PASSWORD_LENGTH, password_problem
@@ -36,7 +37,11 @@ MAX_SECRET_LENGTH = 256  # longer presented secrets are refused unread
 PASSWORD_METHOD = "scrypt"  # werkzeug.security: scrypt, n=2**15, r=8, p=1, 16-byte salt
 PURGE_INTERVAL = 600.0
 
-__all__ = ["AuthService", "Busy", "Credential", "NameTaken", "Throttled", "WeakPassword", "CLOSE_CREDENTIALS_ENDED"]
+__all__ = ["AuthService", "Busy", "Credential", "NameHeld", "NameTaken", "Throttled", "WeakPassword", "CLOSE_CREDENTIALS_ENDED"]
+
+
+class NameHeld(Exception):
+    """Another guest holds the name (online, or within guest_hold of leaving) and this request has not its resume token."""
 
 
 class WeakPassword(ValueError):
@@ -188,12 +193,13 @@ def make_credentials(settings, queries):
 class Admission:
     """One websocket allowed in by the handshake: counts against its name's connection cap until released."""
 
-    __slots__ = ("auth", "name", "digest", "session", "_pending_close", "expiry")
+    __slots__ = ("auth", "name", "digest", "resume", "session", "_pending_close", "expiry")
 
-    def __init__(self, auth, name, digest):
+    def __init__(self, auth, name, digest, resume=None):
         self.auth = auth
         self.name = name
         self.digest = digest  # of the session or token it came with; None for a guest
+        self.resume = resume  # a guest's resume token (sent in its welcome); None for an account
         self.session = None
         self._pending_close = None
         self.expiry = None  # its entry in the AuthService's expiry sweeper, while it has a credential that expires
@@ -218,12 +224,14 @@ class Admission:
             live.discard(self)
             if not live:
                 del self.auth._live[self.name]
+                if self.resume is not None:
+                    self.auth.guest_left(self.name, self.resume)
 
 
 class AuthService:
     """Accounts and credentials for one server process (and, without the live-socket part, for the admin CLI)."""
 
-    def __init__(self, settings, store, credentials=None):
+    def __init__(self, settings, store, credentials=None, floors=None):
         self.settings = settings
         self.accounts = AccountQueries(store)
         self.credentials = credentials if credentials is not None else make_credentials(settings, self.accounts)
@@ -231,11 +239,14 @@ class AuthService:
         self.limits = SigninLimits(settings, redis_run)  # in Redis too when credentials are: shared by every process
         self.hashing = HashGate(settings.password_hash_concurrency, settings.password_hash_queue)
         self.expiry = ExpirySweeper(self._credential_expired)
+        self.holds = make_holds(settings, self.accounts)
+        self.floors = floors if floors is not None else StoreFloors(store)  # chat.holds.ServiceFloors in a server
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
         self._live = {}  # name -> set of Admission
         self.kicker = None  # with several processes: ChatService.delivery.kick, which reaches them all
         self._dummy_hash = None
         self._purger = None
+        self._holder = None
 
     def start_purging(self):
         """Expired database credentials are refused anyway; this only keeps the table small."""
@@ -244,13 +255,31 @@ class AuthService:
             while True:
                 gevent.sleep(PURGE_INTERVAL)
                 try:
-                    purged = self.credentials.purge()
+                    purged = self.credentials.purge() + self.holds.purge()
                     if purged:
                         log.debug("purged %d expired credentials", purged)
                 except Exception as e:  # a store outage must not end the loop
                     log.warning("could not purge expired credentials: %s", e)
 
         self._purger = gevent.spawn(loop)
+
+    def start_holding(self):
+        """Keep the hold of every guest online here running: extended every guest_hold/2, so it never ends while the
+        guest is connected to some process, and ends guest_hold after a crash took every socket away."""
+        hold = self.settings.guest_hold
+
+        def loop():
+            while True:
+                gevent.sleep(hold / 2)
+                try:
+                    for name, admissions in tuple(self._live.items()):
+                        resume = next((a.resume for a in admissions if a.resume is not None), None)
+                        if resume is not None:
+                            self._extend_hold(name, resume)
+                except Exception:  # nothing may end the loop: holds would lapse under online guests
+                    log.exception("extending guest holds failed; trying again")
+
+        self._holder = gevent.spawn(loop)
 
     def normalize(self, raw):
         return normalize_name(raw, self.settings.max_name_length)
@@ -265,13 +294,17 @@ class AuthService:
         return "active" if row[1] else "removed"
 
     def register(self, name, password, address=None):
-        """Create the account (raises NameTaken, WeakPassword, Throttled or Busy); guests using the name are disconnected."""
+        """Create the account (raises NameTaken, WeakPassword, Throttled or Busy) with a new floor: it gets nothing guests
+        under the name received. The guest hold ends and guests using the name are disconnected."""
         problem = password_problem(password, name, self.settings.min_password_length)
         if problem is not None:
             raise WeakPassword(problem)
         self.limits.check_attempt(address or "?")
         digest = self.hashing.run(generate_password_hash, password, PASSWORD_METHOD)
-        self.accounts.create_account(name, digest)
+        floor = self.floors.current()
+        self.accounts.create_account(name, digest, floor)
+        self.floors.wait_delivered(floor)
+        self.holds.drop(name)
         closed = self.close_sockets(name, REASON_NAME_REGISTERED, guests_only=True)
         log.info("registered %s (closed %d guest connections using the name)", name, closed)
 
@@ -317,6 +350,53 @@ class AuthService:
         log.info("removed account %s (existed: %s, release: %s, revoked %d credentials)", name, existed, release, revoked)
         return existed
 
+    # ---- guest names ----------------------------------------------------------------------
+
+    def hold_guest_name(self, name, resume):
+        """The resume token of the guest admitted as `name`: `resume` if it is the running hold's, else a new one if no
+        hold is running (the name changes hands: it gets a new floor). Raises NameHeld (another guest has it)."""
+        hold = self.settings.guest_hold
+        if isinstance(resume, str) and 0 < len(resume) <= MAX_SECRET_LENGTH:
+            held = self.holds.holder(name)
+            if held is not None and secrets.compare_digest(held, secret_hash(resume)):
+                self.holds.extend(name, held, hold)
+                return resume
+        secret = secrets.token_urlsafe(32)
+        if not self.holds.claim(name, secret_hash(secret), hold):
+            raise NameHeld(name)
+        floor = self.floors.current()
+        self.accounts.new_holder(name, floor)
+        if not self.floors.wait_delivered(floor):
+            raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
+        log.info("guest name %s has a new holder (floor %d)", name, floor)
+        return secret
+
+    def held_by_another(self, name, resume):
+        """Whether a guest holds `name` whose resume token is not `resume`."""
+        held = self.holds.holder(name)
+        if held is None:
+            return False
+        return not (isinstance(resume, str) and 0 < len(resume) <= MAX_SECRET_LENGTH and secrets.compare_digest(held, secret_hash(resume)))
+
+    def wait_for_floor(self, name):
+        """With several processes: until this one has delivered every message up to `name`'s floor (normally at once)."""
+        if self.floors.clustered and not self.floors.wait_delivered(self.floors.floor_of(name)):
+            raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
+
+    def guest_left(self, name, resume):
+        """The guest's last socket here closed: its hold now ends guest_hold from now (unless a socket elsewhere keeps it)."""
+
+        def extend():
+            self._extend_hold(name, resume)
+
+        gevent.spawn(extend)
+
+    def _extend_hold(self, name, resume):
+        try:
+            self.holds.extend(name, secret_hash(resume), self.settings.guest_hold)
+        except StoreUnavailable as e:
+            log.warning("could not extend the hold of guest %s: %s", name, e)
+
     # ---- credentials --------------------------------------------------------------------
 
     def issue(self, name, kind, lifetime=None):
@@ -354,9 +434,10 @@ class AuthService:
     def connections_of(self, name):
         return len(self._live.get(name, ()))
 
-    def admit(self, name, digest, credential=None):
-        """Count a new socket against `name`; with the Credential it came with, it is closed with 4001 when that expires."""
-        admission = Admission(self, name, digest)
+    def admit(self, name, digest, credential=None, resume=None):
+        """Count a new socket against `name`; with the Credential it came with, it is closed with 4001 when that expires.
+        `resume` is a guest's resume token, given back in its welcome."""
+        admission = Admission(self, name, digest, resume)
         self._live.setdefault(name, set()).add(admission)
         if credential is not None:
             reason = REASON_SESSION_EXPIRED if credential.kind == SESSION else REASON_TOKEN_EXPIRED

@@ -51,6 +51,12 @@ class Settings:
     )
     redis_prefix: str = _setting("chat:", "prefix of every Redis key the server writes")
     allow_guests: bool = _setting(True, "let anyone chat under a name nobody has registered (--no-allow-guests: accounts only)")
+    # Hardening (names)
+    guest_hold: float = _setting(
+        3600.0,
+        "seconds a guest keeps its name after its last socket closed: meanwhile only its resume token opens the name; "
+        "after it, the next guest takes the name and sees none of the earlier guest's direct messages",
+    )
     allowed_origins: str = _setting(
         "", "comma-separated origins (https://host[:port]) besides the server's own whose pages may open websockets; * allows any"
     )
@@ -162,6 +168,7 @@ class Settings:
             raise ValueError("min_password_length must be between 1 and 1024")
         self._validate_uploads()
         self._validate_signin()
+        self._validate_names()
         return self
 
     def _validate_signin(self):
@@ -172,6 +179,10 @@ class Settings:
             raise ValueError("password_hash_queue must be at least 0")
         if not self.login_known_address_lifetime > 0:
             raise ValueError("login_known_address_lifetime must be more than 0")
+
+    def _validate_names(self):
+        if not 1.0 <= self.guest_hold <= 30 * 86400:
+            raise ValueError("guest_hold must be between 1 second and 30 days")
 
     def _validate_uploads(self):
         from .filetypes import KINDS  # pure module, no import cycle

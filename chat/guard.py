@@ -1,5 +1,5 @@
-"""Who may open /ws/<name>, decided before the upgrade (Origin, token or session, guests, connection cap), and the
-per-connection message rate limit once in."""
+"""Who may open /ws/<name>, decided before the upgrade (Origin, token or session, guests and their resume tokens,
+connection cap), and the per-connection message rate limit once in."""
 import json
 import logging
 import math
@@ -8,7 +8,7 @@ import time
 from flask import jsonify, request, session
 
 from . import frames
-from .auth import SESSION, TOKEN
+from .auth import SESSION, TOKEN, NameHeld
 from .protocol import REF_MAX_LENGTH, error_event
 from .ratelimit import TokenBucket
 from .security import origin_allowed
@@ -80,7 +80,43 @@ def check_handshake(auth, name):
     cap = settings.max_connections_per_user
     if auth.connections_of(name) >= cap:
         return None, _refuse(429, f"too many connections for {name}: at most {cap} at once")
-    return auth.admit(name, credential[1] if credential else None, credential), None
+    if state is None:
+        return _admit_guest(auth, name)
+    try:
+        auth.wait_for_floor(name)
+    except StoreUnavailable as e:
+        log.warning("refusing a websocket for %s: %s", name, e)
+        return None, _refuse(503, "the server is catching up; try again")
+    return auth.admit(name, credential[1], credential), None
+
+
+def _admit_guest(auth, name):
+    """A guest keeps its name with its resume token (?resume=T); without one it may take only a name nobody holds."""
+    admission = None
+    try:
+        resume = auth.hold_guest_name(name, request.args.get("resume"))
+        admission = auth.admit(name, None, resume=resume)
+        # A registration may have committed while this handshake waited on the store: it has not seen this admission
+        # to close it, so look again now that the admission is in place (either this sees the account, or it sees us).
+        state = auth.account_state(name)
+    except NameHeld:
+        return None, _refuse(
+            409, f"the name {name} is in use by another guest: pick another name, or reconnect with ?resume= and the token its welcome gave"
+        )
+    except StoreUnavailable as e:
+        if admission is not None:
+            admission.release()
+        log.warning("refusing a websocket for %s: %s", name, e)
+        return None, _refuse(503, "the account store is not answering; try again")
+    if state is not None:
+        admission.resume = None  # the registration ended the hold: nothing to keep
+        admission.release()
+        try:
+            auth.holds.drop(name)  # this handshake may have claimed it after the registration dropped it
+        except StoreUnavailable:
+            pass  # it ends by itself after guest_hold, and accounts go first anyway
+        return None, _refuse(401, f"{name} was just registered: sign in, or pick another name", bearer=True)
+    return admission, None
 
 
 def _ref_of(text):
@@ -109,6 +145,11 @@ class GuardedSession(ChatSession):
         # Refused messages use up strikes, one coming back per second; a client that keeps going gets 1008.
         self._strikes = TokenBucket(1.0, settings.rate_limit_strikes)
         admission.attach(self)
+
+    def send_event(self, event):
+        if event.get("type") == "welcome" and self.admission.resume is not None:
+            event = {**event, "resume": self.admission.resume}  # the guest's proof that the name is still its own
+        ChatSession.send_event(self, event)
 
     def run(self):
         try:

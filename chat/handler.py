@@ -103,12 +103,12 @@ class ChatWebSocketHandler(WebSocketHandler):
             super().log_request()
 
     def format_request(self):
-        # API tokens may come as ?token=...: keep them out of the access log.
-        return _TOKEN_IN_QUERY.sub(r"\1token=REDACTED", super().format_request())
+        # API tokens may come as ?token=..., guests' resume tokens as ?resume=...: keep them out of the access log.
+        return _TOKEN_IN_QUERY.sub(r"\1\2=REDACTED", super().format_request())
 
 
 _NO_MORE_INPUT = io.BytesIO(b"")
-_TOKEN_IN_QUERY = re.compile(r"([?&])token=[^&\s\"]*")
+_TOKEN_IN_QUERY = re.compile(r"([?&])(token|resume)=[^&\s\"]*")
 
 
 def _discard(data):

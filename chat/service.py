@@ -127,7 +127,9 @@ class ChatService:
         else:
             rows = self.store.conversation_page(user, with_user, limit, before)
         ceiling = before or 2**62
-        merged = _merge(rows, self.writer.uncommitted(), lambda r: r.id < ceiling and r.in_conversation(user, with_user))
+        uncommitted = self.writer.uncommitted()
+        floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/holds.py
+        merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user))
         return merged[-limit:]
 
     def connect_history(self, user, last_seen_id, since=None):
@@ -136,16 +138,17 @@ class ChatService:
         uncommitted = self.writer.uncommitted()
         ceiling = self.delivery.history_ceiling()
         limit = self.settings.max_replay
+        floor = self.store.name_floor(user)[0] if uncommitted else 0  # directs up to it were an earlier holder's
         if since is not None:
             rows = self.store.visible_since(user, since, limit)
-            records = _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user))[:limit]
+            records = _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user) and (r.recipient is None or r.id > floor))[:limit]
         else:
             recent = self.settings.history_on_connect
             group = _merge(self.store.group_page(recent), uncommitted, lambda r: r.recipient is None)[-recent:]
             directs = _merge(
                 self.store.directs_to_since(user, last_seen_id, limit),
                 uncommitted,
-                lambda r: r.recipient == user and r.id > last_seen_id,
+                lambda r: r.recipient == user and r.id > max(last_seen_id, floor),
             )
             records = sorted(group + directs[:limit], key=lambda r: r.id)
         return records if ceiling is None else [r for r in records if r.id < ceiling]

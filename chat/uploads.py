@@ -385,6 +385,11 @@ def _serve(attachment_id, thumbnail):
         return _error(503, "the file store is not answering; try again")
     if meta is None or (meta.recipient is not None and viewer not in (meta.uploader, meta.recipient)):
         return _not_found()
+    try:
+        if meta.recipient is not None and meta.id <= current_app.extensions["chat"].store.name_floor(viewer)[1]:
+            return _not_found()  # a direct file of an earlier holder of the viewer's name (chat/holds.py)
+    except StoreUnavailable:
+        return _error(503, "the file store is not answering; try again")
     if meta.deleted_ms is not None:
         return _error(410, "this file was deleted")
     if thumbnail and meta.thumb_type is None:

@@ -12,7 +12,12 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS users (
     name VARCHAR(64) NOT NULL PRIMARY KEY,
     created_ms BIGINT NOT NULL,
-    last_seen_id BIGINT NOT NULL DEFAULT 0
+    last_seen_id BIGINT NOT NULL DEFAULT 0,
+    -- A name that changed hands (a new guest, or an account registered for it): the last message id and attachment id
+    -- of the earlier holders. Direct messages at or below floor_id, and direct files at or below file_floor_id, are
+    -- not the new holder's (chat/holds.py). Both added to older databases at start.
+    floor_id BIGINT NOT NULL DEFAULT 0,
+    file_floor_id BIGINT NOT NULL DEFAULT 0
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 CREATE TABLE IF NOT EXISTS chat_meta (
     id INT NOT NULL PRIMARY KEY,
@@ -35,6 +40,13 @@ CREATE TABLE IF NOT EXISTS auth_credentials (
     expires_ms BIGINT NOT NULL,
     KEY auth_credentials_name (name),
     KEY auth_credentials_expires (expires_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- The guest holding each name (chat/holds.py) when CHAT_REDIS_URL is not set: only the SHA-256 of its resume token.
+-- The hold ends at expires_ms (guest_hold after its last socket closed); then the next guest to come takes the name.
+CREATE TABLE IF NOT EXISTS guest_holds (
+    name VARCHAR(64) NOT NULL PRIMARY KEY,
+    secret_hash CHAR(64) NOT NULL,
+    expires_ms BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 -- Files shared in the chat (chat/uploads.py): the bytes live here, so a backup of the database is a backup of the chat.
 -- recipient is NULL for the group. Pictures are stored re-encoded (no metadata) with a thumbnail when larger than the

@@ -12,7 +12,12 @@ CREATE INDEX IF NOT EXISTS messages_sender_recipient_id ON messages (sender, rec
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
     created_ms INTEGER NOT NULL,
-    last_seen_id INTEGER NOT NULL DEFAULT 0
+    last_seen_id INTEGER NOT NULL DEFAULT 0,
+    -- A name that changed hands (a new guest, or an account registered for it): the last message id and attachment id
+    -- of the earlier holders. Direct messages at or below floor_id, and direct files at or below file_floor_id, are
+    -- not the new holder's (chat/holds.py). Both added to older databases at start.
+    floor_id INTEGER NOT NULL DEFAULT 0,
+    file_floor_id INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chat_meta (
     id INTEGER PRIMARY KEY,
@@ -36,6 +41,13 @@ CREATE TABLE IF NOT EXISTS auth_credentials (
 );
 CREATE INDEX IF NOT EXISTS auth_credentials_name ON auth_credentials (name);
 CREATE INDEX IF NOT EXISTS auth_credentials_expires ON auth_credentials (expires_ms);
+-- The guest holding each name (chat/holds.py) when CHAT_REDIS_URL is not set: only the SHA-256 of its resume token.
+-- The hold ends at expires_ms (guest_hold after its last socket closed); then the next guest to come takes the name.
+CREATE TABLE IF NOT EXISTS guest_holds (
+    name TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
 -- Files shared in the chat (chat/uploads.py): the bytes live here, so a backup of the database is a backup of the chat.
 -- recipient is NULL for the group. Pictures are stored re-encoded (no metadata) with a thumbnail when larger than the
 -- thumbnail box. Rows are never reused (AUTOINCREMENT): deleting later sets deleted_ms (and may empty data).

@@ -24,6 +24,9 @@
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
   const SAME_BLOCK_MS = 5 * 60 * 1000; // consecutive messages of one sender within this are grouped
   const NAME_KEY = "chat.name"; // a guest's name, remembered for the next visit
+  // A guest's resume token for its name (the welcome gives it): only it reopens the name while the server holds it
+  // for this guest, so reconnects and the next visit keep the name and its messages (docs/protocol.md).
+  const resumeKey = (name) => "chat.resume." + name;
   // Signed in (the server put the account's name on the page): the socket's handshake carries the session
   // cookie, so the page connects as that name with no name picker. Otherwise the visitor is a guest.
   const ACCOUNT = document.body.dataset.user || null;
@@ -771,6 +774,7 @@
 
   function onWelcome(ev) {
     state.welcomed = true;
+    if (!ACCOUNT && typeof ev.resume === "string" && state.me) save(resumeKey(state.me), ev.resume);
     state.attempts = 0;
     state.online = new Set((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
     if (state.me) state.online.add(state.me);
@@ -837,7 +841,11 @@
     state.retryTimer = 0;
     if (!state.me || state.ws) return;
     let url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + encodeURIComponent(state.me);
-    if (state.everWelcomed) url += "?since=" + state.lastId; // replay all that was missed
+    const query = [];
+    if (state.everWelcomed) query.push("since=" + state.lastId); // replay all that was missed
+    const resume = ACCOUNT ? null : load(resumeKey(state.me), null);
+    if (typeof resume === "string" && resume) query.push("resume=" + encodeURIComponent(resume));
+    if (query.length) url += "?" + query.join("&");
     const ws = new WebSocket(url);
     state.ws = ws;
     state.welcomed = false;
@@ -864,7 +872,9 @@
       // (Later drops are network or server trouble; a revoked session or a registered name closes with 4001.)
       const firstTry = !state.everWelcomed;
       disconnected();
-      if (!wasWelcomed && firstTry) checkRefusal();
+      // A guest also asks now and then while it keeps failing: after a long absence another guest may hold its name.
+      const guestAsks = !ACCOUNT && navigator.onLine && state.attempts % 4 === 0;
+      if (!wasWelcomed && (firstTry || guestAsks)) checkRefusal();
     });
   }
 
@@ -965,9 +975,12 @@
 
   // ---- accounts ----------------------------------------------------------------------------
 
-  // {name, valid, registered, signed_in, guests} from the server, or null when it cannot say.
+  // {name, valid, registered, held, signed_in, guests} from the server, or null when it cannot say.
+  // With this page's resume token, "held" means held by another guest.
   function nameStatus(name) {
-    return fetch("/api/names/" + encodeURIComponent(name), { credentials: "same-origin", cache: "no-store" })
+    const resume = ACCOUNT ? null : load(resumeKey(name), null);
+    const query = typeof resume === "string" && resume ? "?resume=" + encodeURIComponent(resume) : "";
+    return fetch("/api/names/" + encodeURIComponent(name) + query, { credentials: "same-origin", cache: "no-store" })
       .then((r) => (r.ok ? r.json() : null))
       .catch(() => null);
   }
@@ -980,6 +993,10 @@
 
   function registeredText(name) {
     return "“" + name + "” is a registered name. Sign in to use it, or pick another name.";
+  }
+
+  function heldText(name) {
+    return "“" + name + "” is in use by another guest. Pick another name.";
   }
 
   // The server ended this page's right to its name (close code 4001).
@@ -1005,6 +1022,10 @@
       } else if (status.registered) {
         leave();
         showJoinError(registeredText(name));
+      } else if (status.held) {
+        save(resumeKey(name), null); // the token this page had (if any) no longer opens the name
+        leave();
+        showJoinError(heldText(name));
       } else if (!status.guests) {
         location.assign("/");
       }
@@ -1201,6 +1222,7 @@
     nameStatus(name).then((status) => {
       if (state.me) return; // joined meanwhile (another submit)
       if (status && status.registered && !status.signed_in) showJoinError(registeredText(name));
+      else if (status && status.held) showJoinError(heldText(name));
       else join(name);
     });
   });

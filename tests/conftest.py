@@ -123,6 +123,7 @@ class ServerProcess:
         self.log_path = log_path
         self.extra_env = env or {}
         self.proc = None
+        self.resume_tokens = {}  # guest name -> the resume token its last welcome gave (as the page keeps it)
 
     def start(self):
         args = [sys.executable, os.path.join(ROOT, "run_server.py"), "--port", str(self.port), "--database", self.database_url]
@@ -150,8 +151,18 @@ class ServerProcess:
     def ws_url(self, path):
         return f"ws://127.0.0.1:{self.port}{path}"
 
-    def connect(self, name, query="", **kwargs):
-        return ChatClient.connect(self.ws_url(f"/ws/{name}{query}"), **kwargs)
+    def connect(self, name, query="", resume=True, **kwargs):
+        """A client for /ws/NAME; a guest name this server gave a resume token comes back with it (resume=False: without)."""
+        token = self.resume_tokens.get(name) if resume else None
+        if token is not None and "resume=" not in query:
+            query += ("&" if "?" in query else "?") + "resume=" + token
+        client = ChatClient.connect(self.ws_url(f"/ws/{name}{query}"), **kwargs)
+        client.on_welcome = self._remember_resume
+        return client
+
+    def _remember_resume(self, welcome):
+        if "resume" in welcome:
+            self.resume_tokens[welcome["user"]] = welcome["resume"]
 
     def read_log(self):
         with open(self.log_path, "rb") as f:
@@ -182,9 +193,11 @@ class ServerProcess:
 def start_server(tmp_path):
     """start_server(database_url, **settings) -> a running ServerProcess, stopped after the test."""
     servers = []
+    resume_tokens = {}  # shared: a guest may reconnect to another of the test's processes
 
     def start(database_url, **settings):
         server = ServerProcess(database_url, tmp_path / f"server{len(servers)}.log", **settings)
+        server.resume_tokens = resume_tokens
         servers.append(server)
         return server.start()
 
@@ -211,6 +224,7 @@ class ChatClient:
 
     def __init__(self, ws):
         self.ws = ws
+        self.on_welcome = None  # called with the welcome event (ServerProcess.connect: keeps the resume token)
 
     @classmethod
     def connect(cls, url, timeout=RECV_TIMEOUT, **kwargs):
@@ -222,8 +236,10 @@ class ChatClient:
 
     def recv(self, timeout=RECV_TIMEOUT):
         self.ws.settimeout(timeout)
-        data = self.ws.recv()
-        return json.loads(data)
+        event = json.loads(self.ws.recv())
+        if self.on_welcome is not None and event.get("type") == "welcome":
+            self.on_welcome(event)
+        return event
 
     def recv_type(self, *types, timeout=RECV_TIMEOUT):
         """The next event of one of `types`, skipping presence events and pongs in between."""

@@ -295,7 +295,7 @@ def test_direct_message_reaches_only_the_addressee_and_unread_counts_change(chat
     assert "just for bob" not in carol.page.content()
 
 
-def test_history_on_open_older_pages_and_after_reload(chat_server, open_page, clients):
+def test_history_on_open_older_pages_and_after_reload(chat_server, open_page, clients, browser):
     # alice has connected once, so bob can write to her while she is away.
     bob = clients(chat_server, "bob")
     alice_once = clients(chat_server, "alice")
@@ -311,7 +311,11 @@ def test_history_on_open_older_pages_and_after_reload(chat_server, open_page, cl
     acked = [bob.recv_type("ack")["ref"] for _ in range(63)]
     assert sorted(acked) == list(range(1, 61)) + [101, 102, 103]
 
-    alice = open_page(chat_server, "alice")
+    # The page comes back as that same guest: its storage has the resume token the earlier socket was given.
+    context = browser.new_context(viewport=DESKTOP)
+    token = json.dumps(chat_server.resume_tokens["alice"])
+    context.add_init_script(f"localStorage.setItem('chat.resume.alice', {json.dumps(token)})")
+    alice = open_page(chat_server, "alice", context=context)
     expect(alice.messages("old message 60")).to_have_count(1)
     expect(alice.messages()).to_have_count(50)  # one page
     assert alice.texts() == [f"old message {i}" for i in range(11, 61)]
@@ -401,7 +405,7 @@ def test_reconnects_after_a_server_restart_and_shows_what_was_missed_once(chat_s
     expect(mine).not_to_have_class(re.compile(r"\bpending\b"))
     assert bob.recv_type("message")["msg"] == "written while offline"
     expect(alice.page.locator("#banner")).to_be_hidden()
-    assert any(re.search(r"/ws/alice\?since=\d+$", url) for url in alice.sockets), alice.sockets
+    assert any(re.search(r"/ws/alice\?since=\d+&resume=[\w-]+$", url) for url in alice.sockets), alice.sockets
     assert alice.texts() == ["before the outage", *missed, "written while offline"]
     alice.open("bob")
     expect(alice.messages("missed direct")).to_have_count(1)

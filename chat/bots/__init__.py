@@ -24,8 +24,13 @@ class Bot:
         """The answer to `text` from `user` (direct: one-to-one, else in the group), or None to stay silent.
 
         In the group, `text` comes without the `@name` mention, and the answer goes to the group.
+        A bot that remembers must keep what it was told in private (`direct`) apart from the group: a private
+        conversation is nobody else's, so nothing from it may appear in a group answer.
         """
         raise NotImplementedError
+
+    def forget(self, user):
+        """`user` is now someone else (the name changed hands): drop everything remembered about them."""
 
 
 def register(cls):

@@ -1,4 +1,5 @@
-"""ELIZA, Weizenbaum's 1966 psychotherapist: NLTK's script (nltk.chat.eliza), with a conversation of its own per user."""
+"""ELIZA, Weizenbaum's 1966 psychotherapist: NLTK's script (nltk.chat.eliza), with a conversation of its own per user
+and place: one in private, one in the group, never mixed."""
 import random
 from collections import OrderedDict, deque
 
@@ -7,7 +8,7 @@ from nltk.chat.util import Chat, reflections
 
 from . import Bot, register
 
-MAX_CONVERSATIONS = 10000  # users remembered at once; the one silent longest is forgotten first
+MAX_CONVERSATIONS = 10000  # conversations remembered at once; the one silent longest is forgotten first
 MAX_INPUT = 500  # characters of a message ELIZA reads: her rules need no more, and it bounds the regex work
 MEMORY_SIZE = 3  # "my ..." statements remembered per user
 GREETING = "Hello. How are you feeling today?"
@@ -21,7 +22,7 @@ _MY_RULE = next((i for i, (pattern, _) in enumerate(SCRIPT) if pattern == r"My (
 
 
 class Conversation:
-    """What ELIZA remembers of one user: where she is in each rule's answers, and what they told her about 'my ...'."""
+    """What ELIZA remembers of one user in one place (private or group): where she is in each rule's answers, and what they told her about 'my ...'."""
 
     __slots__ = ("next_answer", "memory", "recalled")
 
@@ -76,20 +77,26 @@ class Eliza(Bot):
         self._max_conversations = max_conversations
 
     def reply(self, user, text, direct):
-        conversation = self.conversation(user)
+        conversation = self.conversation(user, direct)
         text = " ".join(text[:MAX_INPUT].split()).rstrip("!. ")
         if not text:
             return GREETING
         return self._script.answer(conversation, text)
 
-    def conversation(self, user):
-        """`user`'s conversation, started if new; the least recently active one is dropped beyond the limit."""
+    def conversation(self, user, direct=True):
+        """`user`'s conversation in private (`direct`) or in the group, started if new; the least recently active
+        one is dropped beyond the limit. What is said in one is never recalled in the other."""
+        key = (user, bool(direct))
         conversations = self._conversations
-        conversation = conversations.get(user)
+        conversation = conversations.get(key)
         if conversation is None:
-            conversation = conversations[user] = Conversation()
+            conversation = conversations[key] = Conversation()
             if len(conversations) > self._max_conversations:
                 conversations.popitem(last=False)
         else:
-            conversations.move_to_end(user)
+            conversations.move_to_end(key)
         return conversation
+
+    def forget(self, user):
+        for direct in (True, False):
+            self._conversations.pop((user, direct), None)

@@ -9,12 +9,14 @@ from gevent.event import Event
 
 from .. import frames
 from ..protocol import ProtocolError
+from ..store import StoreUnavailable
 from ..ratelimit import TokenBucket
 from . import load_bots, reserved_names
 
 log = logging.getLogger("chat.bots")
 
 STOP_TIMEOUT = 1.0  # seconds a bot may take to finish the message in hand at shutdown
+MAX_FLOORS_KEPT = 10000  # users whose name floor a bot remembers; a user forgotten here is forgotten by the bot too
 
 
 def mention_pattern(name):
@@ -55,6 +57,7 @@ class BotClient:
         self.running = False  # in the hub
         self._dropping = False
         self.dropped = 0
+        self._floors = {}  # user -> the name's floor when the bot last heard from them
 
     # ---- the hub's side: never blocks --------------------------------------------------------
 
@@ -112,6 +115,7 @@ class BotClient:
         if request is None:
             return
         user, body, direct = request
+        self._forget_earlier_holder(user)
         answer = self.bot.reply(user, body, direct)
         if answer is None or not answer.strip():
             return
@@ -127,6 +131,21 @@ class BotClient:
             self.service.post(self, answer, user if direct else None)
         except ProtocolError as e:
             log.warning("bot %s could not answer %s: %s", self.user, user, e.message)
+
+    def _forget_earlier_holder(self, user):
+        """A name that changed hands since the bot last heard from it (its floor rose: chat/holds.py) is someone else now."""
+        try:
+            floor = self.service.store.name_floor(user)[0]
+        except StoreUnavailable:
+            return
+        known = self._floors.pop(user, None)
+        if known is not None and known != floor:
+            self.bot.forget(user)
+        self._floors[user] = floor  # least recently heard from first
+        if len(self._floors) > MAX_FLOORS_KEPT:
+            forgotten = next(iter(self._floors))
+            del self._floors[forgotten]
+            self.bot.forget(forgotten)
 
     def addressed(self, event):
         """(user, text, direct) when `event` is a message to this bot, else None. Bots do not answer bots."""

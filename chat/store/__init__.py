@@ -15,6 +15,9 @@ _SELECT = (
     "FROM messages m LEFT JOIN attachments a ON a.id = m.attachment_id AND a.deleted_ms IS NULL"
 )
 
+# The floor of the name bound to the next "?": the last message id of the name's earlier holders, 0 for none.
+_FLOOR = "COALESCE((SELECT u.floor_id FROM users u WHERE u.name = ?), 0)"
+
 
 class StoreUnavailable(Exception):
     """The database did not answer."""
@@ -35,15 +38,18 @@ class Store:
         q = self.dialect.sql
         self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")
         self._q_group_page = q(f"{_SELECT} WHERE m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
+        # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/holds.py).
         self._q_conversation_page = q(
-            f"{_SELECT} WHERE m.id < ? AND "
+            f"{_SELECT} WHERE m.id < ? AND m.id > {_FLOOR} AND "
             "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
         )
         self._q_visible_since = q(
             f"{_SELECT} WHERE m.id > ? AND "
-            "(m.recipient IS NULL OR m.recipient = ? OR m.sender = ?) ORDER BY m.id LIMIT ?"
+            f"(m.recipient IS NULL OR ((m.recipient = ? OR m.sender = ?) AND m.id > {_FLOOR})) ORDER BY m.id LIMIT ?"
         )
-        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? ORDER BY m.id LIMIT ?")
+        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {_FLOOR} ORDER BY m.id LIMIT ?")
+        self._q_floor = q("SELECT floor_id, file_floor_id FROM users WHERE name = ?")
+        self._q_max_id = q("SELECT COALESCE(MAX(id), 0) FROM messages")
         self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
         self._q_user = q("SELECT name, last_seen_id FROM users WHERE name = ?")
         self._q_set_last_seen = q("UPDATE users SET last_seen_id = ? WHERE name = ? AND last_seen_id < ?")
@@ -165,13 +171,27 @@ class Store:
         return self._page(self._q_group_page, (before or 2**62, limit))
 
     def conversation_page(self, user, other, limit, before=None):
-        return self._page(self._q_conversation_page, (before or 2**62, user, other, other, user, limit))
+        return self._page(self._q_conversation_page, (before or 2**62, user, user, other, other, user, limit))
 
     def visible_since(self, user, since_id, limit):
-        return self._rows(self._q_visible_since, (since_id, user, user, limit))
+        return self._rows(self._q_visible_since, (since_id, user, user, user, limit))
 
     def directs_to_since(self, user, after_id, limit):
-        return self._rows(self._q_directs_to_since, (user, after_id, limit))
+        return self._rows(self._q_directs_to_since, (user, after_id, user, limit))
+
+    def name_floor(self, name):
+        """(message floor, file floor) of `name`: its direct messages and files at or below them belong to an
+        earlier holder of the name; (0, 0) when the name never changed hands."""
+        with self._cursor() as cur:
+            cur.execute(self._q_floor, (name,))
+            row = cur.fetchone()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def max_message_id(self):
+        """The highest stored message id (0 when there is none)."""
+        with self._cursor() as cur:
+            cur.execute(self._q_max_id)
+            return int(cur.fetchone()[0])
 
     def add_user(self, name):
         with self._cursor() as cur:

@@ -1,4 +1,5 @@
-"""Account and credential queries (parameterised), on the message store's pool: tables `accounts` and `auth_credentials`."""
+"""Account, credential and name queries (parameterised), on the message store's pool: tables `accounts`,
+`auth_credentials`, `guest_holds` and the floors in `users`."""
 import sqlite3
 import time
 
@@ -33,6 +34,20 @@ class AccountQueries:
         self._q_cred_delete = q("DELETE FROM auth_credentials WHERE secret_hash = ?")
         self._q_cred_delete_user = q("DELETE FROM auth_credentials WHERE name = ?")
         self._q_cred_purge = q("DELETE FROM auth_credentials WHERE expires_ms <= ?")
+        self._q_add_user = q(f"{store.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
+        # A floor only rises; last_seen_id restarts there, so the new holder is sent no earlier holder's directs.
+        self._q_raise_floor = q(
+            "UPDATE users SET floor_id = CASE WHEN floor_id < ? THEN ? ELSE floor_id END, "
+            "file_floor_id = CASE WHEN file_floor_id < ? THEN ? ELSE file_floor_id END, "
+            "last_seen_id = CASE WHEN last_seen_id < ? THEN ? ELSE last_seen_id END WHERE name = ?"
+        )
+        self._q_max_file = q("SELECT COALESCE(MAX(id), 0) FROM attachments")
+        self._q_hold_get = q("SELECT secret_hash FROM guest_holds WHERE name = ? AND expires_ms > ?")
+        self._q_hold_insert = q("INSERT INTO guest_holds (name, secret_hash, expires_ms) VALUES (?, ?, ?)")
+        self._q_hold_take_expired = q("UPDATE guest_holds SET secret_hash = ?, expires_ms = ? WHERE name = ? AND expires_ms <= ?")
+        self._q_hold_extend = q("UPDATE guest_holds SET expires_ms = ? WHERE name = ? AND secret_hash = ?")
+        self._q_hold_delete = q("DELETE FROM guest_holds WHERE name = ?")
+        self._q_hold_purge = q("DELETE FROM guest_holds WHERE expires_ms <= ?")
 
     # ---- accounts -----------------------------------------------------------------------
 
@@ -43,13 +58,70 @@ class AccountQueries:
             row = cur.fetchone()
         return None if row is None else (row[0], row[1])
 
-    def create_account(self, name, password_hash):
-        """Raises NameTaken when the name has an account already (the primary key decides, so two racing sign-ups cannot both win)."""
+    def create_account(self, name, password_hash, message_floor):
+        """Raises NameTaken when the name has an account already (the primary key decides, so two racing sign-ups cannot both win).
+
+        In the same transaction the name gets a new floor (`message_floor`, and the newest file): the account never sees
+        what guests under the name sent or received, not even for an instant.
+        """
         try:
             with self._store._cursor() as cur:
                 cur.execute(self._q_insert, (name, password_hash, now_ms()))
+                self._raise_floor(cur, name, message_floor)
         except _INTEGRITY_ERRORS:
             raise NameTaken(name) from None
+
+    # ---- names changing hands ----------------------------------------------------------------
+
+    def new_holder(self, name, message_floor):
+        """`name` has a new holder: direct messages up to `message_floor` and every direct file so far are not theirs."""
+        with self._store._cursor() as cur:
+            self._raise_floor(cur, name, message_floor)
+
+    def _raise_floor(self, cur, name, message_floor):
+        cur.execute(self._q_max_file)
+        file_floor = int(cur.fetchone()[0])
+        cur.execute(self._q_add_user, (name, now_ms()))
+        cur.execute(self._q_raise_floor, (message_floor, message_floor, file_floor, file_floor, message_floor, message_floor, name))
+
+    def hold_digest(self, name):
+        """The resume-token digest of the guest holding `name`, or None when no hold is running."""
+        with self._store._cursor() as cur:
+            cur.execute(self._q_hold_get, (name, now_ms()))
+            row = cur.fetchone()
+        return None if row is None else row[0]
+
+    def claim_hold(self, name, digest, expires_ms):
+        """Take `name` for the guest with `digest` unless a hold is running; True if taken (two racers: one wins)."""
+        try:
+            with self._store._cursor() as cur:
+                cur.execute(self._q_hold_insert, (name, digest, expires_ms))
+            return True
+        except _INTEGRITY_ERRORS:
+            pass
+        with self._store._cursor() as cur:  # an ended hold's row: the UPDATE locks it, so one racer changes it
+            cur.execute(self._q_hold_take_expired, (digest, expires_ms, name, now_ms()))
+            return cur.rowcount == 1
+
+    def extend_hold(self, name, digest, expires_ms):
+        """Move the end of `digest`'s hold on `name`; False when the name has another holder now."""
+        with self._store._cursor() as cur:
+            cur.execute(self._q_hold_extend, (expires_ms, name, digest))
+            changed = cur.rowcount
+            if changed == 0:  # MySQL counts only changed rows: an unchanged expiry is still ours
+                cur.execute(self._q_hold_get, (name, 0))
+                row = cur.fetchone()
+                changed = 1 if row is not None and row[0] == digest else 0
+        return changed > 0
+
+    def drop_hold(self, name):
+        with self._store._cursor() as cur:
+            cur.execute(self._q_hold_delete, (name,))
+
+    def purge_holds(self):
+        with self._store._cursor() as cur:
+            cur.execute(self._q_hold_purge, (now_ms(),))
+            return cur.rowcount
 
     def remove_account(self, name, release=False):
         """Disable the account (the name stays reserved) or, with `release`, delete it. True if it existed."""

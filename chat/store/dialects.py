@@ -15,7 +15,11 @@ class SQLiteDialect:
     insert_ignore = "INSERT OR IGNORE"
     operational_errors = (sqlite3.OperationalError, sqlite3.InterfaceError)
     database_errors = sqlite3.DatabaseError
-    added_columns = [("messages", "attachment_id", "INTEGER")]  # (table, column, definition) newer than the first schema
+    added_columns = [  # (table, column, definition) newer than the first schema
+        ("messages", "attachment_id", "INTEGER"),
+        ("users", "floor_id", "INTEGER NOT NULL DEFAULT 0"),
+        ("users", "file_floor_id", "INTEGER NOT NULL DEFAULT 0"),
+    ]
 
     def __init__(self, url):
         path = unquote(urlsplit(url).path)
@@ -51,7 +55,11 @@ class MySQLDialect:
     insert_ignore = "INSERT IGNORE"
     operational_errors = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
     database_errors = pymysql.err.MySQLError
-    added_columns = [("messages", "attachment_id", "BIGINT NULL")]
+    added_columns = [
+        ("messages", "attachment_id", "BIGINT NULL"),
+        ("users", "floor_id", "BIGINT NOT NULL DEFAULT 0"),
+        ("users", "file_floor_id", "BIGINT NOT NULL DEFAULT 0"),
+    ]
 
     def __init__(self, url):
         parts = urlsplit(url)

@@ -1,0 +1,127 @@
+"""Who holds a guest name (a resume token's digest, in the database or Redis) and the floor a name gets when it changes hands."""
+import time
+
+import gevent
+
+from .store import StoreUnavailable
+from .store.accounts import now_ms
+
+FLOOR_WAIT = 2.0  # seconds a handshake waits for this process to have delivered every message up to a name's floor
+
+# Redis: extend the hold if it is still this guest's, or take it back if it ended and nobody took the name meanwhile.
+_EXTEND_SCRIPT = """
+local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+if not held then redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+"""
+
+
+class DatabaseHolds:
+    """Holds in the `guest_holds` table (one row per name, primary key on the name)."""
+
+    def __init__(self, queries):
+        self._q = queries
+
+    def holder(self, name):
+        return self._q.hold_digest(name)
+
+    def claim(self, name, digest, hold):
+        return self._q.claim_hold(name, digest, now_ms() + int(hold * 1000))
+
+    def extend(self, name, digest, hold):
+        return self._q.extend_hold(name, digest, now_ms() + int(hold * 1000))
+
+    def drop(self, name):
+        self._q.drop_hold(name)
+
+    def purge(self):
+        return self._q.purge_holds()
+
+
+class RedisHolds:
+    """Holds in Redis: PREFIX hold:NAME -> digest, expiring with the hold (SET NX decides between racers)."""
+
+    def __init__(self, url, prefix, timeout):
+        import redis
+
+        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+        self._prefix = prefix
+        self._extend = self._redis.register_script(_EXTEND_SCRIPT)
+
+    def _key(self, name):
+        return f"{self._prefix}hold:{name}"
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except self._errors as e:
+            raise StoreUnavailable(f"redis: {e}") from e
+
+    def holder(self, name):
+        return self._call(lambda: self._redis.get(self._key(name)))
+
+    def claim(self, name, digest, hold):
+        return bool(self._call(lambda: self._redis.set(self._key(name), digest, nx=True, px=max(1, int(hold * 1000)))))
+
+    def extend(self, name, digest, hold):
+        return bool(self._call(lambda: self._extend(keys=[self._key(name)], args=[digest, max(1, int(hold * 1000))])))
+
+    def drop(self, name):
+        self._call(lambda: self._redis.delete(self._key(name)))
+
+    def purge(self):
+        return 0  # keys expire by themselves
+
+    def close(self):
+        self._redis.close()
+
+
+def make_holds(settings, queries):
+    if settings.redis_url:
+        return RedisHolds(settings.redis_url, settings.redis_prefix, settings.db_connect_timeout)
+    return DatabaseHolds(queries)
+
+
+class StoreFloors:
+    """A name's new floor from the database alone (the admin command: no messages are being posted by it)."""
+
+    clustered = False
+
+    def __init__(self, store):
+        self._store = store
+
+    def current(self):
+        return self._store.max_message_id()
+
+    def floor_of(self, name):
+        return self._store.name_floor(name)[0]
+
+    def wait_delivered(self, floor):
+        return True
+
+
+class ServiceFloors(StoreFloors):
+    """A name's new floor in a running server: the last message id assigned so far, in this process or (Redis) any."""
+
+    def __init__(self, service):
+        super().__init__(service.store)
+        self._delivery = service.delivery
+        self.clustered = service.delivery.clustered
+
+    def current(self):
+        # One process: ids are assigned at post (some not committed yet). Several: at commit, so the database knows the last.
+        return max(self._delivery.last_message_id, self._store.max_message_id())
+
+    def wait_delivered(self, floor, timeout=FLOOR_WAIT):
+        """With several processes, wait until this one has delivered every message up to `floor`, so none of them can
+        reach the name's new holder live; False if that did not happen within `timeout`."""
+        if not self.clustered:
+            return True  # ids assigned here at post: every message up to the floor was delivered then
+        deadline = time.monotonic() + timeout
+        while self._delivery.last_message_id < floor:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
+        return True

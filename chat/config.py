@@ -30,6 +30,12 @@ class Settings:
     presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
+    # Hardening (parser)
+    write_refusal_retries: int = _setting(
+        3, "times a batch the database fails while it still answers pings is retried before it is split to find the "
+        "message it refuses, which is refused to its sender with not_stored (the others are stored)"
+    )
+    writer_restart_delay: float = _setting(1.0, "seconds before a message writer that stopped is restarted (/healthz says degraded meanwhile)")
     db_pool_size: int = _setting(8, "database connections in the pool")
     db_connect_timeout: float = _setting(3.0, "seconds to wait for a database connection")
     shutdown_timeout: float = _setting(10.0, "seconds a SIGTERM/SIGINT shutdown may take to flush and close")
@@ -120,6 +126,7 @@ class Settings:
         if not 1 <= self.min_password_length <= 1024:
             raise ValueError("min_password_length must be between 1 and 1024")
         self._validate_uploads()
+        self._validate_parser()
         return self
 
     def _validate_uploads(self):
@@ -137,6 +144,13 @@ class Settings:
             raise ValueError("max_image_pixels must be at least 1")
         if not self.upload_commit_timeout > 0:
             raise ValueError("upload_commit_timeout must be more than 0")
+
+
+    def _validate_parser(self):
+        if self.write_refusal_retries < 0:
+            raise ValueError("write_refusal_retries must be at least 0")
+        if not self.writer_restart_delay > 0:
+            raise ValueError("writer_restart_delay must be more than 0")
 
 
 def env_name(name):

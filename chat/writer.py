@@ -111,8 +111,11 @@ class MessageWriter:
         self._inflight = batch
         while parts:
             part = parts.popleft()
+            # The batch and each record alone get every retry; the halves in between get none, as a transient
+            # failure there only splits them once more.
+            retries = self._refusal_retries if part is batch or len(part) == 1 else 0
             try:
-                stored = self._commit([entry[0] for entry in part])
+                stored = self._commit([entry[0] for entry in part], retries)
             except Exception as e:
                 if len(part) == 1:
                     self._inflight = [entry for p in parts for entry in p]
@@ -150,9 +153,10 @@ class MessageWriter:
             except Exception:
                 log.exception("refusal callback failed")
 
-    def _commit(self, records):
+    def _commit(self, records, refusal_retries):
         """Insert `records`, retrying for as long as the database is unreachable. Raises when it answers but refuses
-        them: BatchRefused, or whatever the store raised that is not StoreUnavailable."""
+        them (`refusal_retries` + 1 times): BatchRefused, or at once whatever the store raised that is not
+        StoreUnavailable."""
         delay = RETRY_FIRST
         refusals = 0
         while True:
@@ -163,7 +167,7 @@ class MessageWriter:
                 # a database that answers a ping while it keeps failing the same batch is refusing that batch.
                 if self._store_answers():
                     refusals += 1
-                    if refusals > self._refusal_retries:
+                    if refusals > refusal_retries:
                         raise BatchRefused(str(e)) from e
                 else:
                     self.last_error = str(e)

@@ -36,6 +36,15 @@ def unique(prefix):
     return f"{prefix}{uuid.uuid4().hex[:6]}"
 
 
+@pytest.fixture
+def opened():
+    """opened(x) -> x, closed after the test (clients, Bystanders): a server then stops without waiting on them."""
+    things = []
+    yield lambda thing: things.append(thing) or thing
+    for thing in things:
+        thing.close()
+
+
 def next_event(client, kind, match=lambda e: True, limit=10_000):
     """The client's next event of `kind` that `match`es, skipping everything else (deliveries, presence, history)."""
     for _ in range(limit):
@@ -87,10 +96,10 @@ def assert_text_only(event):
 # ---- case 1: lone surrogates --------------------------------------------------------------------------------------
 
 
-def test_lone_surrogate_message_is_refused_and_storage_goes_on(server):
-    watch = Bystanders(server)
+def test_lone_surrogate_message_is_refused_and_storage_goes_on(server, opened):
+    watch = opened(Bystanders(server))
     name = unique("mallory")
-    attacker = server.connect(name)
+    attacker = opened(server.connect(name))
     attacker.handshake()
     attacker.send('{"type":"message","msg":"x\\ud800y","ref":"p1"}')  # json.loads accepts it: "x", U+D800, "y"
     error = next_answer(attacker)
@@ -114,10 +123,10 @@ SURROGATE_FRAMES = [
 ]
 
 
-def test_lone_surrogates_in_any_field_are_refused_and_the_session_lives(server):
-    watch = Bystanders(server)
+def test_lone_surrogates_in_any_field_are_refused_and_the_session_lives(server, opened):
+    watch = opened(Bystanders(server))
     name = unique("mallory")
-    attacker = server.connect(name)
+    attacker = opened(server.connect(name))
     attacker.handshake()
     for frame, ref in SURROGATE_FRAMES:
         attacker.send(frame)
@@ -135,8 +144,8 @@ INVALID_UTF8 = [b'{"msg":"\xed\xa0\x80"}', b"\xed\xbf\xbf", b"caf\xc3", b"\xc0\x
 # an encoded surrogate (high, low), a truncated sequence, an overlong form, a code point above U+10FFFF
 
 
-def test_invalid_utf8_text_frames_are_closed_1007(server):
-    watch = Bystanders(server)
+def test_invalid_utf8_text_frames_are_closed_1007(server, opened):
+    watch = opened(Bystanders(server))
     for payload in INVALID_UTF8:
         raw = RawWebSocket.connect(server.port, f"/ws/{unique('mallory')}")
         raw.handshake()
@@ -151,9 +160,9 @@ def test_invalid_utf8_text_frames_are_closed_1007(server):
 DEEP_FRAMES = ['{"a":' * 13000, '{"a":' + "[" * 60000, '{"ref":' + '{"x":' * 13000]  # each under 64 KiB
 
 
-def test_deep_nesting_is_bad_json_and_the_session_lives(server):
-    watch = Bystanders(server)
-    attacker = server.connect(unique("mallory"))
+def test_deep_nesting_is_bad_json_and_the_session_lives(server, opened):
+    watch = opened(Bystanders(server))
+    attacker = opened(server.connect(unique("mallory")))
     attacker.handshake()
     for frame in DEEP_FRAMES:
         attacker.send(frame)
@@ -164,11 +173,11 @@ def test_deep_nesting_is_bad_json_and_the_session_lives(server):
     watch.check()
 
 
-def test_deep_nesting_and_surrogate_refs_while_rate_limited_keep_the_session(start_server, database_url):
+def test_deep_nesting_and_surrogate_refs_while_rate_limited_keep_the_session(start_server, database_url, opened):
     # One message per 1000 s: the burst of one is spent by the first frame, every later one is rate limited.
     server = start_server(database_url, rate_limit=0.001, rate_burst=1, rate_limit_strikes=50)
-    watch = Bystanders(server)
-    attacker = server.connect(unique("mallory"))
+    watch = opened(Bystanders(server))
+    attacker = opened(server.connect(unique("mallory")))
     attacker.handshake()
     attacker.send({"type": "message", "msg": "the one allowed", "ref": "first"})
     assert next_answer(attacker)["ref"] == "first"
@@ -185,15 +194,15 @@ def test_deep_nesting_and_surrogate_refs_while_rate_limited_keep_the_session(sta
 # ---- case 2: one record the database refuses ------------------------------------------------------------------------
 
 
-def test_database_refusing_one_message_refuses_it_alone(server):
+def test_database_refusing_one_message_refuses_it_alone(server, opened):
     """A trigger makes the real database refuse one message; the messages sent around it, in the same batches, are
     stored and acknowledged, the writer goes on, and only the poisoned sender hears of it."""
     refused_before = health(server)[1]["refused_writes"]
-    watch = Bystanders(server)
+    watch = opened(Bystanders(server))
     crowd_name, attacker_name = unique("crowd"), unique("mallory")
-    crowd = server.connect(crowd_name)
+    crowd = opened(server.connect(crowd_name))
     crowd.handshake()
-    attacker = server.connect(attacker_name)
+    attacker = opened(server.connect(attacker_name))
     attacker.handshake()
     # No waiting in between: the writer takes them in batches, the poison among the others.
     for i in range(40):
@@ -219,9 +228,9 @@ def test_database_refusing_one_message_refuses_it_alone(server):
     assert "the database refused a message from " + attacker_name in server.read_log()
 
 
-def test_upload_whose_message_the_database_refuses_is_answered(server):
+def test_upload_whose_message_the_database_refuses_is_answered(server, opened):
     """The uploader learns of the refusal (500), instead of waiting for a commit that never comes (503)."""
-    watch = Bystanders(server)
+    watch = opened(Bystanders(server))
     _, name = signed_up(server, "uploader")
     token = get_token(server, name)
     response = requests.post(
@@ -249,16 +258,16 @@ def two_processes(start_server, database_url, redis_server):  # noqa: F811  (the
     return a, b
 
 
-def test_hostile_frames_in_one_process_stop_neither_delivery_nor_storage(two_processes):
+def test_hostile_frames_in_one_process_stop_neither_delivery_nor_storage(two_processes, opened):
     a, b = two_processes
     refuse_in_database(a.database_url, REFUSED)
-    watch_a, watch_b = Bystanders(a), Bystanders(b)
-    attacker = a.connect(unique("mallory"))
+    watch_a, watch_b = opened(Bystanders(a)), opened(Bystanders(b))
+    attacker = opened(a.connect(unique("mallory")))
     attacker.handshake()
     sender_name = unique("sender")
-    sender = a.connect(sender_name)
+    sender = opened(a.connect(sender_name))
     sender.handshake()
-    receiver = b.connect(unique("receiver"))
+    receiver = opened(b.connect(unique("receiver")))
     receiver.handshake()
     attacker.send('{"type":"message","msg":"x\\ud800y","ref":"surrogate"}')
     for i in range(20):

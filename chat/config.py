@@ -30,6 +30,12 @@ class Settings:
     presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
+    # Hardening (parser)
+    write_refusal_retries: int = _setting(
+        3, "times a batch the database fails while it still answers pings is retried before it is split to find the "
+        "message it refuses, which is refused to its sender with not_stored (the others are stored)"
+    )
+    writer_restart_delay: float = _setting(1.0, "seconds before a message writer that stopped is restarted (/healthz says degraded meanwhile)")
     db_pool_size: int = _setting(8, "database connections in the pool")
     db_connect_timeout: float = _setting(3.0, "seconds to wait for a database connection")
     shutdown_timeout: float = _setting(10.0, "seconds a SIGTERM/SIGINT shutdown may take to flush and close")
@@ -169,6 +175,7 @@ class Settings:
         self._validate_uploads()
         self._validate_signin()
         self._validate_names()
+        self._validate_parser()
         return self
 
     def _validate_signin(self):
@@ -212,6 +219,12 @@ class Settings:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
                 raise ValueError(f"public_url must be http(s)://host[:port][/path], e.g. https://chat.example.com; got {self.public_url!r}")
+
+    def _validate_parser(self):
+        if self.write_refusal_retries < 0:
+            raise ValueError("write_refusal_retries must be at least 0")
+        if not self.writer_restart_delay > 0:
+            raise ValueError("writer_restart_delay must be more than 0")
 
 
 def env_name(name):

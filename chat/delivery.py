@@ -23,7 +23,7 @@ from .protocol import message_json
 from .records import MessageRecord
 from .sequencer import Sequencer
 from .store import StoreUnavailable
-from .writer import MessageWriter
+from .writer import MessageWriter, refusal, writer_options
 
 log = logging.getLogger("chat.delivery")
 
@@ -48,13 +48,13 @@ class LocalDelivery:
     def start(self):
         self.ids.start()
         settings = self.service.settings
-        self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch)
+        self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
 
     def post(self, session, recipient, body, ref, attachment=None):
         """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
         raises BufferFull or StoreUnavailable (nothing sent then)."""
         record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms(), attachment)
-        self.writer.submit(record, lambda stored: session.acknowledge(stored, ref))
+        self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
         frame = frames.encode_text(message_json(record))
         hub = self.hub
         if recipient is None:
@@ -124,7 +124,8 @@ class ClusterDelivery(LocalDelivery):
         settings = self.service.settings
         self.sequencer = Sequencer(self.service.store.next_message_id())
         self.writer = MessageWriter(
-            self.service.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed
+            self.service.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed,
+            **writer_options(settings),
         )
         self.bus.start()
         self._repairer = gevent.spawn(self._repair_loop)
@@ -138,7 +139,7 @@ class ClusterDelivery(LocalDelivery):
             session.acknowledge(stored_record, ref)
             self._outgoing.append((stored_record, session))
 
-        self.writer.submit(record, stored)
+        self.writer.submit(record, stored, refusal(session, ref))
         return record
 
     def _committed(self, records):

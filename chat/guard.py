@@ -1,6 +1,5 @@
 """Who may open /ws/<name>, decided before the upgrade (Origin, token or session, guests and their resume tokens,
 connection cap), and the per-connection message rate limit once in."""
-import json
 import logging
 import math
 import time
@@ -9,7 +8,7 @@ from flask import jsonify, request, session
 
 from . import frames
 from .auth import SESSION, TOKEN, NameHeld
-from .protocol import REF_MAX_LENGTH, error_event
+from .protocol import error_event, json_object, valid_ref
 from .ratelimit import TokenBucket
 from .security import origin_allowed
 from .session import ChatSession
@@ -121,15 +120,9 @@ def _admit_guest(auth, name):
 
 def _ref_of(text):
     """The "ref" of a JSON frame, so a refusal can be matched to the message it refused."""
-    if text[:1] != "{":
-        return None
-    try:
-        ref = json.loads(text).get("ref")
-    except (ValueError, AttributeError):
-        return None
-    if (isinstance(ref, str) and len(ref) <= REF_MAX_LENGTH) or (type(ref) is int and abs(ref) < 2**53):
-        return ref
-    return None
+    obj = json_object(text) if text[:1] == "{" else None
+    ref = None if obj is None else obj.get("ref")
+    return ref if ref is not None and valid_ref(ref) else None
 
 
 class GuardedSession(ChatSession):

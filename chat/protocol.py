@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 NAME_RULE = "letters a-z, digits, '_', '.' and '-', starting with a letter or digit"
 REF_MAX_LENGTH = 64
+# A JSON \u escape can produce a lone surrogate, which no UTF-8 encoder (the socket, the database) accepts.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID = 2**63 - 1  # message ids are signed 64-bit integers in both stores
 
 
@@ -78,6 +80,8 @@ def normalize_name(raw, max_length):
 
 def parse_inbound(text, *, max_name_length, default_history, max_history):
     """Turn one inbound text frame into a command. Raises ProtocolError."""
+    if not encodable(text):  # never from a frame (its UTF-8 was checked), but this parser promises text either way
+        raise ProtocolError("bad_field", "the frame holds an unpaired surrogate: not text")
     if text[:1] == "{":
         return _parse_json(text, max_name_length, default_history, max_history)
     if text.startswith("//"):
@@ -87,9 +91,21 @@ def parse_inbound(text, *, max_name_length, default_history, max_history):
     return SendGroup(_require_text(text))
 
 
+def encodable(text):
+    """Whether `text` encodes as UTF-8 (no lone surrogates): only such text is stored, sent or echoed."""
+    return _SURROGATE.search(text) is None
+
+
+def _require_encodable(value, field, ref):
+    if not encodable(value):
+        raise ProtocolError("bad_field", f'"{field}" holds an unpaired surrogate (\\ud800-\\udfff): not text', ref)
+    return value
+
+
 def _require_text(msg, ref=None):
     if not isinstance(msg, str):
         raise ProtocolError("bad_field", '"msg" must be a string', ref)
+    _require_encodable(msg, "msg", ref)
     if not msg.strip():
         raise ProtocolError("empty_message", "message text is empty", ref)
     return msg
@@ -98,6 +114,7 @@ def _require_text(msg, ref=None):
 def _parse_name(raw, field, max_name_length, ref):
     if not isinstance(raw, str):
         raise ProtocolError("bad_field", f'"{field}" must be a user name', ref)
+    _require_encodable(raw, field, ref)
     name = normalize_name(raw, max_name_length)
     if name is None:
         raise ProtocolError(
@@ -115,17 +132,14 @@ def _parse_limit(raw, default, maximum, ref):
 
 
 def _parse_json(text, max_name_length, default_history, max_history):
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        raise ProtocolError("bad_json", "frame starts with '{' but is not valid JSON") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("bad_json", "a JSON frame must be an object")
+    obj = json_object(text)
+    if obj is None:
+        raise ProtocolError("bad_json", "frame starts with '{' but is not a valid JSON object")
     ref = obj.get("ref")
-    if ref is not None and not (
-        (isinstance(ref, str) and len(ref) <= REF_MAX_LENGTH) or (type(ref) is int and abs(ref) < 2**53)
-    ):
-        raise ProtocolError("bad_field", f'"ref" must be a string of at most {REF_MAX_LENGTH} characters or an integer')
+    if ref is not None and not valid_ref(ref):
+        raise ProtocolError(
+            "bad_field", f'"ref" must be a string of at most {REF_MAX_LENGTH} characters (text) or an integer'
+        )
     kind = obj.get("type")
     if kind is None:  # the seed clients' forms
         if "to_sender" in obj or "to" in obj:
@@ -158,8 +172,28 @@ def _parse_json(text, max_name_length, default_history, max_history):
     if kind == "help":
         return Help(ref)
     if isinstance(kind, str):
+        _require_encodable(kind, "type", ref)
         raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
     raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def json_object(text):
+    """The JSON object `text` holds, or None when it holds no JSON object.
+
+    Deep nesting ("[" * 100000) makes the decoder raise RecursionError, which is not a ValueError: it is bad
+    JSON like any other, never a fault of the server."""
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def valid_ref(ref):
+    """A "ref" the server can echo: text of at most REF_MAX_LENGTH characters, or an integer a browser keeps exact."""
+    if isinstance(ref, str):
+        return len(ref) <= REF_MAX_LENGTH and encodable(ref)
+    return type(ref) is int and abs(ref) < 2**53
 
 
 def _parse_slash(text, max_name_length, default_history, max_history):
@@ -178,9 +212,11 @@ def _parse_slash(text, max_name_length, default_history, max_history):
         arg = rest.strip()
         if not arg:
             return History(default_history)
-        if not arg.isdigit() or int(arg) < 1:
+        # ASCII only: str.isdigit() accepts "²", which int() refuses; a long number is just "as many as allowed".
+        digits = arg.lstrip("0")
+        if not (arg.isascii() and arg.isdigit()) or not digits:
             raise ProtocolError("bad_command", "usage: /history [N]")
-        return History(min(int(arg), max_history))
+        return History(max_history if len(digits) > 9 else min(int(digits), max_history))
     raise ProtocolError("unknown_command", f"unknown command /{command[:20]}; try /help")
 
 

@@ -25,18 +25,24 @@ def _merge(db_records, uncommitted, keep):
 
 
 class AttachmentPost:
-    """Stands in for a socket as the poster of an upload's message: the acknowledgement sets `committed`."""
+    """Stands in for a socket as the poster of an upload's message: its acknowledgement, or the database's refusal
+    (`refused`), sets `settled`."""
 
-    __slots__ = ("user", "record", "committed")
+    __slots__ = ("user", "record", "refused", "settled")
 
     def __init__(self, user):
         self.user = user
         self.record = None  # as accepted; the stored one (with its id) once committed
-        self.committed = Event()
+        self.refused = False
+        self.settled = Event()
 
     def acknowledge(self, record, ref):
         self.record = record
-        self.committed.set()
+        self.settled.set()
+
+    def refuse(self, record, ref):
+        self.refused = True
+        self.settled.set()
 
 
 class ChatService:
@@ -114,7 +120,7 @@ class ChatService:
 
     def post_attachment(self, user, recipient, attachment, body):
         """Post the message that carries a stored file (chat/uploads.py) like `post`, to the uploader's sockets too
-        (the upload has no sending socket). Returns an AttachmentPost whose `committed` is set once it is stored.
+        (the upload has no sending socket). Returns an AttachmentPost whose `settled` is set once it is stored or refused.
         Raises BufferFull or StoreUnavailable; the caller has checked `recipient`."""
         upload = AttachmentPost(user)
         upload.record = self.delivery.post(upload, recipient, body, None, attachment)
@@ -196,11 +202,21 @@ class ChatService:
         except StoreUnavailable:
             store_ok = False
         writer = self.writer
-        status = "ok" if store_ok and writer.healthy else "degraded"
+        problems = []  # why the status is "degraded"
+        if not store_ok:
+            problems.append("store unreachable")
+        if not writer.running:
+            problems.append("message writer not running (restarting)")
+        elif not writer.healthy:
+            problems.append("message writer retrying: the database does not answer")
         return {
-            "status": status,
+            "status": "degraded" if problems else "ok",
+            **({"degraded": problems} if problems else {}),
             "store": self.store.kind,
             "store_reachable": store_ok,
+            "writer_running": writer.running,
+            "writer_restarts": writer.restarts,
+            "refused_writes": writer.refused,
             "pending_writes": len(writer),
             "connections": self.hub.connection_count() - (self.bots.in_hub if self.bots is not None else 0),  # sockets
             "users_online": len(self.online()),

@@ -55,6 +55,20 @@ class ChatSession:
     def acknowledge(self, record, ref):
         self.conn.send_text(ack_json(record, ref))
 
+    def refuse(self, record, ref):
+        """The database refused a message this session sent: it is not stored and will never be acknowledged."""
+        self.send_error("not_stored", "the database refused this message: it was not stored", ref)
+
+    def send_error(self, code, message, ref=None):
+        """An `error` event; one that cannot be encoded (it never should) goes out without its `ref` and detail."""
+        try:
+            text = encode_event(error_event(code, message, ref))
+            text.encode("utf-8")
+        except (UnicodeError, TypeError, ValueError):
+            log.error("an error event for %s could not be encoded: %s", self.user, code)
+            text = encode_event(error_event(code, "the request was refused"))
+        self.conn.send_text(text)
+
     def run(self):
         service = self.service
         hub = service.hub
@@ -107,12 +121,12 @@ class ChatSession:
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
         except ProtocolError as e:
-            self.send_event(error_event(e.code, e.message, e.ref))
+            self.send_error(e.code, e.message, e.ref)
         except StoreUnavailable:
-            self.send_event(error_event("store_unavailable", "the message store is not answering; try again"))
+            self.send_error("store_unavailable", "the message store is not answering; try again")
         except Exception:
             log.exception("error handling a message from %s", self.user)
-            self.send_event(error_event("internal", "the server failed to handle that message"))
+            self.send_error("internal", "the server failed to handle that message")
 
 
 def _history_event(records, since=None, with_user=None, before=None):

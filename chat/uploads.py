@@ -280,12 +280,14 @@ def _post(service, user, recipient, ref):
     result = {"msg": body, "url": url, "attachment": attachment_object(ref)}
     if recipient is not None:
         result["to"] = recipient
-    if not upload.committed.wait(service.settings.upload_commit_timeout):
+    if not upload.settled.wait(service.settings.upload_commit_timeout):
         # Waiting in the write buffer: it is stored when the database answers again (with several processes its id
         # is assigned then; with one, it already has one and was delivered live).
         if upload.record.id is not None:
             result["id"] = upload.record.id
         return _error(503, "the message carrying the file is not confirmed yet (the database is slow or down)", **result)
+    if upload.refused:
+        return _error(500, "the database refused the message carrying the file; it was not posted")
     record = upload.record
     log.info("%s shared %s (%s, %d bytes) as file %d in message %d", user, ref.name, ref.type, ref.size, ref.id, record.id)
     result["id"] = record.id

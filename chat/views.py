@@ -38,5 +38,5 @@ def index():
 def healthz():
     health = current_app.extensions["chat"].health()
     response = jsonify(health)
-    response.status_code = 200 if health["store_reachable"] else 503
+    response.status_code = 200 if health["store_reachable"] and health["writer_running"] else 503
     return response

@@ -1,0 +1,78 @@
+"""Atheris target: the protocol parser, fed any text (lone surrogates too), either refuses it with a ProtocolError
+whose error event encodes, or returns a command whose events (delivery, ack, history, who, help) encode as UTF-8 JSON
+that decodes back to the same values; anything else is a crash.
+
+Run: python3 tests/fuzz/fuzz_protocol.py NEW_CORPUS_DIR tests/fuzz/corpus/protocol -max_total_time=15 (libFuzzer flags).
+"""
+import json
+import os
+import sys
+
+import atheris
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+with atheris.instrument_imports():
+    from chat.protocol import (
+        Help,
+        History,
+        ProtocolError,
+        SendDirect,
+        SendGroup,
+        Who,
+        ack_event,
+        ack_json,
+        encode_event,
+        error_event,
+        message_event,
+        message_json,
+        parse_inbound,
+        with_ref,
+    )
+    from chat.records import MessageRecord
+
+OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
+
+
+def on_the_wire(text):
+    """`text` as a socket would carry it and a client read it: UTF-8 bytes, then JSON."""
+    return json.loads(text.encode("utf-8"))
+
+
+def check(event, text):
+    if on_the_wire(text) != event:
+        raise AssertionError(f"{text!r} does not decode to {event!r}")
+
+
+def test_one_input(data):
+    if os.environ.get("CHAT_FUZZ_SELF_TEST") and data.startswith(b"self-test crash"):
+        raise RuntimeError("self-test crash: the harness reports crashes")
+    # UTF-8 with encoded surrogates let through as lone ones (a JSON \u escape can make those too); else Latin-1.
+    try:
+        text = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    try:
+        command = parse_inbound(text, **OPTIONS)
+    except ProtocolError as e:
+        event = error_event(e.code, e.message, e.ref)
+        check(event, encode_event(event))
+        return
+    kind = type(command)
+    if kind in (SendGroup, SendDirect):
+        record = MessageRecord(1, "alice", command.to if kind is SendDirect else None, command.msg, 1_700_000_000_000)
+        check(message_event(record), message_json(record))
+        check(ack_event(record, command.ref), ack_json(record, command.ref))
+    elif kind is History:
+        event = with_ref({"type": "history", "messages": [], "with": command.with_user, "before": command.before}, command.ref)
+        check(event, encode_event(event))
+    elif kind in (Who, Help):
+        event = with_ref({"type": kind.__name__.lower()}, command.ref)
+        check(event, encode_event(event))
+    else:
+        raise AssertionError(f"parse_inbound returned {command!r}")
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

@@ -1,0 +1,183 @@
+"""Property-based tests (hypothesis): whatever the protocol parser accepts, the store stores and returns as it was and
+the encoder encodes; whatever bytes the frame parser is fed, in whatever chunks, it answers with the same events or a
+close code, never another exception."""
+import itertools
+import json
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from chat import frames
+from chat.protocol import (
+    History,
+    ProtocolError,
+    SendDirect,
+    SendGroup,
+    ack_event,
+    ack_json,
+    encode_event,
+    error_event,
+    message_event,
+    message_json,
+    parse_inbound,
+)
+from chat.records import MessageRecord
+from chat.store import Store
+from conftest import fresh_database_url
+from rawws import build_frame
+
+PARSE_OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
+SENDER = "alice"
+MAX_MS = 253402300799999  # the last millisecond of year 9999: what an ISO timestamp can show
+
+# Every code point, lone surrogates included (hypothesis leaves them out of text() unless asked).
+any_character = st.characters(blacklist_categories=())
+any_text = st.text(any_character, max_size=40)
+name_like = st.one_of(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", fullmatch=True), any_text)
+field_value = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), any_text, name_like,
+    st.lists(st.integers(), max_size=3), st.dictionaries(any_text, st.integers(), max_size=2),
+)
+json_frame = st.builds(
+    lambda fields, ensure_ascii: json.dumps(fields, ensure_ascii=ensure_ascii),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.one_of(st.sampled_from(["message", "direct", "history", "who", "help"]), field_value),
+            "msg": st.one_of(any_text, field_value),
+            "to": st.one_of(name_like, field_value),
+            "to_sender": name_like,
+            "with": st.one_of(name_like, field_value),
+            "ref": st.one_of(st.text(any_character, max_size=70), st.integers(), field_value),
+            "limit": field_value,
+            "before": st.one_of(st.integers(min_value=-5, max_value=2**64), field_value),
+        },
+    ),
+    st.booleans(),
+)
+slash_frame = st.builds(
+    lambda command, rest: f"/{command} {rest}",
+    st.sampled_from(["msg", "who", "help", "history", "MSG", "nope", "/"]),
+    st.one_of(any_text, st.builds(lambda n, t: f"{n} {t}", name_like, any_text), st.from_regex(r"[0-9²٣]{0,25}", fullmatch=True)),
+)
+inbound_frame = st.one_of(json_frame, slash_frame, any_text)
+
+_ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def store(request, tmp_path_factory):
+    """A real store on a fresh database of each kind, for the whole module."""
+    store = Store(fresh_database_url(request, request.param, tmp_path_factory.mktemp("properties")))
+    store.ensure_schema()
+    yield store
+    store.close()
+
+
+def decoded(text):
+    """`text` as the wire carries it: UTF-8 bytes (raises if it cannot be), decoded as JSON."""
+    return json.loads(text.encode("utf-8"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=inbound_frame, created_ms=st.integers(min_value=0, max_value=MAX_MS))
+def test_what_the_parser_accepts_is_stored_as_it_was_and_encodes(store, frame, created_ms):
+    try:
+        command = parse_inbound(frame, **PARSE_OPTIONS)
+    except ProtocolError as e:
+        event(f"refused: {e.code}")
+        # A refusal is an event too: it must encode, whatever the frame held.
+        error = error_event(e.code, e.message, e.ref)
+        assert decoded(encode_event(error)) == error
+        return
+    event(f"accepted: {type(command).__name__}")
+    if isinstance(command, History):
+        # The store takes the query the parser built.
+        if command.with_user is None:
+            store.group_page(command.limit, command.before)
+        else:
+            store.conversation_page(SENDER, command.with_user, command.limit, command.before)
+        return
+    if not isinstance(command, (SendGroup, SendDirect)):
+        return
+    recipient = command.to if isinstance(command, SendDirect) else None
+    record = MessageRecord(next(_ids), SENDER, recipient, command.msg, created_ms)
+    store.insert_messages([record])
+    assert store.messages_from(record.id, 1) == [record]
+    delivery = message_event(record)
+    assert decoded(message_json(record)) == delivery == decoded(encode_event(delivery))
+    assert delivery["msg"] == command.msg
+    ack = ack_event(record, command.ref)
+    assert decoded(ack_json(record, command.ref)) == ack == decoded(encode_event(ack))
+
+
+# ---- the frame parser ------------------------------------------------------------------------------------------------
+
+CLOSE_CODES = {frames.CLOSE_PROTOCOL_ERROR, frames.CLOSE_INVALID_DATA, frames.CLOSE_TOO_BIG}
+
+payload = st.one_of(st.binary(max_size=300), st.text(any_character, max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")))
+
+
+def fragments(opcode, data, cuts):
+    """One message as a first frame and continuations, cut anywhere (inside a UTF-8 sequence too)."""
+    bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
+    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    opcodes = [opcode] + [frames.OP_CONTINUATION] * (len(pieces) - 1)
+    return b"".join(build_frame(op, piece, fin=i == len(pieces) - 1) for i, (op, piece) in enumerate(zip(opcodes, pieces)))
+
+
+one_frame = st.one_of(
+    st.builds(build_frame, st.sampled_from([frames.OP_TEXT, frames.OP_TEXT, frames.OP_BINARY]), payload),
+    st.builds(fragments, st.sampled_from([frames.OP_TEXT, frames.OP_BINARY]), payload, st.lists(st.integers(0, 300), max_size=3)),
+    st.builds(build_frame, st.sampled_from([frames.OP_PING, frames.OP_PONG, frames.OP_CLOSE]), st.binary(max_size=125)),
+    # and what no client may send: any opcode, unfinished, unmasked, reserved bits, long control frames
+    st.builds(
+        lambda opcode, data, fin, mask, rsv: build_frame(opcode, data, fin=fin, mask=mask, rsv=rsv),
+        st.integers(0, 15), payload, st.booleans(), st.booleans(), st.integers(0, 7),
+    ),
+)
+byte_stream = st.one_of(
+    st.lists(one_frame, max_size=8).map(b"".join),
+    st.binary(max_size=600),
+    st.tuples(st.lists(one_frame, max_size=4).map(b"".join), st.binary(max_size=40)).map(b"".join),
+)
+
+
+def summary(event):
+    if isinstance(event, frames.Close):
+        return ("Close", event.code, event.reason)
+    return (type(event).__name__, event)
+
+
+def run_parser(data, cuts, max_message_size, require_mask):
+    """Feed `data` cut at `cuts`; ([events], close code or None). Any exception but FrameError fails the test."""
+    parser = frames.FrameParser(max_message_size, require_mask=require_mask)
+    events = []
+    start = 0
+    for end in sorted(set(cuts)) + [len(data)]:
+        try:
+            events += [summary(e) for e in parser.feed(data[start:end])]
+        except frames.FrameError as e:
+            assert e.code in CLOSE_CODES, (e.code, e.reason)
+            event(f"close {e.code}")
+            return events + [summary(x) for x in e.events], e.code
+        start = end
+    event("no close")
+    return events, None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=byte_stream,
+    cuts=st.lists(st.integers(min_value=0, max_value=700), max_size=12),
+    max_message_size=st.sampled_from([8, 125, 65536]),
+    require_mask=st.booleans(),
+)
+def test_frame_parser_answers_any_bytes_alike_in_any_chunks(data, cuts, max_message_size, require_mask):
+    cuts = [c for c in cuts if c <= len(data)]
+    whole = run_parser(data, [], max_message_size, require_mask)
+    byte_by_byte = run_parser(data, range(len(data)) if len(data) < 100 else [], max_message_size, require_mask)
+    chunked = run_parser(data, cuts, max_message_size, require_mask)
+    assert chunked == whole
+    assert byte_by_byte == whole

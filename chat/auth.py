@@ -194,6 +194,7 @@ class Admission:
             self.session.conn.close(code, reason)
 
     def release(self):
+        self.session = None  # the session refers to its admission: no cycle left for the garbage collector
         live = self.auth._live.get(self.name)
         if live is not None:
             live.discard(self)

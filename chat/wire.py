@@ -19,6 +19,7 @@ OPEN, CLOSING, CLOSED = 0, 1, 2
 
 CLOSE_SLOW_CONSUMER = frames.CLOSE_POLICY_VIOLATION
 SLOW_CONSUMER_REASON = "send queue overflow: client too slow"
+SEND_BUDGET_REASON = "server send budget full: client too slow"
 PING_FRAME = frames.encode_frame(frames.OP_PING, b"")
 
 
@@ -74,7 +75,8 @@ class _SendBudget:
     Only backed-up connections (a writer greenlet is waiting on their socket) count: their queue plus the
     buffer their writer holds. A queue waiting for the flusher's next pass goes out at once and is mostly
     broadcast frames shared with every other queue. Past `limit`, the connections holding the most are
-    closed as slow consumers; a connection whose socket takes everything is never one of them.
+    dropped at once (a close frame queued behind a backlog its peer does not read would keep the memory
+    it is meant to free); a connection whose socket takes everything is never one of them.
     """
 
     def __init__(self):
@@ -89,12 +91,16 @@ class _SendBudget:
 
     def _shed(self):
         while self.total > self.limit:
-            candidates = [c for c in self.backed_up if c._state == OPEN]
-            if not candidates:
-                return  # what is left is held by connections already closing: freed within their close_timeout
-            victim = max(candidates, key=Connection.held_bytes)
-            log.info("send budget of %d bytes exceeded: closing the most backed-up connection", self.limit)
-            victim._overflow()
+            if not self.backed_up:
+                return
+            victim = max(self.backed_up, key=Connection.held_bytes)
+            victim._evict(self.limit)
+
+    def release(self, conn):
+        """`conn` holds nothing any more (its writer ended, or it was dropped)."""
+        if conn in self.backed_up:
+            self.backed_up.discard(conn)
+            self.total -= conn._in_flight + conn._queued_bytes
 
 
 _flusher = _Flusher()
@@ -154,7 +160,7 @@ class Connection:
         if len(queue) > self._max_queue or self._queued_bytes > self._max_queue_bytes:
             self._overflow()
             return False
-        if self._writer is not None:
+        if self in _budget.backed_up:
             _budget.grow(len(frame))
             if self._state != OPEN:  # closed just now to keep the total under its limit
                 return False
@@ -236,7 +242,7 @@ class Connection:
         """Queue a control frame; never checked against the limits, so a close still goes out after an overflow."""
         self._queue.append(frame)
         self._queued_bytes += len(frame)
-        if self._writer is not None:
+        if self in _budget.backed_up:
             _budget.total += len(frame)  # counted, but never a reason to close: it is at most 127 bytes
         self._mark_dirty()
 
@@ -258,7 +264,7 @@ class Connection:
             queue.append(pong)
             self._queued_bytes += len(pong)
             self._pong = None
-            if self._writer is not None:
+            if self in _budget.backed_up:
                 _budget.total += len(pong)
         data = queue[0] if len(queue) == 1 else b"".join(queue)
         queue.clear()
@@ -277,8 +283,25 @@ class Connection:
         self._drop_queue()
         self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
 
-    def _drop_queue(self):
+    def _evict(self, limit):
+        """The process's send budget is full and this socket holds the most: drop it now, and all it holds."""
+        log.info(
+            "send budget of %d bytes full: dropping the most backed-up connection (%d bytes held)", limit, self.held_bytes()
+        )
+        if self._state == OPEN:
+            self.close_code, self.close_reason = CLOSE_SLOW_CONSUMER, SEND_BUDGET_REASON
+        self._state = CLOSED
+        _budget.release(self)
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._in_flight = 0
+        self._pong = None
         if self._writer is not None:
+            self._writer.kill(block=False)  # it lets go of its buffer as it unwinds
+        self._abort()  # the reader sees the end and finishes the connection
+
+    def _drop_queue(self):
+        if self in _budget.backed_up:
             _budget.total -= self._queued_bytes
         self._queue.clear()
         self._queued_bytes = 0
@@ -318,9 +341,8 @@ class Connection:
         except (OSError, ValueError):
             self._state = CLOSED
         finally:
-            _budget.total -= self._in_flight + self._queued_bytes
+            _budget.release(self)
             self._in_flight = 0
-            _budget.backed_up.discard(self)
             self._writer = None
 
     def _flush_now(self):

@@ -64,19 +64,22 @@ def http_exchange(port, request, timeout=10.0):
     return int(lines[0].split(" ")[1]), headers, body
 
 
-def masked_text_frame(text):
-    """A client text frame, masked with the fast XOR (rawws masks byte by byte, too slow for megabytes)."""
-    payload = text.encode()
+def masked_frame(opcode, payload):
+    """A client frame, masked with the fast XOR (rawws masks byte by byte, too slow for megabytes)."""
     key = os.urandom(4)
-    return _header(len(payload)) + key + frames.unmask(payload, key)
+    return _header(opcode, len(payload)) + key + frames.unmask(payload, key)
 
 
-def _header(n):
+def masked_text_frame(text):
+    return masked_frame(OP_TEXT, text.encode())
+
+
+def _header(opcode, n):
     if n < 126:
-        return struct.pack("!BB", 0x81, 0x80 | n)
+        return struct.pack("!BB", 0x80 | opcode, 0x80 | n)
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 0x80 | 126, n)
-    return struct.pack("!BBQ", 0x81, 0x80 | 127, n)
+        return struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    return struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
 
 
 def post_big_messages(server, count, size, to=None):
@@ -155,7 +158,7 @@ def test_ping_flood_from_a_client_that_does_not_read_gets_only_the_latest_pong(l
     pings = 100_000  # 12.7 MB of pongs if every one were kept
     batch = 1000
     for start in range(0, pings, batch):
-        raw.send_raw(b"".join(build_frame(OP_PING, b"%08d" % i + b"." * 117) for i in range(start, start + batch)))
+        raw.send_raw(b"".join(masked_frame(OP_PING, b"%08d" % i + b"." * 117) for i in range(start, start + batch)))
     raw.send_frame(OP_PING, b"last")
     pongs = []
     while not pongs or pongs[-1] != b"last":
@@ -343,7 +346,8 @@ def test_sockets_that_do_not_read_are_closed_when_the_total_send_budget_is_full(
         try:
             hog.handshake()
             hog.send_json({"type": "message", "msg": "anyone?", "ref": "hog"})
-            assert hog.recv_type("ack")["ref"] == "hog"
+            while hog.recv_event()["type"] != "ack":
+                pass  # the bystanders' messages
             served += 1
         except (EOFError, ConnectionResetError, BrokenPipeError):
             pass  # dropped: the stream ends before the history does

@@ -69,7 +69,8 @@ class ChatWebSocketHandler(WebSocketHandler):
             self._header_timer = None
 
     def get_environ(self):
-        self._header_timer.cancel()
+        if self._header_timer is not None:
+            self._header_timer.cancel()
         environ = WebSocketHandler.get_environ(self)
         plain = self.wsgi_input
         if environ["wsgi.input"] is plain:  # not an upgrade: a body may follow, within body_timeout

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import select
 import socket
 import struct
 import subprocess
@@ -242,6 +243,8 @@ def attack_fragments(server, seconds=10.0):
         while time.monotonic() < end:
             s.sendall(blob)
             sent += 10_000
+            if select.select([s], [], [], 0)[0]:  # the server answered (its close frame): stop before a reset eats it
+                break
     except OSError:
         pass
     return [s], f"{sent} frames sent; {close_code(s)}"

@@ -32,7 +32,7 @@ class Settings:
         64, "websockets one client address may have open at once (the forwarded address with trust_proxy); more get HTTP 429"
     )
     send_queue_total_bytes: int = _setting(
-        256 * 1024 * 1024,
+        128 * 1024 * 1024,
         "outbound bytes held for backed-up sockets across all connections; past it the most backed-up are closed with 1008",
     )
     max_fragments: int = _setting(1024, "most frames one inbound message may be split into; more are closed with 1009")

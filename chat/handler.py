@@ -58,7 +58,7 @@ class ChatWebSocketHandler(WebSocketHandler):
         timer = self._header_timer = gevent.Timeout(self.header_timeout)
         timer.start()
         try:
-            return WebSocketHandler.handle_one_request(self)
+            return super().handle_one_request()
         except gevent.Timeout as e:
             if e is not timer:
                 raise
@@ -71,7 +71,7 @@ class ChatWebSocketHandler(WebSocketHandler):
     def get_environ(self):
         if self._header_timer is not None:
             self._header_timer.cancel()
-        environ = WebSocketHandler.get_environ(self)
+        environ = super().get_environ()
         plain = self.wsgi_input
         if environ["wsgi.input"] is plain:  # not an upgrade: a body may follow, within body_timeout
             self.wsgi_input = environ["wsgi.input"] = DeadlineInput(
@@ -80,7 +80,7 @@ class ChatWebSocketHandler(WebSocketHandler):
         return environ
 
     def handle_one_response(self):
-        WebSocketHandler.handle_one_response(self)
+        super().handle_one_response()
         body = self.wsgi_input
         if isinstance(body, DeadlineInput) and body.unfinished:
             self.close_connection = True  # the rest of the body is still on its way: the next request cannot be found

@@ -176,29 +176,51 @@ def post_history(port, count, size):
     s.close()
 
 
-def close_code(s):
-    """What the server's close frame says, if one is waiting on `s` (skipping any other frames)."""
-    s.settimeout(2)
-    data = b""
-    try:
-        while True:
+def next_frame(s, buf):
+    """(opcode, payload, rest of buf) of the next server frame on `s`; `buf` holds bytes already read."""
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
             chunk = s.recv(65536)
             if not chunk:
-                break
-            data += chunk
-    except OSError:
-        pass
-    while len(data) >= 2:
-        opcode, n, head = data[0] & 0x0F, data[1] & 0x7F, 2
-        if n == 126:
-            n, head = struct.unpack("!H", data[2:4])[0], 4
-        elif n == 127:
-            n, head = struct.unpack("!Q", data[2:10])[0], 10
-        if opcode == 0x8:
-            body = data[head : head + n]
-            return f"closed with {struct.unpack('!H', body[:2])[0]} {body[2:].decode(errors='replace')!r}"
-        data = data[head + n :]
-    return "no close frame"
+                raise EOFError
+            buf += chunk
+
+    need(2)
+    opcode, n, head = buf[0] & 0x0F, buf[1] & 0x7F, 2
+    if n == 126:
+        need(4)
+        n, head = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        need(10)
+        n, head = struct.unpack("!Q", buf[2:10])[0], 10
+    need(head + n)
+    return opcode, buf[head : head + n], buf[head + n :]
+
+
+def skip_handshake(s):
+    """Read the rest of the 101 response and the welcome and history events."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(4096)
+    buf = buf.split(b"\r\n\r\n", 1)[1]
+    while True:
+        opcode, payload, buf = next_frame(s, buf)
+        if opcode == 0x1 and payload.startswith(b'{"type":"history"'):
+            return
+
+
+def close_code(s):
+    """What the server's close frame says, if one comes (skipping any other frames)."""
+    s.settimeout(2)
+    buf = b""
+    try:
+        while True:
+            opcode, payload, buf = next_frame(s, buf)
+            if opcode == 0x8:
+                return f"closed with {struct.unpack('!H', payload[:2])[0]} {payload[2:].decode(errors='replace')!r}"
+    except (OSError, EOFError):
+        return "no close frame"
 
 
 def settle(seconds=1.0):
@@ -234,7 +256,8 @@ def attack_hogs_nocap(server):
 
 def attack_fragments(server, seconds=10.0):
     """One socket sending one endless message in empty continuation frames for 10 s."""
-    s, status = open_ws(server.port, "/ws/fragmenter")
+    s, _ = open_ws(server.port, "/ws/fragmenter", read_status=False)
+    skip_handshake(s)
     s.sendall(frame(0x1, b"{", fin=False))
     blob = b"".join(frame(0x0, b"", fin=False) for _ in range(10_000))
     sent = 0

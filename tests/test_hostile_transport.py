@@ -341,8 +341,7 @@ def test_behind_a_trusted_proxy_the_cap_counts_the_forwarded_address(start_serve
 # ---- memory: the total send budget ----------------------------------------------------------------
 
 
-def test_sockets_that_do_not_read_are_closed_when_the_total_send_budget_is_full(start_server, sqlite_url):
-    # Each socket's history (about 900 kB) fits its own queue, but a few of them fill the process's budget.
+def test_sockets_that_do_not_read_are_dropped_when_the_total_send_budget_is_full(start_server, sqlite_url):
     # Each socket's history (6 MB) fits its own queue (8 MiB), but a few of them fill the process's budget (8 MiB).
     # Larger than the kernel's socket buffers (up to 4 MiB here), so a socket that does not read backs up.
     budget = 8 * 1024 * 1024

@@ -138,7 +138,7 @@ class Connection:
         self._state = OPEN
         self._writer = None  # a greenlet only while the socket has a backlog
         self._in_flight = 0  # bytes of the buffer the writer greenlet is sending
-        self._pong = None  # the answer to the latest ping, not yet queued: a ping flood keeps only one
+        self._pong = None  # while backed up, the answer to the latest ping: a ping flood keeps only one
         self._close_timer = None
         self._pinger = _pinger_for(settings.ping_interval)
         self._close_timeout = settings.close_timeout
@@ -247,9 +247,14 @@ class Connection:
         self._mark_dirty()
 
     def _answer_ping(self, payload):
-        """RFC 6455 5.5.3: answering only the most recent ping is enough, so one pong waits at most."""
-        self._pong = frames.encode_frame(frames.OP_PONG, payload)
-        self._mark_dirty()
+        """Every ping gets its pong, in order, while the peer reads; once its socket is backed up only the latest
+        does (RFC 6455 5.5.3 allows that), so a ping flood from a peer that does not read holds one pong."""
+        pong = frames.encode_frame(frames.OP_PONG, payload)
+        if self._writer is None:
+            self._queue_control(pong)
+        else:
+            self._pong = pong
+            self._mark_dirty()
 
     def _mark_dirty(self):
         if not self._dirty:

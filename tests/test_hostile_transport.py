@@ -155,7 +155,7 @@ def test_ping_flood_from_a_client_that_does_not_read_gets_only_the_latest_pong(l
     watch = Bystanders(limits_server)
     raw = RawWebSocket.connect(limits_server.port, "/ws/pinger", rcvbuf=4096)
     raw.handshake()
-    pings = 100_000  # 12.7 MB of pongs if every one were kept
+    pings = 200_000  # 25 MB of pongs if every one were kept, far more than the kernel's socket buffers
     batch = 1000
     for start in range(0, pings, batch):
         raw.send_raw(b"".join(masked_frame(OP_PING, b"%08d" % i + b"." * 117) for i in range(start, start + batch)))

@@ -63,7 +63,7 @@ def serve(settings, listener, announce_ready=True):
     server = WSGIServer(
         listener,
         app,
-        handler_class=ChatWebSocketHandler,
+        handler_class=ChatWebSocketHandler.configured(settings),
         log=LoggingLogAdapter(logging.getLogger("chat.access"), logging.DEBUG),
         error_log=LoggingLogAdapter(logging.getLogger("chat.http"), logging.ERROR),
     )

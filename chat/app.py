@@ -20,6 +20,7 @@ def create_app(settings=None, **overrides):
     elif overrides:
         settings = Settings(**{**vars(settings), **overrides}).validate()
     app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"), static_folder=os.path.join(ROOT, "static"))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body  # every body; POST /files sets its own larger limit
     store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
     # Names this process among several (Redis keys, /healthz); unique even if a pid is reused.
     instance_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

@@ -216,6 +216,7 @@ class Admission:
             self.session.conn.close(code, reason)
 
     def release(self):
+        self.session = None  # the session refers to its admission: no cycle left for the garbage collector
         if self.expiry is not None:
             self.auth.expiry.discard(self.expiry)
             self.expiry = None

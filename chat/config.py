@@ -27,6 +27,20 @@ class Settings:
     ping_interval: float = _setting(20.0, "seconds between server pings")
     ping_timeout: float = _setting(20.0, "seconds a peer may stay silent after a ping before it is closed")
     close_timeout: float = _setting(3.0, "seconds to wait for the peer's close frame")
+    # Hardening (transport)
+    max_connections_per_address: int = _setting(
+        64, "websockets one client address may have open at once (the forwarded address with trust_proxy); more get HTTP 429"
+    )
+    send_queue_total_bytes: int = _setting(
+        128 * 1024 * 1024,
+        "outbound bytes held for backed-up sockets across all connections; past it the most backed-up are closed with 1008",
+    )
+    max_fragments: int = _setting(1024, "most frames one inbound message may be split into; more are closed with 1009")
+    max_request_body: int = _setting(64 * 1024, "largest HTTP request body in bytes outside uploads; larger ones get HTTP 413")
+    http_header_timeout: float = _setting(
+        10.0, "seconds a client has to send a request line and headers (also how long an idle keep-alive connection stays)"
+    )
+    http_body_timeout: float = _setting(120.0, "seconds a client has to send a request body once its headers are in")
     presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
@@ -176,6 +190,7 @@ class Settings:
         self._validate_signin()
         self._validate_names()
         self._validate_parser()
+        self._validate_transport()
         return self
 
     def _validate_signin(self):
@@ -190,6 +205,16 @@ class Settings:
     def _validate_names(self):
         if not 1.0 <= self.guest_hold <= 30 * 86400:
             raise ValueError("guest_hold must be between 1 second and 30 days")
+
+    def _validate_transport(self):
+        for name in ("max_connections_per_address", "send_queue_total_bytes", "max_fragments", "max_request_body"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("http_header_timeout", "http_body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0")
+        if self.send_queue_total_bytes < self.send_queue_bytes:
+            raise ValueError("send_queue_total_bytes must be at least send_queue_bytes")
 
     def _validate_uploads(self):
         from .filetypes import KINDS  # pure module, no import cycle

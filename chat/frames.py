@@ -109,11 +109,13 @@ class FrameParser:
     """Turns the client's byte stream into messages and control events.
 
     `max_message_size` is checked against each frame's declared length before its payload
-    is buffered, so an oversized message fails with 1009 without being read.
+    is buffered, so an oversized message fails with 1009 without being read. `max_fragments`
+    bounds the frames of one message (empty continuation frames would otherwise grow it forever).
     """
 
-    def __init__(self, max_message_size, require_mask=True):
+    def __init__(self, max_message_size, require_mask=True, max_fragments=1024):
         self.max_message_size = max_message_size
+        self.max_fragments = max_fragments
         self.require_mask = require_mask
         self._buf = bytearray()
         self._pos = 0
@@ -184,6 +186,8 @@ class FrameParser:
             if opcode == OP_CONTINUATION:
                 if self._fragments is None:
                     raise FrameError(CLOSE_PROTOCOL_ERROR, "continuation frame without a message")
+                if len(self._fragments) >= self.max_fragments:
+                    raise FrameError(CLOSE_TOO_BIG, f"message in more than {self.max_fragments} fragments")
                 total = self._fragment_size + length
             else:
                 if self._fragments is not None:

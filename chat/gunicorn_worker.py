@@ -35,7 +35,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import VERSION, PyWSGIHandler
 
 from .config import load_settings
-from .handler import _TOKEN_IN_QUERY, ChatWebSocketHandler
+from .handler import ChatWebSocketHandler, redact_tokens
 
 log = logging.getLogger("chat.gunicorn")
 
@@ -51,11 +51,11 @@ class GunicornChatHandler(ChatWebSocketHandler, PyWSGIHandler):
         if self._upgraded:  # as under run_server.py: a websocket's 101 is not logged
             return
         environ = self.environ
-        if "token=" in environ.get("QUERY_STRING", ""):  # keep API tokens out of the access log
+        if "=" in environ.get("QUERY_STRING", ""):  # keep API tokens (?token=, ?%74oken=, ...) out of the access log
             self.environ = dict(
                 environ,
-                QUERY_STRING=_TOKEN_IN_QUERY.sub(r"\1token=REDACTED", "?" + environ["QUERY_STRING"])[1:],
-                RAW_URI=_TOKEN_IN_QUERY.sub(r"\1token=REDACTED", environ.get("RAW_URI", "")),
+                QUERY_STRING=redact_tokens("?" + environ["QUERY_STRING"])[1:],
+                RAW_URI=redact_tokens(environ.get("RAW_URI", "")),
             )
         try:
             PyWSGIHandler.log_request(self)  # gunicorn's access log (--access-logfile, --access-logformat)
@@ -98,6 +98,8 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
                 f"gunicorn -w {self.cfg.workers} needs Redis: the worker processes share the chat over it. Set "
                 "CHAT_REDIS_URL=redis://HOST:PORT/0, or run one worker (-w 1)"
             )
+        # The header and body timeouts of the settings (a class attribute: gunicorn builds one handler per connection).
+        self.wsgi_handler = GunicornChatHandler.configured(settings)
         super().load_wsgi()
         self.chat_service = find_chat_service(self.wsgi)
         if self.chat_service is None:

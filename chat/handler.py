@@ -2,10 +2,13 @@
 import base64
 import binascii
 import io
-import re
+import time
+from urllib.parse import unquote_plus
 
-from gevent.pywsgi import WSGIHandler
+import gevent
+from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
+from werkzeug.exceptions import RequestTimeout
 
 from .wire import Connection
 
@@ -38,6 +41,49 @@ class ChatWebSocketHandler(WebSocketHandler):
     """
 
     _upgraded = False
+    # Defaults of http_header_timeout and http_body_timeout; `configured(settings)` gives a class with the settings'.
+    header_timeout = 10.0
+    body_timeout = 120.0
+    _header_timer = None
+
+    @classmethod
+    def configured(cls, settings):
+        """This handler class with the timeouts from `settings`."""
+        timeouts = {"header_timeout": settings.http_header_timeout, "body_timeout": settings.http_body_timeout}
+        return type(cls.__name__, (cls,), timeouts)
+
+    def handle_one_request(self):
+        # The request line and headers (and, on a kept-alive connection, the wait for them) get header_timeout
+        # in all; get_environ() stops the clock once they are in. A client that is late is cut off, not answered.
+        timer = self._header_timer = gevent.Timeout(self.header_timeout)
+        timer.start()
+        try:
+            return super().handle_one_request()
+        except gevent.Timeout as e:
+            if e is not timer:
+                raise
+            self.close_connection = True
+            return None  # handle() closes the socket
+        finally:
+            timer.close()
+            self._header_timer = None
+
+    def get_environ(self):
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        environ = super().get_environ()
+        plain = self.wsgi_input
+        if environ["wsgi.input"] is plain:  # not an upgrade: a body may follow, within body_timeout
+            self.wsgi_input = environ["wsgi.input"] = DeadlineInput(
+                plain.rfile, plain.content_length, plain.socket, plain.chunked_input, time.monotonic() + self.body_timeout
+            )
+        return environ
+
+    def handle_one_response(self):
+        super().handle_one_response()
+        body = self.wsgi_input
+        if isinstance(body, DeadlineInput) and body.unfinished:
+            self.close_connection = True  # the rest of the body is still on its way: the next request cannot be found
 
     def run_application(self):
         if not is_websocket_request(self.environ):
@@ -103,12 +149,91 @@ class ChatWebSocketHandler(WebSocketHandler):
             super().log_request()
 
     def format_request(self):
-        # API tokens may come as ?token=..., guests' resume tokens as ?resume=...: keep them out of the access log.
-        return _TOKEN_IN_QUERY.sub(r"\1\2=REDACTED", super().format_request())
+        # API tokens may come as ?token=..., guests' resume tokens as ?resume=... (or any spelling Werkzeug decodes
+        # to either): keep them out of the access log.
+        return redact_tokens(super().format_request())
+
+
+class DeadlineInput(Input):
+    """gevent's request body reader, with one deadline for the whole body and a bounded discard of what the app left."""
+
+    __slots__ = ("deadline", "unfinished")
+    # After the response, gevent reads and drops the rest of the body so the next request can be read; past this
+    # many bytes it is cheaper to close the connection than to read (say) 200 MB nobody wants.
+    DISCARD_LIMIT = 256 * 1024
+
+    def __init__(self, rfile, content_length, socket, chunked_input, deadline):
+        Input.__init__(self, rfile, content_length, socket=socket, chunked_input=chunked_input)
+        self.deadline = deadline
+        self.unfinished = False
+
+    def _within_deadline(self, read, length, use_readline):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.unfinished = True
+            raise RequestTimeout("the request body did not arrive in time")
+        timer = gevent.Timeout(left)
+        timer.start()
+        try:
+            return read(self, length, use_readline)
+        except gevent.Timeout as e:
+            if e is not timer:
+                raise
+            self.unfinished = True
+            raise RequestTimeout("the request body did not arrive in time") from None
+        finally:
+            timer.close()
+
+    def _do_read(self, length=None, use_readline=False):
+        return self._within_deadline(Input._do_read, length, use_readline)
+
+    def _chunked_read(self, length=None, use_readline=False):
+        return self._within_deadline(Input._chunked_read, length, use_readline)
+
+    def _discard(self):
+        if self.unfinished:
+            return
+        if self.content_length is not None and not self.chunked_input:
+            if self.content_length - self.position > self.DISCARD_LIMIT:
+                self.unfinished = True
+                return
+        try:
+            discarded = 0
+            while discarded <= self.DISCARD_LIMIT:
+                data = self.read(16384)
+                if not data:
+                    return
+                discarded += len(data)
+            self.unfinished = True
+        except RequestTimeout:
+            pass
+
+
+SECRET_PARAMETERS = ("token", "resume")
+
+
+def redact_tokens(text):
+    """`text` (a request line, a URL or a query string) with the value of every `token` or `resume` parameter replaced.
+
+    A parameter counts as a secret when its name decodes to "token" or "resume" the way Werkzeug decodes it (percent-escapes,
+    "+"), in any case; each `?` or `&` starts a parameter, so the request line's " HTTP/1.1" stays as it was.
+    """
+    if "=" not in text:
+        return text
+    head, mark, query = text.partition("?")
+    if not mark:
+        return text
+    query, space, tail = query.partition(" ")
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and unquote_plus(name, errors="replace").strip().lower() in SECRET_PARAMETERS:
+            pair = f"{name}=REDACTED"
+        pairs.append(pair)
+    return head + mark + "&".join(pairs) + space + tail
 
 
 _NO_MORE_INPUT = io.BytesIO(b"")
-_TOKEN_IN_QUERY = re.compile(r"([?&])(token|resume)=[^&\s\"]*")
 
 
 def _discard(data):

@@ -4,7 +4,7 @@ import os
 import secrets
 from urllib.parse import urlsplit
 
-from flask import render_template, request
+from flask import jsonify, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -89,6 +89,8 @@ def init_app(app, settings):
     csrf.init_app(app)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_refused)
+    app.register_error_handler(413, _body_refused)
+    app.register_error_handler(408, _body_refused)
 
 
 def _security_headers(response):
@@ -106,6 +108,18 @@ def _security_headers(response):
 def _csrf_refused(error):
     log.info("refused a form without a valid CSRF token: %s %s: %s", request.method, request.path, error.description)
     return render_template("message.html", title="Form expired", text=f"{error.description} Reload the page and try again."), 400
+
+
+def _body_refused(error):
+    """A body over max_request_body (413), or one that did not arrive within http_body_timeout (408), as JSON."""
+    if error.code == 413:
+        limit = request.max_content_length
+        message = f"the request body is too large: at most {limit} bytes" if limit else "the request body is too large"
+    else:
+        message = "the request body did not arrive in time"
+    response = jsonify(error=message)
+    response.status_code = error.code
+    return response
 
 
 # ---- the websocket handshake's Origin check -----------------------------------------------------

@@ -19,6 +19,7 @@ OPEN, CLOSING, CLOSED = 0, 1, 2
 
 CLOSE_SLOW_CONSUMER = frames.CLOSE_POLICY_VIOLATION
 SLOW_CONSUMER_REASON = "send queue overflow: client too slow"
+SEND_BUDGET_REASON = "server send budget full: client too slow"
 PING_FRAME = frames.encode_frame(frames.OP_PING, b"")
 
 
@@ -68,8 +69,43 @@ class _Pinger:
                 conn.send_frame(PING_FRAME)
 
 
+class _SendBudget:
+    """Bytes held for sockets that are not taking what they are sent, across every connection of this process.
+
+    Only backed-up connections (a writer greenlet is waiting on their socket) count: their queue plus the
+    buffer their writer holds. A queue waiting for the flusher's next pass goes out at once and is mostly
+    broadcast frames shared with every other queue. Past `limit`, the connections holding the most are
+    dropped at once (a close frame queued behind a backlog its peer does not read would keep the memory
+    it is meant to free); a connection whose socket takes everything is never one of them.
+    """
+
+    def __init__(self):
+        self.limit = None
+        self.total = 0
+        self.backed_up = set()
+
+    def grow(self, n):
+        self.total += n
+        if self.limit is not None and self.total > self.limit:
+            self._shed()
+
+    def _shed(self):
+        while self.total > self.limit:
+            if not self.backed_up:
+                return
+            victim = max(self.backed_up, key=Connection.held_bytes)
+            victim._evict(self.limit)
+
+    def release(self, conn):
+        """`conn` holds nothing any more (its writer ended, or it was dropped)."""
+        if conn in self.backed_up:
+            self.backed_up.discard(conn)
+            self.total -= conn._in_flight + conn._queued_bytes
+
+
 _flusher = _Flusher()
 _pingers = {}
+_budget = _SendBudget()
 
 
 def _pinger_for(interval):
@@ -84,8 +120,8 @@ class Connection:
 
     __slots__ = (
         "_sock", "_raw_send", "_initial", "_parser", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes",
-        "_dirty", "_state", "_writer", "_close_timer", "_pinger", "_close_timeout", "close_code", "close_reason",
-        "__weakref__",
+        "_dirty", "_state", "_writer", "_in_flight", "_pong", "_close_timer", "_pinger", "_close_timeout",
+        "close_code", "close_reason", "__weakref__",
     )
 
     def __init__(self, sock, settings, initial=b""):
@@ -93,7 +129,7 @@ class Connection:
         # The real non-blocking socket under gevent's: its send() raises instead of waiting.
         self._raw_send = sock._sock.send
         self._initial = initial
-        self._parser = FrameParser(settings.max_message_size)
+        self._parser = FrameParser(settings.max_message_size, max_fragments=settings.max_fragments)
         self._queue = deque()
         self._queued_bytes = 0
         self._max_queue = settings.send_queue_messages
@@ -101,9 +137,12 @@ class Connection:
         self._dirty = False
         self._state = OPEN
         self._writer = None  # a greenlet only while the socket has a backlog
+        self._in_flight = 0  # bytes of the buffer the writer greenlet is sending
+        self._pong = None  # while backed up, the answer to the latest ping: a ping flood keeps only one
         self._close_timer = None
         self._pinger = _pinger_for(settings.ping_interval)
         self._close_timeout = settings.close_timeout
+        _budget.limit = settings.send_queue_total_bytes
         self.close_code = None  # what we sent, or answered
         self.close_reason = ""
         # A read that sees nothing for a ping interval plus the ping timeout means a dead peer.
@@ -121,10 +160,18 @@ class Connection:
         if len(queue) > self._max_queue or self._queued_bytes > self._max_queue_bytes:
             self._overflow()
             return False
+        if self in _budget.backed_up:
+            _budget.grow(len(frame))
+            if self._state != OPEN:  # closed just now to keep the total under its limit
+                return False
         if not self._dirty:
             self._dirty = True
             _flusher.mark(self)
         return True
+
+    def held_bytes(self):
+        """Bytes this connection holds for sending: its queue and the buffer its writer greenlet is sending."""
+        return self._queued_bytes + self._in_flight
 
     def send_text(self, text):
         return self.send_frame(frames.encode_text(text))
@@ -173,7 +220,7 @@ class Connection:
                             on_text(event)
                     elif kind is Ping:
                         if self._state == OPEN:
-                            self._queue_control(frames.encode_frame(frames.OP_PONG, event))
+                            self._answer_ping(event)
                     elif kind is Close:
                         self._on_peer_close(event)
                         break
@@ -192,11 +239,42 @@ class Connection:
             self._finish()
 
     def _queue_control(self, frame):
-        """Queue a control frame; never counted against the limits, so a close still goes out after an overflow."""
+        """Queue a control frame; never checked against the limits, so a close still goes out after an overflow."""
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        if self in _budget.backed_up:
+            _budget.total += len(frame)  # counted, but never a reason to close: it is at most 127 bytes
+        self._mark_dirty()
+
+    def _answer_ping(self, payload):
+        """Every ping gets its pong, in order, while the peer reads; once its socket is backed up only the latest
+        does (RFC 6455 5.5.3 allows that), so a ping flood from a peer that does not read holds one pong."""
+        pong = frames.encode_frame(frames.OP_PONG, payload)
+        if self._writer is None:
+            self._queue_control(pong)
+        else:
+            self._pong = pong
+            self._mark_dirty()
+
+    def _mark_dirty(self):
         if not self._dirty:
             self._dirty = True
             _flusher.mark(self)
+
+    def _take_queued(self):
+        """Everything queued (and the pending pong) as one buffer; the queue is left empty."""
+        queue = self._queue
+        pong = self._pong
+        if pong is not None:
+            queue.append(pong)
+            self._queued_bytes += len(pong)
+            self._pong = None
+            if self in _budget.backed_up:
+                _budget.total += len(pong)
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self._queued_bytes = 0
+        return data
 
     def _on_peer_close(self, event):
         if self._state == OPEN:
@@ -207,19 +285,39 @@ class Connection:
 
     def _overflow(self):
         log.info("closing a slow consumer: %d frames, %d bytes queued", len(self._queue), self._queued_bytes)
+        self._drop_queue()
+        self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+
+    def _evict(self, limit):
+        """The process's send budget is full and this socket holds the most: drop it now, and all it holds."""
+        log.info(
+            "send budget of %d bytes full: dropping the most backed-up connection (%d bytes held)", limit, self.held_bytes()
+        )
+        if self._state == OPEN:
+            self.close_code, self.close_reason = CLOSE_SLOW_CONSUMER, SEND_BUDGET_REASON
+        self._state = CLOSED
+        _budget.release(self)
         self._queue.clear()
         self._queued_bytes = 0
-        self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
+        self._in_flight = 0
+        self._pong = None
+        if self._writer is not None:
+            self._writer.kill(block=False)  # it lets go of its buffer as it unwinds
+        self._abort()  # the reader sees the end and finishes the connection
+
+    def _drop_queue(self):
+        if self in _budget.backed_up:
+            _budget.total -= self._queued_bytes
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._pong = None
 
     def _flush(self):
         """Called by the flusher: one non-blocking send of everything queued; a writer greenlet takes any rest."""
         self._dirty = False
-        queue = self._queue
-        if self._writer is not None or not queue:
+        if self._writer is not None or not (self._queue or self._pong):
             return  # a writer greenlet is draining and will take these too
-        data = queue[0] if len(queue) == 1 else b"".join(queue)
-        queue.clear()
-        self._queued_bytes = 0
+        data = self._take_queued()
         try:
             sent = self._raw_send(data)
         except BlockingIOError:
@@ -228,31 +326,38 @@ class Connection:
             self._state = CLOSED
             return
         if sent < len(data):
+            # The rest keeps all of `data` alive: count all of it until the writer is done with it.
+            self._in_flight = len(data)
             self._writer = gevent.spawn(self._drain, memoryview(data)[sent:])
+            _budget.backed_up.add(self)
+            _budget.grow(len(data))
 
     def _drain(self, rest):
         """Wait on a backed-up socket until it has taken `rest` and everything queued meanwhile."""
-        queue = self._queue
         sendall = self._sock.sendall
         try:
             sendall(rest)
-            while queue:
-                data = queue[0] if len(queue) == 1 else b"".join(queue)
-                queue.clear()
-                self._queued_bytes = 0
+            rest = None
+            while self._queue or self._pong:
+                data = self._take_queued()  # already counted while it was queued
+                _budget.total -= self._in_flight  # the previous buffer is all sent
+                self._in_flight = len(data)
                 sendall(data)
         except (OSError, ValueError):
             self._state = CLOSED
         finally:
+            _budget.release(self)
+            self._in_flight = 0
             self._writer = None
 
     def _flush_now(self):
         """Send what is queued (our close frame) before the socket goes, waiting at most close_timeout."""
-        if self._writer is None and self._queue:
+        if self._writer is None and (self._queue or self._pong):
             self._flush()
-        if self._writer is not None:
-            self._writer.join(self._close_timeout)
-            self._writer.kill(block=False)
+        writer = self._writer  # it sets self._writer to None when it ends, perhaps during the join
+        if writer is not None:
+            writer.join(self._close_timeout)
+            writer.kill(block=False)
 
     def _linger(self):
         """We failed the connection: flush our close frame, send FIN, then read and discard until the peer closes.
@@ -285,7 +390,12 @@ class Connection:
         self._flush_now()
         if self._close_timer is not None:
             self._close_timer.kill(block=False)
+            self._close_timer = None
+        self._drop_queue()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        # Close now rather than when the socket object is collected: a reference cycle anywhere would keep
+        # the descriptor open until the cyclic garbage collector runs.
+        self._sock.close()

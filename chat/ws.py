@@ -5,6 +5,7 @@ import gevent
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import frames
+from .addresses import AddressCounts
 from .guard import GuardedSession, check_handshake
 from .handler import ACCEPT_KEY, HandshakeError
 from .protocol import NAME_RULE, normalize_name, parse_message_id
@@ -16,6 +17,8 @@ log = logging.getLogger("chat.ws")
 # before the app runs: the socket reaches the view already open, and the view can neither refuse nor take it over.
 WRONG_HANDLER_REASON = "wrong server setup: run gunicorn with -k chat.gunicorn_worker.ChatWebSocketWorker"
 _wrong_handler_logged = False
+# Websockets per client address in this process (the forwarded address behind a trusted proxy: see chat/security.py).
+_addresses = AddressCounts()
 
 
 def _refuse(status, reason, headers=()):
@@ -23,6 +26,24 @@ def _refuse(status, reason, headers=()):
     response.status_code = status
     response.headers.extend(headers)
     return response
+
+
+def _admit_address(settings):
+    """(address, None) once this request's client address is counted, or (None, an HTTP 429) at its cap."""
+    address = request.remote_addr or ""
+    cap = settings.max_connections_per_address
+    if not _addresses.admit(address, cap):
+        log.info("refused a websocket from %s: at its cap of %d", address, cap)
+        return None, _refuse(429, f"too many connections from your address: at most {cap} at once")
+    return address, None
+
+
+def _run_counted(address, run):
+    """Run a websocket's life; its address stops counting as soon as it ends."""
+    try:
+        run()
+    finally:
+        _addresses.release(address)
 
 
 def _upgrade(settings):
@@ -73,24 +94,39 @@ def chat_socket(username):
         since = parse_message_id(since)
         if since is None:
             return _refuse(400, "since must be a message id (a whole number)")
-    # Origin, credentials, guests and the connection cap: see chat/guard.py.
-    admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
+    address, refusal = _admit_address(settings)
     if refusal is not None:
         return refusal
-    conn, refusal = _upgrade(settings)
-    if refusal is not None:
-        admission.release()
-        return refusal
-    gevent.spawn(GuardedSession(service, user, conn, since, admission).run)
+    upgraded = False
+    try:
+        # Origin, credentials, guests and the connection cap: see chat/guard.py.
+        admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
+        if refusal is not None:
+            return refusal
+        conn, refusal = _upgrade(settings)
+        if refusal is not None:
+            admission.release()
+            return refusal
+        gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission).run)
+        upgraded = True
+    finally:
+        if not upgraded:
+            _addresses.release(address)
     return Response()  # the handler's greenlet ends here; the session's goes on
 
 
 def echo_socket():
     """Echoes every message back on the chat's own websocket layer (for the Autobahn conformance run)."""
-    conn, refusal = _upgrade(current_app.extensions["chat"].settings)
+    settings = current_app.extensions["chat"].settings
+    address, refusal = _admit_address(settings)
     if refusal is not None:
         return refusal
-    gevent.spawn(conn.run, conn.send_text, lambda data: conn.send_frame(frames.encode_frame(frames.OP_BINARY, data)))
+    conn, refusal = _upgrade(settings)
+    if refusal is not None:
+        _addresses.release(address)
+        return refusal
+    echo_binary = lambda data: conn.send_frame(frames.encode_frame(frames.OP_BINARY, data))  # noqa: E731
+    gevent.spawn(_run_counted, address, lambda: conn.run(conn.send_text, echo_binary))
     return Response()
 
 

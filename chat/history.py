@@ -38,15 +38,15 @@ def history_frames(records, fields, frame_bytes):
     head = b'{"type":"history","messages":['
     middle = b"]," + extra + b"," if extra else b"],"
     partial_end, last_end, only_end = middle + b'"complete":false}', middle + b'"complete":true}', middle[:-1] + b"}"
-    base = len(head) + len(last_end)
+    base = len(head) + len(partial_end) - 1  # the longest ending; minus the comma the first message does not need
     batch, size, split = [], base, False
     for record in records:
         item = message_json(record).encode()
-        if batch and size + len(item) > frame_bytes:
+        if batch and size + 1 + len(item) > frame_bytes:
             yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + partial_end)
             batch, size, split = [], base, True
         batch.append(item)
-        size += len(item) + 1
+        size += 1 + len(item)
     yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + (last_end if split else only_end))
 
 

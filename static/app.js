@@ -666,14 +666,20 @@
     if (c === state.active) renderThreadChrome();
   }
 
+  // A long history comes as several events: all but the last say "complete": false (one event says nothing).
   function onHistory(ev) {
     const messages = Array.isArray(ev.messages) ? ev.messages : [];
+    const last = ev.complete !== false;
     const req = ev.ref !== undefined ? state.requests.get(ev.ref) : undefined;
     if (req) {
-      state.requests.delete(ev.ref);
+      if (last) state.requests.delete(ev.ref);
       const c = getConv(req.key);
       const keep = req.kind === "older" && c === state.active ? { h: ui.messages.scrollHeight, top: ui.messages.scrollTop } : null;
       messages.forEach((m) => addMessage(m, { unread: false }));
+      if (!last) {
+        if (keep) ui.messages.scrollTop = ui.messages.scrollHeight - keep.h + keep.top;
+        return;
+      }
       if (req.kind !== "preview") {
         c.loading = false;
         c.loaded = true;
@@ -694,6 +700,11 @@
       noteId(m.id);
       addMessage(m, { unread: replay || m.type === "direct", replay: replay });
     });
+    if (!last) {
+      renderConvList();
+      if (stick) scrollToBottom();
+      return;
+    }
     flushPending();
     const first = !state.everWelcomed;
     state.everWelcomed = true;

@@ -24,7 +24,7 @@ class Settings:
     max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
     # Hardening (history)
     history_frame_bytes: int = _setting(
-        1024 * 1024,
+        256 * 1024,
         "most encoded bytes in one history event: longer histories come as several events (one message larger than this "
         "goes alone); messages are read from the store about this much at a time",
     )

@@ -43,8 +43,11 @@ def history_frames(records, fields, frame_bytes):
     for record in records:
         item = message_json(record).encode()
         if batch and size + 1 + len(item) > frame_bytes:
-            yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + partial_end)
-            batch, size, split = [], base, True
+            frame = frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + partial_end)
+            batch, item = [], None  # while the caller waits, hold the frame only: this message is encoded again
+            yield frame
+            frame, size, split = None, base, True
+            item = message_json(record).encode()
         batch.append(item)
         size += 1 + len(item)
     yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + (last_end if split else only_end))
@@ -53,11 +56,14 @@ def history_frames(records, fields, frame_bytes):
 def send_history(conn, records, fields, frame_bytes):
     """Send `records` as history events, each only once the connection has sent the one before: a client that
     does not read holds up one event, not its whole history. False if the connection closed first."""
-    for frame in history_frames(records, fields, frame_bytes):
-        if not conn.wait_sent():
-            return False
+    events = history_frames(records, fields, frame_bytes)
+    while conn.wait_sent():  # before the next event is even built
+        frame = next(events, None)
+        if frame is None:
+            return True
         conn.send_frame(frame)
-    return True
+        del frame
+    return False
 
 
 def primed(iterable):
@@ -85,9 +91,16 @@ def forward(page, after, total, chunk):
         rows = page(after, min(chunk, left))[:left]  # a page may hold uncommitted records besides its n stored ones
         if not rows:
             return
-        yield from rows
         left -= len(rows)
         after = rows[-1].id
+        yield from _consumed(rows)
+
+
+def _consumed(rows):
+    """Each row of a list, dropping it from the list as it goes: a page is not kept whole until its end."""
+    rows.reverse()
+    while rows:
+        yield rows.pop()
 
 
 class NewestWindow:
@@ -120,11 +133,10 @@ class NewestWindow:
         self._kept = kept
 
     def __iter__(self):
-        if self._kept is not None:
-            for rows in reversed(self._kept):
-                yield from rows
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            while kept:
+                yield from _consumed(kept.pop())
             return
         for low, high in reversed(self._bounds):
-            for record in self._page(self._chunk, high + 1):
-                if record.id >= low:
-                    yield record
+            yield from _consumed([r for r in self._page(self._chunk, high + 1) if r.id >= low])

@@ -1,5 +1,7 @@
 """Hostile history (issue 12 case 2): content that grows when JSON-escaped, non-reading newcomers, live bursts."""
 import json
+import os
+import shutil
 import threading
 
 import pytest
@@ -13,7 +15,7 @@ from chat.history import largest_history_event
 
 # 64 KiB of a control character: the largest message, and 6 times larger once JSON-escaped (\x01 -> \u0001).
 HOSTILE = "\x01" * 65536
-FRAME_BYTES = 1024 * 1024  # history_frame_bytes' default
+FRAME_BYTES = 256 * 1024  # history_frame_bytes' default
 
 
 def post_all(client, texts):
@@ -283,3 +285,64 @@ def test_send_queue_must_fit_one_history_event(max_message_size):
     with pytest.raises(ValueError, match="history_frame_bytes must be at least 1024"):
         load_settings(environ={}, history_frame_bytes=1023)
     assert load_settings(environ={}, history_frame_bytes=1024).history_frame_bytes == 1024
+
+
+# ---- the page (real Chromium) -----------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_page_renders_a_history_in_many_events(start_server, sqlite_url):
+    """history_frame_bytes at its minimum: the connect-time history, a reply and a ?since= replay all come in many
+    events; the page shows each message once, in order, and stays connected."""
+    try:
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError as e:
+        pytest.skip(f"python playwright is not installed ({e}); pip install -r requirements-dev.txt")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    server = start_server(sqlite_url, history_frame_bytes=1024)
+    watch = Bystanders(server)
+    bob = newcomer(server, "bob")
+    read_history(bob)
+    texts = [f"old \x01 message {i}" for i in range(1, 61)]
+    post_all(bob, texts)
+    watch.check()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(server.http_url + "/")
+            page.locator("#join-name").fill("alice")
+            page.locator("#join-name").press("Enter")
+            conn, shown = page.locator("#conn"), page.locator("#thread li.msg .text")
+            expect(conn).to_have_attribute("data-state", "online")
+            expect(page.locator("#thread li.msg")).to_have_count(50)  # the newest 50: bob's and a bystander's
+            older = page.locator("#load-older")
+            older.click()
+            expect(page.locator("#thread li.msg")).to_have_count(61)
+            expect(older).to_be_hidden()
+            assert [t for t in shown.all_text_contents() if t.startswith("old")] == texts
+            # A ?since= replay in many events, after the server comes back.
+            server.stop()
+            expect(conn).to_have_attribute("data-state", "reconnecting")
+            context.set_offline(True)  # so what is said meanwhile can only reach the page in its replay
+            server.start()
+            watch = Bystanders(server)
+            bob = newcomer(server, "bob")
+            read_history(bob)
+            missed = [f"missed \x01 {i}" for i in range(1, 31)]
+            post_all(bob, missed)
+            context.set_offline(False)
+            expect(conn).to_have_attribute("data-state", "online")
+            expect(page.locator("#thread li.msg")).to_have_count(91)
+            assert [t for t in shown.all_text_contents() if t.startswith(("old", "missed"))] == texts + missed
+            assert not errors
+        finally:
+            browser.close()
+    watch.check()

@@ -29,7 +29,8 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 
 class ChatSession:
     __slots__ = (
-        "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_parse_options", "__weakref__",
+        "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
+        "__weakref__",
     )
 
     def __init__(self, service, user, conn, since=None):
@@ -42,6 +43,7 @@ class ChatSession:
         self._held = []
         self._held_bytes = 0
         self._held_ids = set()
+        self._history_sent = False
         self.deliver = self._hold
         settings = service.settings
         self._parse_options = dict(
@@ -95,6 +97,7 @@ class ChatSession:
                 self.conn.run(_ignore)
                 return
             if sent and self.conn.wait_sent():
+                self._history_sent = True
                 self._release_held(sent_held)
             else:
                 self._held = None
@@ -104,7 +107,8 @@ class ChatSession:
             self.conn.run(self.handle_text)
         finally:
             if hub.remove(self):
-                service.user_left(self.user)
+                if self._history_sent:  # else the offline directs it was not sent yet go to the next connection
+                    service.user_left(self.user)
                 service.presence_changed(self.user, False)
 
     @property
@@ -133,7 +137,10 @@ class ChatSession:
                 fields = {"with": command.with_user, "before": command.before, "more": window.count == command.limit}
                 fields = with_ref({k: v for k, v in fields.items() if v is not None}, command.ref)
                 # Waits for the connection to send each event: this client's next command is read after the reply.
-                send_history(self.conn, window, fields, self._frame_bytes)
+                try:
+                    send_history(self.conn, window, fields, self._frame_bytes)
+                except StoreUnavailable:  # part of the reply may have gone: the ref says which request failed
+                    self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
             elif kind is Who:
                 self.send_event(with_ref({"type": "who", "online": self.service.online()}, command.ref))
             elif kind is Help:

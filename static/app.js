@@ -81,6 +81,7 @@
     wantConnected: false,
     welcomed: false, // the current socket has received its welcome
     everWelcomed: false, // some socket did: reconnects ask for ?since=
+    resumable: false, // a connect-time history in several events was cut off: reconnects ask for ?since= too
     attempts: 0,
     retryTimer: 0,
     retryAt: 0,
@@ -701,6 +702,7 @@
       addMessage(m, { unread: replay || m.type === "direct", replay: replay });
     });
     if (!last) {
+      state.resumable = true; // cut off before the last event: a reconnect asks for what follows (?since=)
       renderConvList();
       if (stick) scrollToBottom();
       return;
@@ -845,7 +847,7 @@
     state.retryTimer = 0;
     if (!state.me || state.ws) return;
     let url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + encodeURIComponent(state.me);
-    if (state.everWelcomed) url += "?since=" + state.lastId; // replay all that was missed
+    if (state.everWelcomed || state.resumable) url += "?since=" + state.lastId; // replay all that was missed
     const ws = new WebSocket(url);
     state.ws = ws;
     state.welcomed = false;
@@ -951,6 +953,7 @@
     state.me = null;
     state.welcomed = false;
     state.everWelcomed = false;
+    state.resumable = false;
     state.attempts = 0;
     state.lastId = 0;
     state.convs.clear();

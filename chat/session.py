@@ -21,9 +21,8 @@ from .store import StoreUnavailable
 
 log = logging.getLogger("chat.session")
 
+# Live messages held during a long history outgrew the send queue; the client resumes with ?since=.
 CLOSE_HELD_OVERFLOW = frames.CLOSE_POLICY_VIOLATION
-
-
 HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect with ?since=LAST_ID"
 
 

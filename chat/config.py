@@ -22,6 +22,12 @@ class Settings:
     history_on_connect: int = _setting(50, "group messages sent in the history event on connect")
     max_history_page: int = _setting(200, "most messages one history request returns")
     max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
+    # Hardening (history)
+    history_frame_bytes: int = _setting(
+        256 * 1024,
+        "most encoded bytes in one history event: longer histories come as several events (one message larger than this "
+        "goes alone); messages are read from the store about this much at a time",
+    )
     send_queue_messages: int = _setting(1000, "outbound frames queued per connection before it is closed as too slow")
     send_queue_bytes: int = _setting(4 * 1024 * 1024, "outbound bytes queued per connection before it is closed as too slow")
     ping_interval: float = _setting(20.0, "seconds between server pings")
@@ -191,6 +197,7 @@ class Settings:
         self._validate_names()
         self._validate_parser()
         self._validate_transport()
+        self._validate_history()
         return self
 
     def _validate_signin(self):
@@ -250,6 +257,24 @@ class Settings:
             raise ValueError("write_refusal_retries must be at least 0")
         if not self.writer_restart_delay > 0:
             raise ValueError("writer_restart_delay must be more than 0")
+
+
+    def _validate_history(self):
+        from .history import largest_history_event  # no import cycle: it needs only protocol
+
+        for name in ("history_on_connect", "max_history_page", "max_replay"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.history_frame_bytes < 1024:
+            raise ValueError("history_frame_bytes must be at least 1024")
+        # A history event is queued only once the queue is empty (chat/history.py): it must fit in it alone.
+        needed = largest_history_event(self.history_frame_bytes, self.max_message_size)
+        if self.send_queue_bytes < needed:
+            raise ValueError(
+                f"send_queue_bytes must be at least {needed} with history_frame_bytes {self.history_frame_bytes} and "
+                f"max_message_size {self.max_message_size}: one history event must fit (it holds at least one message, "
+                "whose text can take 6 times its size: JSON escapes a control character in 6 bytes)"
+            )
 
 
 def env_name(name):

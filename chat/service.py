@@ -1,12 +1,15 @@
 """The chat's operations shared by all connections: post, history, presence, known users, shutdown."""
 import logging
 import time
+from functools import partial
+from itertools import takewhile
 
 import gevent
 from gevent.event import Event
 
 from . import frames
 from .delivery import ClusterDelivery, LocalDelivery
+from .history import NewestWindow, fetch_rows, forward, merged, primed
 from .hub import Hub
 from .protocol import ProtocolError, encode_event
 from .store import StoreUnavailable
@@ -22,6 +25,18 @@ def _merge(db_records, uncommitted, keep):
         if keep(r):
             by_id[r.id] = r
     return [by_id[i] for i in sorted(by_id)]
+
+
+def _read_once(read):
+    """A function that returns read(), calling it the first time only."""
+    value = []
+
+    def once():
+        if not value:
+            value.append(read())
+        return value[0]
+
+    return once
 
 
 class AttachmentPost:
@@ -128,36 +143,69 @@ class ChatService:
 
     def history_page(self, user, limit, before=None, with_user=None):
         """A page of older messages (group, or one conversation), oldest first."""
+        uncommitted = self.writer.uncommitted()  # before the query: a record committing meanwhile is in one of the two
         if with_user is None:
             rows = self.store.group_page(limit, before)
         else:
             rows = self.store.conversation_page(user, with_user, limit, before)
         ceiling = before or 2**62
-        uncommitted = self.writer.uncommitted()
         floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/holds.py
         merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user))
         return merged[-limit:]
 
+    def history_window(self, user, limit, before=None, with_user=None):
+        """What a history request is answered with: the newest `limit` messages below `before` (group, or one
+        conversation), oldest first, read from the store a few at a time (chat/history.py). Its `count` is known."""
+        settings = self.settings
+        chunk = fetch_rows(settings.history_frame_bytes, settings.max_message_size)
+        page = partial(self.history_page, user, with_user=with_user)
+        return NewestWindow(page, limit, before, chunk, settings.history_frame_bytes)
+
     def connect_history(self, user, last_seen_id, since=None):
-        """What a new connection is sent: everything after `since`, or recent group messages plus unreceived directs."""
-        # Both taken before the queries: see ChatSession.run.
-        uncommitted = self.writer.uncommitted()
+        """What a new connection is sent: everything after `since`, or recent group messages plus unreceived directs.
+
+        Oldest first, read from the store a few at a time as the caller consumes it (a client that does not read
+        holds up one chunk, not its whole history); the first chunk is read at once, so a store failure raises here."""
+        settings = self.settings
+        chunk = fetch_rows(settings.history_frame_bytes, settings.max_message_size)
+        limit = settings.max_replay
+        # Taken before any query (see ChatSession.run). Without one (one process), messages accepted while the history
+        # is read may be in it as well as held for live delivery: the session sends them once.
         ceiling = self.delivery.history_ceiling()
-        limit = self.settings.max_replay
-        floor = self.store.name_floor(user)[0] if uncommitted else 0  # directs up to it were an earlier holder's
+        if ceiling is None:
+            ceiling = 2**63
+        # Directs up to the name's floor were an earlier holder's (chat/holds.py). The store's queries leave them out;
+        # the filters below see only records not committed yet, so the floor is read only when there are such records.
+        floor = _read_once(lambda: self.store.name_floor(user)[0])
         if since is not None:
-            rows = self.store.visible_since(user, since, limit)
-            records = _merge(rows, uncommitted, lambda r: r.id > since and r.visible_to(user) and (r.recipient is None or r.id > floor))[:limit]
-        else:
-            recent = self.settings.history_on_connect
-            group = _merge(self.store.group_page(recent), uncommitted, lambda r: r.recipient is None)[-recent:]
-            directs = _merge(
-                self.store.directs_to_since(user, last_seen_id, limit),
-                uncommitted,
-                lambda r: r.recipient == user and r.id > max(last_seen_id, floor),
+            records = forward(
+                self._pager(lambda a, n: self.store.visible_since(user, a, n), lambda r: r.id > since and r.visible_to(user) and (r.recipient is None or r.id > floor()), ceiling),
+                since, limit, chunk,
             )
-            records = sorted(group + directs[:limit], key=lambda r: r.id)
-        return records if ceiling is None else [r for r in records if r.id < ceiling]
+        else:
+            group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
+            directs = forward(
+                self._pager(
+                    lambda a, n: self.store.directs_to_since(user, a, n),
+                    lambda r: r.recipient == user and r.id > max(last_seen_id, floor()),
+                    ceiling,
+                ),
+                last_seen_id, limit, chunk,
+            )
+            records = merged(group, directs)
+        return primed(takewhile(lambda r: r.id < ceiling, records))
+
+    def _pager(self, rows_after, keep, ceiling):
+        """page(after_id, n): the next `n` stored rows after an id, with the records matching `keep` that are
+        accepted but not committed yet among them (or, at the end of the table, up to `ceiling`), oldest first."""
+
+        def page(after_id, n):
+            uncommitted = self.writer.uncommitted()  # before the query, as in history_page
+            rows = rows_after(after_id, n)
+            below = rows[-1].id + 1 if len(rows) == n else ceiling
+            return _merge(rows, uncommitted, lambda r: after_id < r.id < below and keep(r))
+
+        return page
 
     # ---- presence and life cycle ------------------------------------------------------------
 

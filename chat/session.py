@@ -13,17 +13,24 @@ from .protocol import (
     ack_json,
     encode_event,
     error_event,
-    message_event,
     parse_inbound,
     with_ref,
 )
+from .history import send_history
 from .store import StoreUnavailable
 
 log = logging.getLogger("chat.session")
 
+# Live messages held during a long history outgrew the send queue; the client resumes with ?since=.
+CLOSE_HELD_OVERFLOW = frames.CLOSE_POLICY_VIOLATION
+HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect with ?since=LAST_ID"
+
 
 class ChatSession:
-    __slots__ = ("service", "user", "conn", "since", "deliver", "_held", "_parse_options", "__weakref__")
+    __slots__ = (
+        "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
+        "__weakref__",
+    )
 
     def __init__(self, service, user, conn, since=None):
         self.service = service
@@ -33,6 +40,9 @@ class ChatSession:
         # The hub calls deliver(frame, message_id) for every message: until the connect-time history is sent it
         # holds them (so nothing arrives twice or out of order), then it is the connection's own send_frame.
         self._held = []
+        self._held_bytes = 0
+        self._held_ids = set()
+        self._history_sent = False
         self.deliver = self._hold
         settings = service.settings
         self._parse_options = dict(
@@ -42,7 +52,18 @@ class ChatSession:
         )
 
     def _hold(self, frame, message_id=None):
-        self._held.append((message_id, frame))
+        held = self._held
+        held.append((message_id, frame))
+        self._held_bytes += len(frame)
+        if message_id is not None:
+            self._held_ids.add(message_id)
+        settings = self.service.settings
+        if len(held) > settings.send_queue_messages or self._held_bytes > settings.send_queue_bytes:
+            # The history is going out slower than messages arrive: what is held would not fit the send queue.
+            log.info("closing %s: %s (%d messages, %d bytes held)", self.user, HELD_OVERFLOW_REASON, len(held), self._held_bytes)
+            self._held, self._held_bytes, self._held_ids = [], 0, set()
+            self.deliver = _drop
+            self.conn.close(CLOSE_HELD_OVERFLOW, HELD_OVERFLOW_REASON)
 
     def _send_after_since(self, frame, message_id=None):
         """deliver, for a client that saw more on another process than this one has delivered yet."""
@@ -78,28 +99,41 @@ class ChatSession:
                 last_seen = service.register_user(self.user)
                 # Registered before the history query: anything newer is held above and released after it.
                 history = service.connect_history(self.user, last_seen, self.since)
+                self.send_event({"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT})
+                fields = {} if self.since is None else {"since": self.since}
+                sent_held = set()
+                sent = send_history(self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes)
             except StoreUnavailable as e:
                 log.warning("refusing %s: store unavailable: %s", self.user, e)
+                self.deliver = _drop
                 self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
                 self.conn.run(_ignore)
                 return
-            self.send_event({"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT})
-            self.send_event(_history_event(history, since=self.since))
-            self._release_held({r.id for r in history})
+            if sent and self.conn.wait_sent():
+                self._history_sent = True
+                self._release_held(sent_held)
+            else:
+                self._held = None
+                self.deliver = _drop
             if first:
                 service.presence_changed(self.user, True)
             self.conn.run(self.handle_text)
         finally:
             if hub.remove(self):
-                service.user_left(self.user)
+                if self._history_sent:  # else the offline directs it was not sent yet go to the next connection
+                    service.user_left(self.user)
                 service.presence_changed(self.user, False)
+
+    @property
+    def _frame_bytes(self):
+        return self.service.settings.history_frame_bytes
 
     def _release_held(self, already_sent):
         since = self.since if self.since is not None else -1
         for message_id, frame in self._held:
             if message_id is None or (message_id not in already_sent and message_id > since):
                 self.conn.send_frame(frame)
-        self._held = None
+        self._held = self._held_ids = None
         lagging = self.since is not None and self.service.delivery.lags_behind(self.since)
         self.deliver = self._send_after_since if lagging else self.conn.send_frame
 
@@ -112,10 +146,14 @@ class ChatSession:
             elif kind is SendDirect:
                 self.service.post(self, command.msg, command.to, command.ref)
             elif kind is History:
-                records = self.service.history_page(self.user, command.limit, command.before, command.with_user)
-                event = _history_event(records, with_user=command.with_user, before=command.before)
-                event["more"] = len(records) == command.limit
-                self.send_event(with_ref(event, command.ref))
+                window = self.service.history_window(self.user, command.limit, command.before, command.with_user)
+                fields = {"with": command.with_user, "before": command.before, "more": window.count == command.limit}
+                fields = with_ref({k: v for k, v in fields.items() if v is not None}, command.ref)
+                # Waits for the connection to send each event: this client's next command is read after the reply.
+                try:
+                    send_history(self.conn, window, fields, self._frame_bytes)
+                except StoreUnavailable:  # part of the reply may have gone: the ref says which request failed
+                    self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
             elif kind is Who:
                 self.send_event(with_ref({"type": "who", "online": self.service.online()}, command.ref))
             elif kind is Help:
@@ -129,15 +167,16 @@ class ChatSession:
             self.send_error("internal", "the server failed to handle that message")
 
 
-def _history_event(records, since=None, with_user=None, before=None):
-    event = {"type": "history", "messages": [message_event(r) for r in records]}
-    if since is not None:
-        event["since"] = since
-    if with_user is not None:
-        event["with"] = with_user
-    if before is not None:
-        event["before"] = before
-    return event
+def _noting(records, held_ids, sent_held):
+    """`records`, noting in `sent_held` those also held to be delivered live (they must not go out twice)."""
+    for record in records:
+        if record.id in held_ids:
+            sent_held.add(record.id)
+        yield record
+
+
+def _drop(frame, message_id=None):
+    return False
 
 
 def _ignore(text):

@@ -176,6 +176,15 @@ class Connection:
     def send_text(self, text):
         return self.send_frame(frames.encode_text(text))
 
+    def wait_sent(self):
+        """Wait until everything queued so far has been handed to the socket; False if the connection stopped being open."""
+        while self._state == OPEN and (self._queue or self._writer is not None):
+            if self._writer is not None:
+                self._writer.join()
+            else:
+                gevent.sleep(0)  # the flusher sends it on its next turn
+        return self._state == OPEN
+
     def close(self, code=frames.CLOSE_NORMAL, reason=""):
         """Start the close handshake; the socket is dropped if the peer does not answer within close_timeout."""
         if self._state != OPEN:

@@ -87,6 +87,7 @@
     wantConnected: false,
     welcomed: false, // the current socket has received its welcome
     everWelcomed: false, // some socket did: reconnects ask for ?since=
+    resumable: false, // a connect-time history in several events was cut off: reconnects ask for ?since= too
     attempts: 0,
     retryTimer: 0,
     retryAt: 0,
@@ -672,14 +673,20 @@
     if (c === state.active) renderThreadChrome();
   }
 
+  // A long history comes as several events: all but the last say "complete": false (one event says nothing).
   function onHistory(ev) {
     const messages = Array.isArray(ev.messages) ? ev.messages : [];
+    const last = ev.complete !== false;
     const req = ev.ref !== undefined ? state.requests.get(ev.ref) : undefined;
     if (req) {
-      state.requests.delete(ev.ref);
+      if (last) state.requests.delete(ev.ref);
       const c = getConv(req.key);
       const keep = req.kind === "older" && c === state.active ? { h: ui.messages.scrollHeight, top: ui.messages.scrollTop } : null;
       messages.forEach((m) => addMessage(m, { unread: false }));
+      if (!last) {
+        if (keep) ui.messages.scrollTop = ui.messages.scrollHeight - keep.h + keep.top;
+        return;
+      }
       if (req.kind !== "preview") {
         c.loading = false;
         c.loaded = true;
@@ -700,6 +707,12 @@
       noteId(m.id);
       addMessage(m, { unread: replay || m.type === "direct", replay: replay });
     });
+    if (!last) {
+      state.resumable = true; // cut off before the last event: a reconnect asks for what follows (?since=)
+      renderConvList();
+      if (stick) scrollToBottom();
+      return;
+    }
     flushPending();
     const first = !state.everWelcomed;
     state.everWelcomed = true;
@@ -842,7 +855,7 @@
     if (!state.me || state.ws) return;
     let url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/" + encodeURIComponent(state.me);
     const query = [];
-    if (state.everWelcomed) query.push("since=" + state.lastId); // replay all that was missed
+    if (state.everWelcomed || state.resumable) query.push("since=" + state.lastId); // replay all that was missed
     const resume = ACCOUNT ? null : load(resumeKey(state.me), null);
     if (typeof resume === "string" && resume) query.push("resume=" + encodeURIComponent(resume));
     if (query.length) url += "?" + query.join("&");
@@ -953,6 +966,7 @@
     state.me = null;
     state.welcomed = false;
     state.everWelcomed = false;
+    state.resumable = false;
     state.attempts = 0;
     state.lastId = 0;
     state.convs.clear();

@@ -172,7 +172,10 @@ def test_healthz_503_when_store_unreachable(start_server, throwaway_mariadb):
 
 
 def test_slow_consumer_is_closed_and_others_unaffected(start_server, sqlite_url, clients):
-    server = start_server(sqlite_url, send_queue_messages=200, send_queue_bytes=256 * 1024, close_timeout=60, **UNLIMITED)
+    server = start_server(
+        sqlite_url, send_queue_messages=200, send_queue_bytes=256 * 1024, close_timeout=60,
+        max_message_size=32768, history_frame_bytes=65536, **UNLIMITED,  # so one history event fits in the small queue
+    )
     slow = RawWebSocket.connect(server.port, "/ws/slow", timeout=30, rcvbuf=4096)  # connects, then never reads
     sender = clients(server, "sender")
     fast = clients(server, "fast")

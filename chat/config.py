@@ -39,7 +39,7 @@ class Settings:
     )
     send_queue_total_bytes: int = _setting(
         128 * 1024 * 1024,
-        "outbound bytes held for backed-up sockets across all connections; past it the most backed-up are closed with 1008",
+        "outbound bytes held for backed-up sockets across all connections; past it the most backed-up are dropped (TCP closed: a close frame behind their backlog would never arrive)",
     )
     max_fragments: int = _setting(1024, "most frames one inbound message may be split into; more are closed with 1009")
     max_request_body: int = _setting(64 * 1024, "largest HTTP request body in bytes outside uploads; larger ones get HTTP 413")

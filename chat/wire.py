@@ -178,7 +178,7 @@ class Connection:
 
     def wait_sent(self):
         """Wait until everything queued so far has been handed to the socket; False if the connection stopped being open."""
-        while self._state == OPEN and (self._queue or self._writer is not None):
+        while self._state == OPEN and (self._queue or self._pong or self._writer is not None):
             if self._writer is not None:
                 self._writer.join()
             else:

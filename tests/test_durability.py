@@ -242,8 +242,8 @@ def test_graceful_shutdown_flushes_and_closes_1001(start_server, database_url, c
 
 
 def test_connection_storm_all_upgraded(start_server, sqlite_url):
-    server = start_server(sqlite_url)
     n = 2000
+    server = start_server(sqlite_url, max_connections_per_address=n)  # the storm comes from one address
 
     async def storm():
         async def one(i):

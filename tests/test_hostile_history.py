@@ -63,9 +63,15 @@ def assert_frames_fit(sizes, messages_per_event, frame_bytes=FRAME_BYTES):
         assert size <= frame_bytes or count == 1, (size, count)
 
 
-def newcomer(server, name, query=""):
-    client = RawWebSocket.connect(server.port, f"/ws/{name}{query}", timeout=30)
-    client.recv_type("welcome")
+def newcomer(server, name, query="", **kwargs):
+    """A raw client for a guest name; one the server gave a resume token comes back with it (the name is held)."""
+    token = server.resume_tokens.get(name)
+    if token is not None:
+        query += ("&" if "?" in query else "?") + "resume=" + token
+    client = RawWebSocket.connect(server.port, f"/ws/{name}{query}", timeout=kwargs.pop("timeout", 30), **kwargs)
+    welcome = client.recv_type("welcome")
+    if "resume" in welcome:
+        server.resume_tokens[name] = welcome["resume"]
     return client
 
 
@@ -234,8 +240,7 @@ def test_live_messages_held_during_a_stalled_history_are_bounded(start_server, d
 
     def stalled_newcomer_then_live(count):
         # Welcomed, so in the hub; its replay (16 MB) is stuck on a full socket while it does not read.
-        stalled = RawWebSocket.connect(server.port, "/ws/accomplice?since=0", timeout=60, rcvbuf=4096)
-        stalled.recv_type("welcome")
+        stalled = newcomer(server, "accomplice", "?since=0", timeout=60, rcvbuf=4096)
         live = []
         for i in range(count):
             live += post_all(sender, [f"live {i}"])

@@ -496,6 +496,8 @@ def test_the_page_reconnects_as_the_same_guest_and_an_impostor_page_is_told_the_
             mine.locator("#join-name").press("Enter")
             expect(mine.locator("#conn")).to_have_attribute("data-state", "online", timeout=10_000)
             direct(friend, name, "a note for the page")
+            # Shown before the reload: a direct the socket was sent but the page had not read yet is not replayed.
+            expect(mine.locator(f'#conversations li[data-conv="{friend_name}"]')).to_be_visible(timeout=10_000)
             # A reload drops the socket; the page rejoins by itself with its stored token, within the hold.
             mine.reload()
             expect(mine.locator("#conn")).to_have_attribute("data-state", "online", timeout=10_000)

@@ -203,6 +203,20 @@ def logout():
 # ---- API ------------------------------------------------------------------------------------------
 
 
+CREDENTIALS_MISSING = 'send "username" and "password" (JSON or form fields)'
+
+
+def _body_credentials():
+    """(fields, username, password) of a JSON or form body; username and password are None unless both are given."""
+    data = request.get_json(silent=True) if request.is_json else request.form
+    if not isinstance(data, dict):
+        data = {}
+    username, password = data.get("username"), data.get("password")
+    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+        return data, None, None
+    return data, username, password
+
+
 def _json_error(status, message, **extra):
     response = jsonify(error=message, **extra)
     response.status_code = status
@@ -212,12 +226,9 @@ def _json_error(status, message, **extra):
 @bp.route("/api/token", methods=["POST"])
 def create_token():
     """{"username","password"[,"expires_in"]} (JSON or form fields) -> {"token","token_type","user","expires_in","expires_at"}."""
-    data = request.get_json(silent=True) if request.is_json else request.form
-    if not isinstance(data, dict):
-        data = {}
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
-        return _json_error(400, 'send "username" and "password" (JSON or form fields)')
+    data, username, password = _body_credentials()
+    if username is None:
+        return _json_error(400, CREDENTIALS_MISSING)
     lifetime = _settings().token_lifetime
     asked = data.get("expires_in")  # a shorter life than the server's token_lifetime, if the client wants one
     if asked is not None:
@@ -247,12 +258,9 @@ def create_token():
 @bp.route("/api/register", methods=["POST"])
 def register_api():
     """{"username","password"} (JSON or form fields) -> 201 {"user"}; 400 {"error","field"} names the field to fix."""
-    data = request.get_json(silent=True) if request.is_json else request.form
-    if not isinstance(data, dict):
-        data = {}
-    raw, password = data.get("username"), data.get("password")
-    if not isinstance(raw, str) or not isinstance(password, str) or not raw or not password:
-        return _json_error(400, 'send "username" and "password" (JSON or form fields)')
+    data, raw, password = _body_credentials()
+    if raw is None:
+        return _json_error(400, CREDENTIALS_MISSING)
     auth = _auth()
     name = auth.normalize(raw)
     if name is None:

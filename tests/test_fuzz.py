@@ -1,6 +1,6 @@
 """Runs each atheris fuzzing target (tests/fuzz/) for a bounded time in a subprocess; a crash fails the test.
 
-CHAT_FUZZ_SECONDS sets the time per target (default 15). The number of inputs each run tried is printed.
+CHAT_FUZZ_SECONDS sets the time per target (default 8). The number of inputs each run tried is printed.
 """
 import os
 import re
@@ -16,7 +16,7 @@ TARGETS = ["frames", "protocol"]
 
 
 def fuzz_seconds():
-    return max(1, int(float(os.environ.get("CHAT_FUZZ_SECONDS", "15"))))
+    return max(1, int(float(os.environ.get("CHAT_FUZZ_SECONDS", "8"))))
 
 
 @pytest.fixture(scope="module", autouse=True)

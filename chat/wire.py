@@ -160,7 +160,8 @@ class Connection:
         if len(queue) > self._max_queue or self._queued_bytes > self._max_queue_bytes:
             self._overflow()
             return False
-        if self in _budget.backed_up:
+        # Only a connection with a writer greenlet can be backed up: the common case costs one slot read, no set lookup.
+        if self._writer is not None and self in _budget.backed_up:
             _budget.grow(len(frame))
             if self._state != OPEN:  # closed just now to keep the total under its limit
                 return False

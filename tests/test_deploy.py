@@ -181,7 +181,8 @@ def test_gunicorn_chat_worker_serves_the_chat_and_stops_in_order(start_gunicorn,
     # Connect until each worker holds a socket (the kernel hands each connect to whichever worker accepts first).
     users, per_worker = [], {}
     while len(per_worker) < 2 or not all(per_worker.values()):
-        assert len(users) < 16, f"16 connects never reached both workers: {per_worker}"
+        # Linux may hand a run of connects to the same waiting worker; 48 stays under max_connections_per_address.
+        assert len(users) < 48, f"48 connects never reached both workers: {per_worker}"
         name = f"user{len(users)}"
         users.append((name, clients(g, name)))
         for _ in range(6):

@@ -19,7 +19,7 @@ from gevent.pywsgi import LoggingLogAdapter, WSGIServer  # noqa: E402
 
 from chat import create_app  # noqa: E402
 from chat.config import load_settings  # noqa: E402
-from chat.handler import ChatWebSocketHandler  # noqa: E402
+from chat.websocket.handler import ChatWebSocketHandler  # noqa: E402
 from chat.store import Store  # noqa: E402
 
 log = logging.getLogger("chat.server")

@@ -5,7 +5,7 @@ Run by bench/run.py (cluster scenario) pinned to the load client's core, against
     python3 bench/redis_cost.py --redis-url redis://127.0.0.1:PORT/0 --redis-pid PID --channel PREFIX:costprobe
 
 It publishes `--batches` batches, each the bytes our server publishes for `--batch-messages` group messages
-(chat/busformat.py's encode_batch of the bench's fan-out frames; 1 and 150 by default), one PUBLISH at a time
+(chat/cluster/busformat.py's encode_batch of the bench's fan-out frames; 1 and 150 by default), one PUBLISH at a time
 awaiting its reply as the server does, to 1, 2, 4 and 8 subscribers that read and discard, from as many publishers
 as subscribers (as in a cluster, where each process publishes and subscribes). Redis's CPU (its threads' schedstat run time)
 is read around each run, minus its background rate measured over an idle second just before. The last line on
@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chat import frames  # noqa: E402
-from chat.busformat import BusMessage, encode_batch  # noqa: E402
+from chat.websocket import frames  # noqa: E402
+from chat.cluster.busformat import BusMessage, encode_batch  # noqa: E402
 
 FILLER = "hello everyone, this is a benchmark chat message"
 

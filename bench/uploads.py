@@ -24,7 +24,7 @@ import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import filesamples  # noqa: E402
-from chat import images  # noqa: E402
+from chat.uploads import images  # noqa: E402
 from conftest import MySQLDatabases, ServerProcess  # noqa: E402
 from webusers import get_token, signed_up, token_socket  # noqa: E402
 

@@ -6,12 +6,12 @@ import sys
 import urllib.error
 import urllib.request
 
-from .accounts import admin_serializer
-from .auth import AuthService
-from .config import load_settings
-from .protocol import normalize_name
-from .security import load_secret_key
-from .store import Store, StoreUnavailable
+from chat.accounts.routes import admin_serializer
+from chat.accounts.credentials import AuthService
+from chat.config import load_settings
+from chat.names import normalize_name
+from chat.security import load_secret_key
+from chat.store import Store, StoreUnavailable
 
 USAGE_EPILOG = """\
 Pass the same settings as the server (flags or CHAT_* variables) so this reaches the same database, Redis and

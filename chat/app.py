@@ -5,10 +5,10 @@ import socket
 
 from flask import Flask
 
-from .bots.runner import BotRunner
-from .config import Settings, load_settings
-from .service import ChatService
-from .store import Store
+from chat.bots.runner import BotRunner
+from chat.config import Settings, load_settings
+from chat.messaging.service import ChatService
+from chat.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +29,10 @@ def create_app(settings=None, **overrides):
     BotRunner.start(service)
     app.extensions["chat"] = service
 
-    from . import accounts, uploads, views, ws
+    from chat.accounts import routes as accounts
+    from chat.uploads import routes as uploads
+    from chat import pages as views
+    from chat.messaging import routes as ws
 
     app.register_blueprint(views.bp)
     app.register_blueprint(ws.bp)

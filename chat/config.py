@@ -64,7 +64,7 @@ class Settings:
     bot_inbox: int = _setting(100, "messages waiting for a bot's answer before the oldest are dropped")
     echo_endpoint: bool = _setting(False, "mount /echo, a raw echo socket on the chat's websocket layer (tests only)")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR")
-    # Accounts and security (chat/auth.py, chat/security.py, chat/guard.py)
+    # Accounts and security (chat/accounts/, chat/security.py)
     secret_key: str = _setting(
         "", "key that signs session cookies and CSRF tokens; empty: generated once and kept in INSTANCE_DIR/secret_key (mode 0600)"
     )
@@ -120,7 +120,7 @@ class Settings:
     password_hash_queue: int = _setting(
         16, "sign-ins waiting for a password hash before further ones are refused with 503 and Retry-After"
     )
-    # Several processes (chat/delivery.py, chat/bus.py); these apply only with redis_url
+    # Several processes (chat/messaging/delivery.py, chat/cluster/bus.py); these apply only with redis_url
     workers: int = _setting(1, "processes to pre-fork, sharing the listening socket (more than 1 needs redis_url)")
     presence_heartbeat: float = _setting(1.0, "seconds between a process's heartbeats in Redis")
     presence_timeout: float = _setting(
@@ -131,7 +131,7 @@ class Settings:
         "also how often the database is read while Redis is away"
     )
     bus_catch_up_limit: int = _setting(10000, "most missed messages a process delivers live after Redis comes back")
-    # Attachments (chat/uploads.py, chat/filetypes.py, chat/images.py): keep this block together
+    # Attachments (chat/uploads/routes.py, chat/uploads/filetypes.py, chat/uploads/images.py): keep this block together
     max_upload_size: int = _setting(5 * 1024 * 1024, "largest file one upload may carry, in bytes; larger ones get HTTP 413")
     upload_types: str = _setting(
         "png,jpeg,gif,webp,pdf,text,zip",
@@ -224,7 +224,7 @@ class Settings:
             raise ValueError("send_queue_total_bytes must be at least send_queue_bytes")
 
     def _validate_uploads(self):
-        from .filetypes import KINDS  # pure module, no import cycle
+        from chat.uploads.filetypes import KINDS  # pure module, no import cycle
 
         if self.max_upload_size < 1:
             raise ValueError("max_upload_size must be at least 1")
@@ -260,14 +260,14 @@ class Settings:
 
 
     def _validate_history(self):
-        from .history import largest_history_event  # no import cycle: it needs only protocol
+        from chat.messaging.history import largest_history_event  # no import cycle: it needs only protocol
 
         for name in ("history_on_connect", "max_history_page", "max_replay"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.history_frame_bytes < 1024:
             raise ValueError("history_frame_bytes must be at least 1024")
-        # A history event is queued only once the queue is empty (chat/history.py): it must fit in it alone.
+        # A history event is queued only once the queue is empty (chat/messaging/history.py): it must fit in it alone.
         needed = largest_history_event(self.history_frame_bytes, self.max_message_size)
         if self.send_queue_bytes < needed:
             raise ValueError(

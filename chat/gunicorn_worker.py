@@ -4,7 +4,7 @@
 
 Why not gevent-websocket's own `geventwebsocket.gunicorn.workers.GeventWebSocketWorker`: its
 handler upgrades every websocket request before the app runs, so our view can no longer refuse a
-handshake with an HTTP status, and it never hands us the raw socket (chat/handler.py). This class
+handshake with an HTTP status, and it never hands us the raw socket (chat/websocket/handler.py). This class
 is that worker with our handler, plus what a chat needs when gunicorn stops a worker:
 
 - SIGTERM (gunicorn's graceful stop: the master's SIGTERM, HUP reloads, TTOU): stop accepting at
@@ -34,8 +34,8 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import VERSION, PyWSGIHandler
 
-from .config import load_settings
-from .handler import ChatWebSocketHandler, redact_tokens
+from chat.config import load_settings
+from chat.websocket.handler import ChatWebSocketHandler, redact_tokens
 
 log = logging.getLogger("chat.gunicorn")
 

@@ -9,7 +9,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .views import CONTENT_SECURITY_POLICY
+from chat.pages import CONTENT_SECURITY_POLICY
 
 log = logging.getLogger("chat.security")
 

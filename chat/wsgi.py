@@ -19,8 +19,8 @@ PRELOAD_REFUSED = (
 if not monkey.is_module_patched("socket"):
     raise RuntimeError(PRELOAD_REFUSED)
 
-from .app import create_app  # noqa: E402
-from .config import load_settings  # noqa: E402
+from chat.app import create_app  # noqa: E402
+from chat.config import load_settings  # noqa: E402
 
 
 def _configure_logging(settings):

@@ -1,7 +1,7 @@
 """RFC 6455 conformance: the Autobahn|Testsuite fuzzing client, sections 1-10, against /echo on the chat's websocket layer.
 
-`/echo` (chat/ws.py, mounted only with --echo-endpoint) runs on the same code path as /ws/<name>:
-chat/handler.py's upgrade, chat/wire.py's Connection and chat/frames.py's codec. The server runs with
+`/echo` (chat/messaging/routes.py, mounted only with --echo-endpoint) runs on the same code path as /ws/<name>:
+chat/websocket/handler.py's upgrade, chat/websocket/connection.py's Connection and chat/websocket/frames.py's codec. The server runs with
 its documented default limits, max_message_size included.
 
 Autobahn|Testsuite needs Python 2.7. The test finds it (pyenv, then python2.7 on PATH; or
@@ -304,7 +304,7 @@ def write_summary(data):
         f"- Tool: autobahntestsuite {v['autobahntestsuite']} (autobahn {v['autobahn']}) on Python {v['python']},"
         " fuzzing client.",
         "- Server: `run_server.py --echo-endpoint` (test configuration only); `/echo` runs on the chat's own websocket"
-        " layer (`chat/handler.py`, `chat/wire.py`, `chat/frames.py`), default settings, so"
+        " layer (`chat/websocket/handler.py`, `chat/websocket/connection.py`, `chat/websocket/frames.py`), default settings, so"
         f" `max_message_size` = {data['limit']} bytes.",
         f"- Cases: sections 1-10, {data['total']} cases; 12.* and 13.* (permessage-deflate, not offered) excluded.",
         "",
@@ -423,7 +423,7 @@ def test_autobahn_fuzzingclient_sections_1_to_10(start_server, sqlite_url, tmp_p
 # ---- What the Autobahn run found, pinned down without Python 2.7 ------------------------------------------------
 
 def _client_frame(opcode, payload, fin=True, rsv=0, mask=b"\x1f\x2e\x3d\x4c"):
-    from chat.frames import unmask
+    from chat.websocket.frames import unmask
 
     n = len(payload)
     first = (0x80 if fin else 0) | rsv << 4 | opcode
@@ -438,7 +438,7 @@ def _client_frame(opcode, payload, fin=True, rsv=0, mask=b"\x1f\x2e\x3d\x4c"):
 
 def test_messages_completed_before_a_protocol_error_are_kept():
     """Autobahn 3.2-3.7, 4.1.3-4.2.5, 5.15: a good message and a bad frame in one read; the message counts."""
-    from chat.frames import CLOSE_PROTOCOL_ERROR, FrameError, FrameParser, Text
+    from chat.websocket.frames import CLOSE_PROTOCOL_ERROR, FrameError, FrameParser, Text
 
     parser = FrameParser(65536)
     with pytest.raises(FrameError) as info:
@@ -450,7 +450,7 @@ def test_messages_completed_before_a_protocol_error_are_kept():
 @pytest.mark.parametrize("continuation", [False, True])
 def test_invalid_utf8_fails_before_its_frame_is_complete(continuation):
     """Autobahn 6.4.3/6.4.4: bad UTF-8 arriving in the middle of one frame fails at once (fail fast)."""
-    from chat.frames import CLOSE_INVALID_DATA, FrameError, FrameParser
+    from chat.websocket.frames import CLOSE_INVALID_DATA, FrameError, FrameParser
 
     parser = FrameParser(65536)
     bad = "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"edited"  # U+110000 is out of range
@@ -468,7 +468,7 @@ def test_invalid_utf8_fails_before_its_frame_is_complete(continuation):
 
 
 def test_valid_text_split_anywhere_inside_a_frame_still_decodes():
-    from chat.frames import FrameParser, Text
+    from chat.websocket.frames import FrameParser, Text
 
     text = "aé€😀" * 50
     frame = _client_frame(0x1, text[:30].encode(), fin=False) + _client_frame(0x0, text[30:].encode())

@@ -11,8 +11,8 @@ from chat.bots import Bot, load_bots, register, reserved_names
 from chat.bots.eliza import GREETING, Eliza
 from chat.bots.runner import BotClient, mention_pattern
 from chat.config import Settings
-from chat.frames import encode_text
-from chat.protocol import encode_event
+from chat.websocket.frames import encode_text
+from chat.messaging.protocol import encode_event
 from conftest import ServerProcess, fresh_database_url
 from rawws import RawWebSocket
 from servers import Chat

@@ -1,13 +1,14 @@
-"""Content sniffing (chat/filetypes.py) and picture re-encoding (chat/images.py), without a server."""
+"""Content sniffing (chat/uploads/filetypes.py) and picture re-encoding (chat/uploads/images.py), without a server."""
 import io
 
 import pytest
 from PIL import Image
 
 import filesamples as samples
-from chat import filetypes, images
+from chat.uploads import filetypes
+from chat.uploads import images
 from chat.config import Settings, load_settings
-from chat.filetypes import KINDS
+from chat.uploads.filetypes import KINDS
 
 ALL = list(KINDS.values())
 

@@ -1,10 +1,10 @@
-"""chat/frames.py, the RFC 6455 codec, on its own: bytes in, events out."""
+"""chat/websocket/frames.py, the RFC 6455 codec, on its own: bytes in, events out."""
 import struct
 
 import pytest
 
-from chat import frames
-from chat.frames import Binary, Close, FrameError, FrameParser, Ping, Pong, Text
+from chat.websocket import frames
+from chat.websocket.frames import Binary, Close, FrameError, FrameParser, Ping, Pong, Text
 from rawws import build_frame, mask_payload
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA

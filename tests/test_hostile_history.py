@@ -11,7 +11,7 @@ from conftest import db_execute, presence_changes
 from rawws import RawWebSocket
 
 from chat.config import load_settings
-from chat.history import largest_history_event
+from chat.messaging.history import largest_history_event
 
 # 64 KiB of a control character: the largest message, and 6 times larger once JSON-escaped (\x01 -> \u0001).
 HOSTILE = "\x01" * 65536

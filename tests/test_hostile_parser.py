@@ -11,9 +11,9 @@ import requests
 from bystanders import Bystanders
 from chat.config import load_settings
 from chat.records import MessageRecord
-from chat.service import ChatService
+from chat.messaging.service import ChatService
 from chat.store import Store, StoreUnavailable
-from chat.writer import MessageWriter
+from chat.messaging.writer import MessageWriter
 from conftest import db_execute
 from rawws import OP_TEXT, RawWebSocket
 from redis_instance import redis_server  # noqa: F401  (fixture)

@@ -259,7 +259,7 @@ def test_socket_closes_when_its_token_or_session_expires(start_signin_server, ba
     ("bob-was-here-42", "bo", False),  # names under 3 characters are not looked for
 ])
 def test_password_rules(password, name, refused):
-    from chat.passwords import password_problem
+    from chat.accounts.passwords import password_problem
 
     assert (password_problem(password, name, 8) is not None) == refused
 
@@ -268,7 +268,7 @@ def test_expiry_sweeper_calls_back_once_and_forgets_discarded_entries():
     import gevent
     from gevent.event import Event
 
-    from chat.expiry import ExpirySweeper
+    from chat.accounts.expiry import ExpirySweeper
 
     expired, done = [], Event()
 

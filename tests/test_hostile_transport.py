@@ -18,7 +18,7 @@ from bystanders import Bystanders
 from conftest import ServerProcess
 from rawws import OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
 
-from chat import frames
+from chat.websocket import frames
 
 SLOW_CONSUMER = (1008, "send queue overflow: client too slow")
 DEADLINE = 20.0  # seconds any polled condition may take before the test fails
@@ -269,7 +269,7 @@ def test_half_sent_body_is_refused_408_after_the_body_timeout(limits_server):
     ("/ws/a", "/ws/a"),
 ])
 def test_redact_tokens_finds_every_spelling_of_the_name(logged, expected):
-    from chat.handler import redact_tokens
+    from chat.websocket.handler import redact_tokens
 
     assert redact_tokens(logged) == expected
 

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 import filesamples as samples
 from bystanders import Bystanders
 from chat.config import load_settings
-from chat.uploadlimits import UploadRate
+from chat.uploads.limits import UploadRate
 from conftest import ROOT, SUITE_SETTINGS, ServerProcess, db_execute
 from redis_instance import redis_server  # noqa: F401  (fixture)
 from webusers import get_token, signed_up

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from chat import frames
-from chat.protocol import (
+from chat.websocket import frames
+from chat.messaging.protocol import (
     History,
     ProtocolError,
     SendDirect,

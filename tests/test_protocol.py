@@ -1,11 +1,11 @@
-"""chat/protocol.py on its own: every inbound form, every error code, and the outbound events."""
+"""chat/messaging/protocol.py on its own: every inbound form, every error code, and the outbound events."""
 import json
 from datetime import datetime, timezone
 
 import pytest
 
-from chat import protocol
-from chat.protocol import History, Help, ProtocolError, SendDirect, SendGroup, Who
+from chat.messaging import protocol
+from chat.messaging.protocol import History, Help, ProtocolError, SendDirect, SendGroup, Who
 from chat.records import MessageRecord
 
 OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
@@ -340,7 +340,7 @@ def test_encode_event_is_compact_utf8_json():
 @pytest.mark.parametrize("ref", [None, 7, -3, "r-1", 'quo"te\\ 😀', ""])
 @pytest.mark.parametrize("body", ["hi", 'a "quoted" \\ back\nslash\t<b>&', "emoji 😀 ünïcode \u2028 \x00 \x1f"])
 def test_fast_event_builders_equal_the_generic_encoder(recipient, ref, body):
-    from chat.protocol import ack_event, ack_json, message_json
+    from chat.messaging.protocol import ack_event, ack_json, message_json
     from chat.records import MessageRecord
 
     record = MessageRecord(42, "al.ice-1", recipient, body, 1795243167123)
@@ -354,7 +354,7 @@ def test_fast_event_builders_equal_the_generic_encoder(recipient, ref, body):
 @pytest.mark.parametrize("has_thumb", [True, False])
 @pytest.mark.parametrize("name, kind", [("cat.png", "image/png"), ('q"uo\\te 😀\u2028.txt', "text/plain; charset=utf-8")])
 def test_fast_builder_with_an_attachment_equals_the_generic_encoder(recipient, has_thumb, name, kind):
-    from chat.protocol import message_json
+    from chat.messaging.protocol import message_json
     from chat.records import AttachmentRef, MessageRecord
 
     attachment = AttachmentRef(9, name, kind, 123456, has_thumb)

@@ -1,9 +1,9 @@
 """Pure units of the multi-process path: the bus batch format, the sequencer that orders deliveries, the cluster presence mirror."""
 import pytest
 
-from chat.busformat import BusFormatError, BusKick, BusMessage, BusPresence, decode_batch, encode_batch
-from chat.cluster import ClusterPresence
-from chat.sequencer import Sequencer
+from chat.cluster.busformat import BusFormatError, BusKick, BusMessage, BusPresence, decode_batch, encode_batch
+from chat.cluster.presence import ClusterPresence
+from chat.cluster.sequencer import Sequencer
 
 # ---- bus batches --------------------------------------------------------------------------------
 

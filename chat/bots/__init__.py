@@ -1,7 +1,9 @@
-"""Bots: chat users answered by code. The Bot interface, the registry of bot classes, and choosing which bots run."""
+"""Bots: chat users answered by code. The Bot interface, the registry of bot classes, and choosing which bots run.
+
+The bots package may import chat.messaging, chat.store, chat.websocket and the shared top-level modules."""
 import importlib
 
-from ..protocol import normalize_name
+from chat.names import normalize_name
 
 # Bots that ship with the server, imported only when they are asked for (ELIZA pulls in NLTK).
 BUILTIN = {"eliza": "chat.bots.eliza"}

@@ -7,10 +7,10 @@ from collections import deque
 import gevent
 from gevent.event import Event
 
-from .. import frames
-from ..protocol import ProtocolError
-from ..store import StoreUnavailable
-from ..ratelimit import TokenBucket
+from chat.websocket import frames
+from chat.messaging.protocol import ProtocolError
+from chat.store import StoreUnavailable
+from chat.ratelimit import TokenBucket
 from . import load_bots, reserved_names
 
 log = logging.getLogger("chat.bots")
@@ -133,7 +133,7 @@ class BotClient:
             log.warning("bot %s could not answer %s: %s", self.user, user, e.message)
 
     def _forget_earlier_holder(self, user):
-        """A name that changed hands since the bot last heard from it (its floor rose: chat/holds.py) is someone else now."""
+        """A name that changed hands since the bot last heard from it (its floor rose: chat/accounts/holds.py) is someone else now."""
         try:
             floor = self.service.store.name_floor(user)[0]
         except StoreUnavailable:

@@ -1,11 +1,13 @@
-"""The message store: a DBUtils pool over SQLite or PyMySQL, the schema, and every query (parameterised)."""
+"""The message store: a DBUtils pool over SQLite or PyMySQL, the schema, and every query (parameterised).
+
+The store package may import chat.records and chat.config only."""
 import contextlib
 import time
 
 from dbutils.pooled_db import PooledDB
 from gevent import get_hub
 
-from ..records import AttachmentRef, MessageRecord
+from chat.records import AttachmentRef, MessageRecord
 from .dialects import dialect_for, schema_statements
 
 _COLUMNS = "id, sender, recipient, body, created_ms, attachment_id"
@@ -38,7 +40,7 @@ class Store:
         q = self.dialect.sql
         self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")
         self._q_group_page = q(f"{_SELECT} WHERE m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
-        # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/holds.py).
+        # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/accounts/holds.py).
         self._q_conversation_page = q(
             f"{_SELECT} WHERE m.id < ? AND m.id > {_FLOOR} AND "
             "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
@@ -149,7 +151,7 @@ class Store:
         """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
 
         The chat_meta row stays locked until the commit, so across every process sharing the database ids
-        follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/sequencer.py.
+        follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
         """
         if not self.dialect.blocking:
             with self._cursor() as cur:

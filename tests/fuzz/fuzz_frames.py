@@ -11,7 +11,7 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 with atheris.instrument_imports():
-    from chat import frames
+    from chat.websocket import frames
 
 CLOSE_CODES = {frames.CLOSE_PROTOCOL_ERROR, frames.CLOSE_INVALID_DATA, frames.CLOSE_TOO_BIG}
 EVENT_TYPES = (frames.Text, frames.Binary, frames.Ping, frames.Pong, frames.Close)

@@ -13,7 +13,7 @@ import atheris
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 with atheris.instrument_imports():
-    from chat.protocol import (
+    from chat.messaging.protocol import (
         Help,
         History,
         ProtocolError,

@@ -3,7 +3,7 @@ import time
 
 from gevent.lock import BoundedSemaphore
 
-from .ratelimit import TokenBucket
+from chat.ratelimit import TokenBucket
 
 
 class UploadRate:

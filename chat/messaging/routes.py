@@ -4,11 +4,13 @@ import logging
 import gevent
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import frames
-from .addresses import AddressCounts
-from .guard import GuardedSession, check_handshake
-from .handler import ACCEPT_KEY, HandshakeError
-from .protocol import NAME_RULE, normalize_name, parse_message_id
+from chat.websocket import frames
+from chat.messaging.addresses import AddressCounts
+from chat.accounts.admission import check_handshake
+from chat.messaging.session import GuardedSession
+from chat.websocket.handler import ACCEPT_KEY, HandshakeError
+from chat.messaging.protocol import parse_message_id
+from chat.names import NAME_RULE, normalize_name
 
 bp = Blueprint("ws", __name__)
 log = logging.getLogger("chat.ws")
@@ -67,7 +69,7 @@ def _close_upgraded(ws):
     if not _wrong_handler_logged:
         _wrong_handler_logged = True
         log.error(
-            "websocket upgraded by gevent-websocket's own handler, not chat.handler.ChatWebSocketHandler: closing every "
+            "websocket upgraded by gevent-websocket's own handler, not chat.websocket.handler.ChatWebSocketHandler: closing every "
             "socket with 1011. Under gunicorn use -k chat.gunicorn_worker.ChatWebSocketWorker (not "
             "geventwebsocket.gunicorn.workers.GeventWebSocketWorker); or run run_server.py"
         )
@@ -99,7 +101,7 @@ def chat_socket(username):
         return refusal
     upgraded = False
     try:
-        # Origin, credentials, guests and the connection cap: see chat/guard.py.
+        # Origin, credentials, guests and the connection cap: see chat/accounts/admission.py.
         admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
         if refusal is not None:
             return refusal

@@ -10,7 +10,7 @@ from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 from werkzeug.exceptions import RequestTimeout
 
-from .wire import Connection
+from chat.websocket.connection import Connection
 
 ACCEPT_KEY = "chat.accept_websocket"
 

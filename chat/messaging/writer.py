@@ -6,7 +6,7 @@ from collections import deque
 import gevent
 from gevent.event import Event
 
-from .store import StoreUnavailable
+from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.writer")
 

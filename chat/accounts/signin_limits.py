@@ -7,7 +7,7 @@ from collections import OrderedDict
 import gevent
 from gevent.lock import BoundedSemaphore
 
-from .ratelimit import FailureThrottle
+from chat.ratelimit import FailureThrottle
 
 ATTEMPT_WINDOW = 60.0  # login_rate_per_address counts attempts per minute
 KNOWN_ADDRESSES_PER_NAME = 8

@@ -1,99 +1,31 @@
-"""How a posted message gets its id, is stored and reaches every connection: in one process, or across several over Redis.
+"""How a posted message gets its id, is stored and reaches every connection when several processes share the chat
+over Redis (CHAT_REDIS_URL set).
 
-LocalDelivery (no Redis): ids are claimed ahead in blocks, a message is delivered at once and
-acknowledged when committed. This is the fast path.
-
-ClusterDelivery (CHAT_REDIS_URL set): the database assigns ids at commit, so ids follow commit
-order across every process with no gaps; each process publishes what it committed once per batch,
-delivers what it and the others committed to its own connections in id order (chat/sequencer.py),
-and keeps who is online across processes (chat/cluster.py, chat/bus.py). A message is delivered
-once it is stored. What the bus loses (Redis away, a lost publication) is read from the database.
+The database assigns ids at commit, so ids follow commit order across every process with no gaps; each process
+publishes what it committed once per batch, delivers what it and the others committed to its own connections in id
+order (chat/cluster/sequencer.py), and keeps who is online across processes (chat/cluster/presence.py,
+chat/cluster/bus.py). A message is delivered once it is stored. What the bus loses (Redis away, a lost publication)
+is read from the database.
 """
 import logging
 import time
 
 import gevent
 
-from . import frames
-from .bus import RedisBus
-from .busformat import BusKick, BusMessage, BusPresence
-from .cluster import ClusterPresence
-from .ids import IdAllocator
-from .protocol import message_json
-from .records import MessageRecord
-from .sequencer import Sequencer
-from .store import StoreUnavailable
-from .writer import MessageWriter, refusal, writer_options
+from chat.cluster.bus import RedisBus
+from chat.cluster.busformat import BusKick, BusMessage, BusPresence
+from chat.cluster.presence import ClusterPresence
+from chat.cluster.sequencer import Sequencer
+from chat.messaging.delivery import LocalDelivery, _now_ms
+from chat.messaging.protocol import message_json
+from chat.messaging.writer import MessageWriter, refusal, writer_options
+from chat.records import MessageRecord
+from chat.store import StoreUnavailable
+from chat.websocket import frames
 
 log = logging.getLogger("chat.delivery")
 
 CATCH_UP_PAGE = 1000
-
-
-def _now_ms():
-    return int(time.time() * 1000)
-
-
-class LocalDelivery:
-    clustered = False
-
-    def __init__(self, service):
-        self.service = service
-        self.hub = service.hub
-        settings = service.settings
-        self.ids = IdAllocator(service.store, block_size=max(1000, settings.write_buffer))
-        self.writer = None
-        self.on_kick = None  # set by the accounts layer: close a user's sockets in this process
-
-    def start(self):
-        self.ids.start()
-        settings = self.service.settings
-        self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
-
-    def post(self, session, recipient, body, ref, attachment=None):
-        """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
-        raises BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms(), attachment)
-        self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
-        frame = frames.encode_text(message_json(record))
-        hub = self.hub
-        if recipient is None:
-            hub.broadcast(frame, record.id, exclude=session)
-        else:
-            hub.send_to_user(recipient, frame, record.id)
-            hub.send_to_user(session.user, frame, record.id, exclude=session)
-        return record
-
-    @property
-    def last_message_id(self):
-        return self.ids.last_assigned
-
-    def history_ceiling(self):
-        """Connect-time history holds only messages below this id (None: no limit); later ones come live."""
-        return None
-
-    def lags_behind(self, since):
-        """Whether a client that has seen up to `since` could still be sent older messages live here."""
-        return False
-
-    def is_online(self, user):
-        return self.hub.is_online(user)
-
-    def online(self):
-        return self.hub.online()
-
-    def local_presence(self, user, online):
-        """A user's first connection in this process opened, or its last one closed."""
-
-    def kick(self, kick):
-        """Close a user's sockets (chat.busformat.BusKick says which) wherever they are; the number closed here."""
-        return self.on_kick(kick) if self.on_kick is not None else 0
-
-    def health(self):
-        return {}
-
-    def stop(self):
-        pass
 
 
 class ClusterDelivery(LocalDelivery):

@@ -1,7 +1,7 @@
 """Message ids: claimed from the database in blocks so they are unique and increasing, and never reused after a crash."""
 import gevent
 
-from .store import StoreUnavailable
+from chat.store import StoreUnavailable
 
 
 class IdAllocator:

@@ -1,8 +1,12 @@
-"""One client's life on /ws/<name>: welcome and history, commands in, events out, presence on the way out."""
+"""One client's life on /ws/<name>: welcome and history, commands in, events out, presence on the way out; and the
+rate-limited session an admitted client gets."""
 import logging
+import math
+import time
 
-from . import frames
-from .protocol import (
+from chat.ratelimit import TokenBucket
+from chat.websocket import frames
+from chat.messaging.protocol import (
     HELP_TEXT,
     Help,
     History,
@@ -13,11 +17,13 @@ from .protocol import (
     ack_json,
     encode_event,
     error_event,
+    json_object,
     parse_inbound,
+    valid_ref,
     with_ref,
 )
-from .history import send_history
-from .store import StoreUnavailable
+from chat.messaging.history import send_history
+from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.session")
 
@@ -181,3 +187,54 @@ def _drop(frame, message_id=None):
 
 def _ignore(text):
     return None
+
+
+CLOSE_RATE_LIMITED = frames.CLOSE_POLICY_VIOLATION
+RATE_LIMITED_REASON = "rate limit exceeded"
+
+
+def _ref_of(text):
+    """The "ref" of a JSON frame, so a refusal can be matched to the message it refused."""
+    obj = json_object(text) if text[:1] == "{" else None
+    ref = None if obj is None else obj.get("ref")
+    return ref if ref is not None and valid_ref(ref) else None
+
+
+class GuardedSession(ChatSession):
+    """A ChatSession admitted by check_handshake: rate-limited, and closable through its Admission."""
+
+    __slots__ = ("admission", "_bucket", "_strikes")
+
+    def __init__(self, service, user, conn, since, admission):
+        super().__init__(service, user, conn, since)
+        settings = service.settings
+        self.admission = admission
+        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Refused messages use up strikes, one coming back per second; a client that keeps going gets 1008.
+        self._strikes = TokenBucket(1.0, settings.rate_limit_strikes)
+        admission.attach(self)
+
+    def send_event(self, event):
+        if event.get("type") == "welcome" and self.admission.resume is not None:
+            event = {**event, "resume": self.admission.resume}  # the guest's proof that the name is still its own
+        ChatSession.send_event(self, event)
+
+    def run(self):
+        try:
+            ChatSession.run(self)
+        finally:
+            self.admission.release()
+
+    def handle_text(self, text):
+        now = time.monotonic()
+        wait = self._bucket.take(now)
+        if not wait:
+            return ChatSession.handle_text(self, text)
+        if self._strikes.take(now):
+            log.info("closing %s: %s", self.user, RATE_LIMITED_REASON)
+            self.conn.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)
+            return None
+        event = error_event("rate_limited", "too many messages: slow down; this one was not sent", _ref_of(text))
+        event["retry_after"] = math.ceil(wait * 1000) / 1000
+        self.send_event(event)
+        return None

@@ -2,8 +2,8 @@
 import heapq
 import itertools
 
-from . import frames
-from .protocol import encode_event, message_json
+from chat.websocket import frames
+from chat.messaging.protocol import encode_event, message_json
 
 # JSON escapes a control character as \u00XX: six bytes for one byte of text, the most any character grows.
 ESCAPE_GROWTH = 6

@@ -9,15 +9,15 @@ import time
 import gevent
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .busformat import BusKick
-from .holds import StoreFloors, make_holds
-from .protocol import normalize_name
-from .expiry import ExpirySweeper
-from .passwords import MAX_PASSWORD_LENGTH, password_problem
-from .signin_limits import Busy, HashGate, SigninLimits, Throttled
-from .security import parse_allowed_origins
-from .store import StoreUnavailable
-from .store.accounts import AccountQueries, NameTaken, now_ms
+from chat.cluster.busformat import BusKick
+from chat.accounts.holds import StoreFloors, make_holds
+from chat.names import normalize_name
+from chat.accounts.expiry import ExpirySweeper
+from chat.accounts.passwords import MAX_PASSWORD_LENGTH, password_problem
+from chat.accounts.signin_limits import Busy, HashGate, SigninLimits, Throttled
+from chat.security import parse_allowed_origins
+from chat.store import StoreUnavailable
+from chat.store.accounts import AccountQueries, NameTaken, now_ms
 
 log = logging.getLogger("chat.auth")
 
@@ -45,7 +45,7 @@ class NameHeld(Exception):
 
 
 class WeakPassword(ValueError):
-    """A new password that chat/passwords.py refuses; the message says why, for the user."""
+    """A new password that chat/accounts/passwords.py refuses; the message says why, for the user."""
 
 
 class Credential(tuple):
@@ -241,7 +241,7 @@ class AuthService:
         self.hashing = HashGate(settings.password_hash_concurrency, settings.password_hash_queue)
         self.expiry = ExpirySweeper(self._credential_expired)
         self.holds = make_holds(settings, self.accounts)
-        self.floors = floors if floors is not None else StoreFloors(store)  # chat.holds.ServiceFloors in a server
+        self.floors = floors if floors is not None else StoreFloors(store)  # chat.accounts.holds.ServiceFloors in a server
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
         self._live = {}  # name -> set of Admission
         self.kicker = None  # with several processes: ChatService.delivery.kick, which reaches them all

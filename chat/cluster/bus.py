@@ -19,7 +19,7 @@ from gevent.event import Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .busformat import BusFormatError, BusPresence, decode_batch, encode_batch
+from chat.cluster.busformat import BusFormatError, BusPresence, decode_batch, encode_batch
 
 log = logging.getLogger("chat.bus")
 

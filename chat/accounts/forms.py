@@ -4,8 +4,8 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, ValidationError
 
-from .passwords import password_problem
-from .protocol import NAME_RULE, normalize_name
+from chat.accounts.passwords import password_problem
+from chat.names import NAME_RULE, normalize_name
 
 
 def _settings():
@@ -13,7 +13,7 @@ def _settings():
 
 
 class UserName:
-    """The chat's own name rule (chat/protocol.py): the field's data becomes the normalised (lower-case) name."""
+    """The chat's own name rule (chat/messaging/protocol.py): the field's data becomes the normalised (lower-case) name."""
 
     def __call__(self, form, field):
         limit = _settings().max_name_length
@@ -24,7 +24,7 @@ class UserName:
 
 
 class NewPassword:
-    """chat/passwords.py's rules: min_password_length (a setting) to 1024 characters, not a common password, not the
+    """chat/accounts/passwords.py's rules: min_password_length (a setting) to 1024 characters, not a common password, not the
     user name (the form's, once it is valid)."""
 
     def __call__(self, form, field):

@@ -8,7 +8,7 @@ from urllib.parse import quote
 class Kind(NamedTuple):
     name: str  # as in the upload_types setting
     content_type: str  # what /files/<id> is served as
-    picture: bool  # verified by decoding (chat/images.py), re-encoded, shown inline with a thumbnail
+    picture: bool  # verified by decoding (chat/uploads/images.py), re-encoded, shown inline with a thumbnail
     extensions: tuple  # file name endings that fit this kind; the first is added to a name that fits none
     accept: tuple  # what the page's <input type=file accept=...> lists for it
 

@@ -7,13 +7,14 @@ from itertools import takewhile
 import gevent
 from gevent.event import Event
 
-from . import frames
-from .delivery import ClusterDelivery, LocalDelivery
-from .history import NewestWindow, fetch_rows, forward, merged, primed
-from .hub import Hub
-from .protocol import ProtocolError, encode_event
-from .store import StoreUnavailable
-from .writer import BufferFull
+from chat.websocket import frames
+from chat.cluster.delivery import ClusterDelivery  # temporary: the composition root picks it
+from chat.messaging.delivery import LocalDelivery
+from chat.messaging.history import NewestWindow, fetch_rows, forward, merged, primed
+from chat.messaging.hub import Hub
+from chat.messaging.protocol import ProtocolError, encode_event
+from chat.store import StoreUnavailable
+from chat.messaging.writer import BufferFull
 
 log = logging.getLogger("chat.service")
 
@@ -66,7 +67,7 @@ class ChatService:
         self.store = store
         self.hub = Hub()
         self._known_users = set()
-        # One delivery interface: this process alone, or several sharing the chat over Redis (chat/delivery.py).
+        # One delivery interface: this process alone, or several sharing the chat over Redis (chat/messaging/delivery.py).
         self.delivery = ClusterDelivery(self, instance_id) if settings.redis_url else LocalDelivery(self)
         self._presence_pending = set()
         self._presence_announced = set()  # who clients were last told is online
@@ -134,7 +135,7 @@ class ChatService:
         return self.delivery.online()
 
     def post_attachment(self, user, recipient, attachment, body):
-        """Post the message that carries a stored file (chat/uploads.py) like `post`, to the uploader's sockets too
+        """Post the message that carries a stored file (chat/uploads/routes.py) like `post`, to the uploader's sockets too
         (the upload has no sending socket). Returns an AttachmentPost whose `settled` is set once it is stored or refused.
         Raises BufferFull or StoreUnavailable; the caller has checked `recipient`."""
         upload = AttachmentPost(user)
@@ -149,13 +150,13 @@ class ChatService:
         else:
             rows = self.store.conversation_page(user, with_user, limit, before)
         ceiling = before or 2**62
-        floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/holds.py
+        floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/accounts/holds.py
         merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user))
         return merged[-limit:]
 
     def history_window(self, user, limit, before=None, with_user=None):
         """What a history request is answered with: the newest `limit` messages below `before` (group, or one
-        conversation), oldest first, read from the store a few at a time (chat/history.py). Its `count` is known."""
+        conversation), oldest first, read from the store a few at a time (chat/messaging/history.py). Its `count` is known."""
         settings = self.settings
         chunk = fetch_rows(settings.history_frame_bytes, settings.max_message_size)
         page = partial(self.history_page, user, with_user=with_user)
@@ -174,7 +175,7 @@ class ChatService:
         ceiling = self.delivery.history_ceiling()
         if ceiling is None:
             ceiling = 2**63
-        # Directs up to the name's floor were an earlier holder's (chat/holds.py). The store's queries leave them out;
+        # Directs up to the name's floor were an earlier holder's (chat/accounts/holds.py). The store's queries leave them out;
         # the filters below see only records not committed yet, so the floor is read only when there are such records.
         floor = _read_once(lambda: self.store.name_floor(user)[0])
         if since is not None:

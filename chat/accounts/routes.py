@@ -6,8 +6,8 @@ import math
 from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from . import security
-from .auth import (
+from chat import security
+from chat.accounts.credentials import (
     REASON_ACCOUNT_REMOVED,
     REASON_SIGNED_OUT,
     REASON_TOKEN_REVOKED,
@@ -20,11 +20,11 @@ from .auth import (
     WeakPassword,
     expires_at,
 )
-from .forms import LoginForm, RegisterForm
-from .guard import bearer_token
-from .holds import ServiceFloors
-from .protocol import NAME_RULE
-from .store import StoreUnavailable
+from chat.accounts.forms import LoginForm, RegisterForm
+from chat.accounts.admission import bearer_token
+from chat.accounts.holds import ServiceFloors
+from chat.names import NAME_RULE
+from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.accounts")
 
@@ -320,7 +320,7 @@ def name_status(raw):
         name=name,
         valid=True,
         registered=state is not None,
-        held=held,  # another guest holds it (not the one whose ?resume= token came): chat/holds.py
+        held=held,  # another guest holds it (not the one whose ?resume= token came): chat/accounts/holds.py
         signed_in=signed_in_user() == name,
         guests=_settings().allow_guests,
     )

@@ -11,16 +11,19 @@ from flask_wtf.csrf import validate_csrf
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 from wtforms import ValidationError
 
-from . import filetypes, images, security
-from .accounts import signed_in_user
-from .auth import TOKEN
-from .guard import bearer_token
-from .protocol import MAX_ID, NAME_RULE, attachment_object, iso_timestamp, normalize_name
-from .records import AttachmentRef
-from .store import StoreUnavailable
-from .store.attachments import DAY_SECONDS, AttachmentQueries, OverQuota, Quotas
-from .uploadlimits import DecodeSlots, UploadRate
-from .writer import BufferFull
+from chat.uploads import filetypes
+from chat.uploads import images
+from chat import security
+from chat.accounts.routes import signed_in_user
+from chat.accounts.credentials import TOKEN
+from chat.accounts.admission import bearer_token
+from chat.messaging.protocol import MAX_ID, attachment_object, iso_timestamp
+from chat.names import NAME_RULE, normalize_name
+from chat.records import AttachmentRef
+from chat.store import StoreUnavailable
+from chat.store.attachments import DAY_SECONDS, AttachmentQueries, OverQuota, Quotas
+from chat.uploads.limits import DecodeSlots, UploadRate
+from chat.messaging.writer import BufferFull
 
 log = logging.getLogger("chat.uploads")
 
@@ -389,7 +392,7 @@ def _serve(attachment_id, thumbnail):
         return _not_found()
     try:
         if meta.recipient is not None and meta.id <= current_app.extensions["chat"].store.name_floor(viewer)[1]:
-            return _not_found()  # a direct file of an earlier holder of the viewer's name (chat/holds.py)
+            return _not_found()  # a direct file of an earlier holder of the viewer's name (chat/accounts/holds.py)
     except StoreUnavailable:
         return _error(503, "the file store is not answering; try again")
     if meta.deleted_ms is not None:

@@ -7,8 +7,8 @@ from collections import deque
 import gevent
 from gevent.event import Event
 
-from . import frames
-from .frames import Binary, Close, FrameError, FrameParser, Ping, Text
+from chat.websocket import frames
+from chat.websocket.frames import Binary, Close, FrameError, FrameParser, Ping, Text
 
 log = logging.getLogger("chat.wire")
 

@@ -4,9 +4,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-# The first character is a letter or digit, so "." and ".." (which URL normalisation collapses) are not names.
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*")
-NAME_RULE = "letters a-z, digits, '_', '.' and '-', starting with a letter or digit"
+from chat.names import NAME_RULE, normalize_name
+
 REF_MAX_LENGTH = 64
 # A JSON \u escape can produce a lone surrogate, which no UTF-8 encoder (the socket, the database) accepts.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -66,16 +65,6 @@ class Who:
 @dataclass(frozen=True)
 class Help:
     ref: object = None
-
-
-def normalize_name(raw, max_length):
-    """The canonical (lower-case) user name, or None when `raw` is not a valid name."""
-    if not isinstance(raw, str):
-        return None
-    name = raw.strip().lower()
-    if not name or len(name) > max_length or not NAME_PATTERN.fullmatch(name):
-        return None
-    return name
 
 
 def parse_inbound(text, *, max_name_length, default_history, max_history):

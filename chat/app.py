@@ -1,16 +1,67 @@
-"""The application factory: settings, store, chat service and blueprints."""
+"""The composition root: builds every collaborator once, picks the local or cluster delivery, and wires the Flask app."""
 import os
 import secrets
 import socket
+from typing import NamedTuple
 
 from flask import Flask
 
+from chat import pages
+from chat.accounts import routes as account_routes
+from chat.accounts.credentials import AuthService
+from chat.accounts.holds import ServiceFloors
+from chat.accounts.live import LiveSockets
+from chat.bots import load_bots, reserved_names
 from chat.bots.runner import BotRunner
 from chat.config import Settings, load_settings
+from chat.messaging import routes as chat_routes
+from chat.messaging.delivery import LocalDelivery
+from chat.messaging.hub import Hub
+from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.service import ChatService
 from chat.store import Store
+from chat.uploads import routes as upload_routes
+from chat.uploads.routes import Uploads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Chat(NamedTuple):
+    """One process's chat, built and started: what the routes and the entry points use."""
+
+    service: ChatService
+    auth: AuthService
+    bots: BotRunner
+
+
+def build_chat(settings, store=None, instance_id=None):
+    """Build and start the chat of this process; call after gevent's monkey-patching (the database pool depends on it)."""
+    if store is None:
+        store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
+    hub = Hub()
+    live = LiveSockets()  # the sockets admitted here, which a kick closes
+    if settings.redis_url:
+        # Only here is Redis code imported: one process alone never loads it.
+        from chat.cluster.delivery import ClusterDelivery
+        from chat.cluster.presence import ClusterPresence
+
+        # Names this process among several (Redis keys, /healthz); unique even if a pid is reused.
+        instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        everyone = ClusterPresence(hub)
+        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online)
+        delivery = ClusterDelivery(settings, store, hub, live.close, instance_id, everyone, presence.may_have_changed)
+    else:
+        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online)
+        delivery = LocalDelivery(settings, store, hub, live.close)
+    bots = load_bots(settings)
+    service = ChatService(settings, store, hub, delivery, presence, reserved_names() | {bot.name for bot in bots})
+    service.start()
+    runner = BotRunner(service, bots)
+    runner.start()
+    auth = AuthService(settings, store, floors=ServiceFloors(store, delivery), live=live, kick=delivery.kick)
+    auth.start_purging()
+    auth.start_holding()
+    return Chat(service, auth, runner)
 
 
 def create_app(settings=None, **overrides):
@@ -21,23 +72,14 @@ def create_app(settings=None, **overrides):
         settings = Settings(**{**vars(settings), **overrides}).validate()
     app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"), static_folder=os.path.join(ROOT, "static"))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body  # every body; POST /files sets its own larger limit
-    store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
-    # Names this process among several (Redis keys, /healthz); unique even if a pid is reused.
-    instance_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-    service = ChatService(settings, store, instance_id)
-    service.start()
-    BotRunner.start(service)
-    app.extensions["chat"] = service
-
-    from chat.accounts import routes as accounts
-    from chat.uploads import routes as uploads
-    from chat import pages as views
-    from chat.messaging import routes as ws
-
-    app.register_blueprint(views.bp)
-    app.register_blueprint(ws.bp)
-    accounts.init_app(app, settings, store)  # accounts, sessions, tokens, CSRF, security headers
-    uploads.init_app(app, settings, store)  # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
+    chat = build_chat(settings)
+    store = chat.service.store
+    app.extensions["chat"] = chat.service
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(chat_routes.bp)
+    account_routes.init_app(app, settings, chat.auth)  # accounts, sessions, tokens, CSRF, security headers
+    # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
+    upload_routes.init_app(app, settings, store, Uploads(settings, store))
     if settings.echo_endpoint:
-        ws.register_echo(app)
+        chat_routes.register_echo(app)
     return app

@@ -1,4 +1,4 @@
-"""The stored message record shared by the store, the writer and the protocol."""
+"""The records shared across packages: a stored message, the file it carries, and a kick (whose sockets to close)."""
 from typing import NamedTuple, Optional
 
 
@@ -32,3 +32,12 @@ class MessageRecord(NamedTuple):
         if other is None:
             return self.recipient is None
         return (self.sender == user and self.recipient == other) or (self.sender == other and self.recipient == user)
+
+
+class Kick(NamedTuple):
+    """Close a user's sockets in every process: all of them, only those opened with one credential, or only guests'."""
+
+    user: str
+    reason: str
+    digest: Optional[str] = None
+    guests_only: bool = False

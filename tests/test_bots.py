@@ -11,8 +11,7 @@ from chat.bots import Bot, load_bots, register, reserved_names
 from chat.bots.eliza import GREETING, Eliza
 from chat.bots.runner import BotClient, mention_pattern
 from chat.config import Settings
-from chat.websocket.frames import encode_text
-from chat.messaging.protocol import encode_event
+from chat.records import MessageRecord
 from conftest import ServerProcess, fresh_database_url
 from rawws import RawWebSocket
 from servers import Chat
@@ -225,32 +224,23 @@ def test_mentions_are_whole_names():
     assert not any(mention.search(t) for t in ("eliza hi", "a@eliza.org", "@elizabeth", "@eliza-2", "@eliza.x", "@eliza_x"))
 
 
-class _Hub:
-    def add(self, client):
-        pass
-
-
 class _Service:
     def __init__(self):
         self.settings = Settings()
-        self.hub = _Hub()
-        self.bots = None
-
-
-def _frame(event):
-    return encode_text(encode_event(event))
 
 
 def test_bot_inbox_keeps_only_what_may_concern_it_and_drops_the_oldest_when_full(caplog):
-    client = BotClient(_Service(), Eliza(), inbox_size=2)
-    client.deliver(_frame({"type": "presence", "user": "bob", "online": True}))  # no message id: not a message
-    client.deliver(_frame({"type": "message", "id": 1, "user": "bob", "msg": "hello all"}), 1)
+    client = BotClient(_Service(), Eliza(), inbox_size=2, bot_names=frozenset({"eliza"}))
+    client.take(MessageRecord(1, "bob", None, "hello all", 1))
+    client.take(MessageRecord(2, "bob", "carol", "@eliza is not in this conversation", 1))
+    client.take(MessageRecord(3, "eliza", None, "@eliza talking to itself", 1))
     assert len(client._inbox) == 0
-    frames = [_frame({"type": "direct", "id": i, "user": "bob", "to": "eliza", "msg": f"n{i}"}) for i in (2, 3, 4)]
-    for i, frame in zip((2, 3, 4), frames):
-        client.deliver(frame, i)
-    client.deliver(_frame({"type": "message", "id": 5, "user": "bob", "msg": "hi @eliza"}), 5)
-    assert list(client._inbox) == [frames[2], _frame({"type": "message", "id": 5, "user": "bob", "msg": "hi @eliza"})]
+    directs = [MessageRecord(i, "bob", "eliza", f"n{i}", 1) for i in (4, 5, 6)]
+    for record in directs:
+        client.take(record)
+    mention = MessageRecord(7, "bob", None, "hi @eliza", 1)
+    client.take(mention)
+    assert list(client._inbox) == [directs[2], mention]
     assert client.dropped == 2
     assert sum("inbox full" in r.getMessage() for r in caplog.records) == 1  # logged once per overflow, not per message
 

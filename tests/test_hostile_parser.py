@@ -11,7 +11,7 @@ import requests
 from bystanders import Bystanders
 from chat.config import load_settings
 from chat.records import MessageRecord
-from chat.messaging.service import ChatService
+from chat.app import build_chat
 from chat.store import Store, StoreUnavailable
 from chat.messaging.writer import MessageWriter
 from conftest import db_execute
@@ -336,8 +336,7 @@ def wait_for(condition, what, timeout=15):
 def test_writer_supervisor_restarts_it_and_healthz_says_degraded_meanwhile(tmp_path):
     url = f"sqlite:///{tmp_path / 'chat.db'}"
     settings = load_settings(environ={}, database_url=url, bots="", writer_restart_delay=3.0)
-    service = ChatService(settings, Store(url))
-    service.start()
+    service = build_chat(settings, Store(url)).service
     assert service.health()["status"] == "ok"
 
     def die(record):

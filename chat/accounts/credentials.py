@@ -9,9 +9,10 @@ import time
 import gevent
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from chat.cluster.busformat import BusKick
 from chat.accounts.holds import StoreFloors, make_holds
+from chat.accounts.live import CLOSE_CREDENTIALS_ENDED, LiveSockets
 from chat.names import normalize_name
+from chat.records import Kick
 from chat.accounts.expiry import ExpirySweeper
 from chat.accounts.passwords import MAX_PASSWORD_LENGTH, password_problem
 from chat.accounts.signin_limits import Busy, HashGate, SigninLimits, Throttled
@@ -21,9 +22,7 @@ from chat.store.accounts import AccountQueries, NameTaken, now_ms
 
 log = logging.getLogger("chat.auth")
 
-# Close code for a socket whose right to the name ended: its session signed out, its token was revoked,
-# its account was removed, or (a guest) someone registered the name. Clients should not reconnect as before.
-CLOSE_CREDENTIALS_ENDED = 4001
+# Why a socket's right to the name ended (closed with CLOSE_CREDENTIALS_ENDED, 4001): clients should not reconnect as before.
 REASON_SIGNED_OUT = "signed out"
 REASON_TOKEN_REVOKED = "token revoked"
 REASON_ACCOUNT_REMOVED = "account removed"
@@ -220,19 +219,16 @@ class Admission:
         if self.expiry is not None:
             self.auth.expiry.discard(self.expiry)
             self.expiry = None
-        live = self.auth._live.get(self.name)
-        if live is not None:
-            live.discard(self)
-            if not live:
-                del self.auth._live[self.name]
-                if self.resume is not None:
-                    self.auth.guest_left(self.name, self.resume)
+        if self.auth.live.discard(self) and self.resume is not None:
+            self.auth.guest_left(self.name, self.resume)
 
 
 class AuthService:
     """Accounts and credentials for one server process (and, without the live-socket part, for the admin CLI)."""
 
-    def __init__(self, settings, store, credentials=None, floors=None):
+    def __init__(self, settings, store, credentials=None, floors=None, live=None, kick=None):
+        """`live`: this process's admitted sockets (LiveSockets); `kick`: closes a user's sockets everywhere (with several
+        processes the cluster delivery's, which publishes it); by default only `live`'s, in this process."""
         self.settings = settings
         self.accounts = AccountQueries(store)
         self.credentials = credentials if credentials is not None else make_credentials(settings, self.accounts)
@@ -243,8 +239,8 @@ class AuthService:
         self.holds = make_holds(settings, self.accounts)
         self.floors = floors if floors is not None else StoreFloors(store)  # chat.accounts.holds.ServiceFloors in a server
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
-        self._live = {}  # name -> set of Admission
-        self.kicker = None  # with several processes: ChatService.delivery.kick, which reaches them all
+        self.live = live if live is not None else LiveSockets()
+        self._kick = kick if kick is not None else self.live.close
         self._dummy_hash = None
         self._purger = None
         self._holder = None
@@ -273,7 +269,7 @@ class AuthService:
             while True:
                 gevent.sleep(hold / 2)
                 try:
-                    for name, admissions in tuple(self._live.items()):
+                    for name, admissions in self.live.by_name():
                         resume = next((a.resume for a in admissions if a.resume is not None), None)
                         if resume is not None:
                             self._extend_hold(name, resume)
@@ -381,7 +377,7 @@ class AuthService:
 
     def wait_for_floor(self, name):
         """With several processes: until this one has delivered every message up to `name`'s floor (normally at once)."""
-        if self.floors.clustered and not self.floors.wait_delivered(self.floors.floor_of(name)):
+        if not self.floors.wait_delivered(name):
             raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
 
     def guest_left(self, name, resume):
@@ -433,13 +429,13 @@ class AuthService:
     # ---- live sockets -------------------------------------------------------------------
 
     def connections_of(self, name):
-        return len(self._live.get(name, ()))
+        return self.live.count(name)
 
     def admit(self, name, digest, credential=None, resume=None):
         """Count a new socket against `name`; with the Credential it came with, it is closed with 4001 when that expires.
         `resume` is a guest's resume token, given back in its welcome."""
         admission = Admission(self, name, digest, resume)
-        self._live.setdefault(name, set()).add(admission)
+        self.live.add(admission)
         if credential is not None:
             reason = REASON_SESSION_EXPIRED if credential.kind == SESSION else REASON_TOKEN_EXPIRED
             admission.expiry = self.expiry.watch(credential.expires, (admission, reason))
@@ -454,25 +450,7 @@ class AuthService:
     def close_sockets(self, name, reason, digest=None, guests_only=False):
         """Close `name`'s websockets (only those opened with `digest`, or only guests') with 4001 and `reason`, in
         every process when there are several; returns how many were closed in this one."""
-        kick = BusKick(name, reason, digest, guests_only)
-        if self.kicker is not None:
-            return self.kicker(kick)
-        return self.close_local_sockets(kick)
-
-    def close_local_sockets(self, kick):
-        """The part of close_sockets that this process's sockets need (also run for kicks from other processes)."""
-        name, reason, digest, guests_only = kick
-        closed = 0
-        for admission in tuple(self._live.get(name, ())):
-            if guests_only and admission.digest is not None:
-                continue
-            if digest is not None and admission.digest != digest:
-                continue
-            admission.close(CLOSE_CREDENTIALS_ENDED, reason)
-            closed += 1
-        if closed:
-            log.info("closed %d connections of %s: %s", closed, name, reason)
-        return closed
+        return self._kick(Kick(name, reason, digest, guests_only))
 
 
 def expires_at(lifetime):

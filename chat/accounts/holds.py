@@ -1,8 +1,4 @@
 """Who holds a guest name (a resume token's digest, in the database or Redis) and the floor a name gets when it changes hands."""
-import time
-
-import gevent
-
 from chat.store import StoreUnavailable
 from chat.store.accounts import now_ms
 
@@ -87,8 +83,6 @@ def make_holds(settings, queries):
 class StoreFloors:
     """A name's new floor from the database alone (the admin command: no messages are being posted by it)."""
 
-    clustered = False
-
     def __init__(self, store):
         self._store = store
 
@@ -98,30 +92,23 @@ class StoreFloors:
     def floor_of(self, name):
         return self._store.name_floor(name)[0]
 
-    def wait_delivered(self, floor):
+    def wait_delivered(self, name):
+        """Whether every message up to `name`'s floor has been delivered here (nothing is delivered by the admin command)."""
         return True
 
 
 class ServiceFloors(StoreFloors):
     """A name's new floor in a running server: the last message id assigned so far, in this process or (Redis) any."""
 
-    def __init__(self, service):
-        super().__init__(service.store)
-        self._delivery = service.delivery
-        self.clustered = service.delivery.clustered
+    def __init__(self, store, delivery):
+        super().__init__(store)
+        self._delivery = delivery
 
     def current(self):
         # One process: ids are assigned at post (some not committed yet). Several: at commit, so the database knows the last.
         return max(self._delivery.last_message_id, self._store.max_message_id())
 
-    def wait_delivered(self, floor, timeout=FLOOR_WAIT):
-        """With several processes, wait until this one has delivered every message up to `floor`, so none of them can
-        reach the name's new holder live; False if that did not happen within `timeout`."""
-        if not self.clustered:
-            return True  # ids assigned here at post: every message up to the floor was delivered then
-        deadline = time.monotonic() + timeout
-        while self._delivery.last_message_id < floor:
-            if time.monotonic() >= deadline:
-                return False
-            gevent.sleep(0.01)
-        return True
+    def wait_delivered(self, name):
+        """Wait until this process has delivered every message up to `name`'s floor, so none of them can reach the name's
+        new holder live; False if that did not happen within FLOOR_WAIT."""
+        return self._delivery.wait_delivered(lambda: self.floor_of(name), FLOOR_WAIT)

@@ -13,7 +13,6 @@ from chat.accounts.credentials import (
     REASON_TOKEN_REVOKED,
     SESSION,
     TOKEN,
-    AuthService,
     Busy,
     NameTaken,
     Throttled,
@@ -22,7 +21,6 @@ from chat.accounts.credentials import (
 )
 from chat.accounts.forms import LoginForm, RegisterForm
 from chat.accounts.admission import bearer_token
-from chat.accounts.holds import ServiceFloors
 from chat.names import NAME_RULE
 from chat.store import StoreUnavailable
 
@@ -34,15 +32,9 @@ ADMIN_SALT = "chat-admin"
 ADMIN_MAX_AGE = 60  # seconds an operator's signed request stays valid
 
 
-def init_app(app, settings, store):
-    """Secret key, cookies, CSRF and headers (chat/security.py); the AuthService; these routes."""
+def init_app(app, settings, auth):
+    """Secret key, cookies, CSRF and headers (chat/security.py); the AuthService for these routes; the routes."""
     security.init_app(app, settings)
-    auth = AuthService(settings, store, floors=ServiceFloors(app.extensions["chat"]))
-    auth.start_purging()
-    auth.start_holding()
-    delivery = app.extensions["chat"].delivery
-    delivery.on_kick = auth.close_local_sockets
-    auth.kicker = delivery.kick
     app.extensions["chat.auth"] = auth
     app.register_blueprint(bp)
     for view in (create_token, revoke_token, register_api, admin_disconnect):  # credentials in the body or header, no cookie

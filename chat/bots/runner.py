@@ -1,5 +1,5 @@
-"""Running bots: each sits in the hub like one connection of a user, reads a bounded inbox in its own greenlet, and posts like a person."""
-import json
+"""Running bots: each is online in the hub, takes the messages posted in its process into a bounded inbox, answers them in
+its own greenlet, and posts like a person."""
 import logging
 import re
 from collections import deque
@@ -7,11 +7,9 @@ from collections import deque
 import gevent
 from gevent.event import Event
 
-from chat.websocket import frames
 from chat.messaging.protocol import ProtocolError
-from chat.store import StoreUnavailable
 from chat.ratelimit import TokenBucket
-from . import load_bots, reserved_names
+from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.bots")
 
@@ -24,25 +22,21 @@ def mention_pattern(name):
     return re.compile(r"(?<![\w.-])@" + re.escape(name) + r"(?![\w-])(?!\.\w)", re.IGNORECASE)
 
 
-def _payload(frame):
-    """The text of one outbound websocket text frame (the hub delivers encoded frames)."""
-    parsed = frames.FrameParser(len(frame), require_mask=False).feed(bytes(frame))
-    return parsed[0] if parsed else ""
-
-
 class BotClient:
-    """One bot's place in the hub: a client with `user` and a `deliver` that never blocks.
+    """One bot in the hub: online under its name, with a `take(record)` that never blocks.
 
-    `deliver` keeps the messages that may concern the bot (a direct message to it, or a group
+    `take` keeps the messages that may concern the bot (a direct message to it, or a group
     message that mentions it) in a bounded inbox, dropping the oldest when full; the bot's
     own greenlet answers them in order and posts each reply through ChatService.post, so a
     reply is stored, delivered to every tab and found in history like anyone's message.
+    `bot_names`: every running bot's name (bots do not answer bots).
     """
 
-    def __init__(self, service, bot, inbox_size):
+    def __init__(self, service, bot, inbox_size, bot_names):
         self.service = service
         self.bot = bot
         self.user = bot.name
+        self._bot_names = bot_names
         self._inbox = deque()
         self._inbox_size = inbox_size
         self._wake = Event()
@@ -50,20 +44,16 @@ class BotClient:
         self._bucket = TokenBucket(service.settings.rate_limit, service.settings.rate_burst)  # as for a person's connection
         self._mention = mention_pattern(bot.name)
         self._mention_and_comma = re.compile(self._mention.pattern + r"[,:;]?", re.IGNORECASE)
-        # A cheap test on the encoded frame before any decoding: a direct message to the bot holds
-        # "name" (as "to"), a mention holds @name; anything else (most group traffic) is skipped here.
-        self._may_concern = re.compile(rb'[@"]' + re.escape(bot.name.encode()), re.IGNORECASE).search
         self._greenlet = None
-        self.running = False  # in the hub
         self._dropping = False
         self.dropped = 0
         self._floors = {}  # user -> the name's floor when the bot last heard from them
 
     # ---- the hub's side: never blocks --------------------------------------------------------
 
-    def deliver(self, frame, message_id=None):
-        if message_id is None or self._may_concern(frame) is None:
-            return  # not a message (presence has no id), or one that cannot concern this bot
+    def take(self, record):
+        if self.addressed(record) is None:
+            return
         inbox = self._inbox
         if len(inbox) >= self._inbox_size:
             inbox.popleft()
@@ -71,7 +61,7 @@ class BotClient:
             if not self._dropping:
                 self._dropping = True
                 log.warning("bot %s: inbox full (%d messages), dropping the oldest", self.user, self._inbox_size)
-        inbox.append(frame)
+        inbox.append(record)
         self._wake.set()
 
     def acknowledge(self, record, ref):
@@ -80,8 +70,7 @@ class BotClient:
     # ---- the bot's greenlet ------------------------------------------------------------------
 
     def start(self):
-        self.service.hub.add(self, local_only=True)
-        self.running = True
+        self.service.hub.add_bot(self)
         self._greenlet = gevent.spawn(self._run)
 
     def stop(self):
@@ -91,8 +80,7 @@ class BotClient:
         if self._greenlet is not None:
             self._greenlet.join(STOP_TIMEOUT)
             self._greenlet.kill(block=False)
-        self.service.hub.remove(self)
-        self.running = False
+        self.service.hub.remove_bot(self)
 
     def _run(self):
         inbox = self._inbox
@@ -100,18 +88,18 @@ class BotClient:
             self._wake.wait()
             self._wake.clear()
             while inbox and not self._stopping.is_set():
-                frame = inbox.popleft()
+                record = inbox.popleft()
                 try:
-                    self.handle(_payload(frame))
+                    self.handle(record)
                 except Exception:
                     log.exception("bot %s failed on a message; carrying on", self.user)
             if self._dropping:
                 log.warning("bot %s: inbox drained; %d messages dropped so far", self.user, self.dropped)
                 self._dropping = False
 
-    def handle(self, text):
-        """Answer one delivered event (JSON text) if it is addressed to the bot."""
-        request = self.addressed(json.loads(text))
+    def handle(self, record):
+        """Answer one message (a MessageRecord) if it is addressed to the bot."""
+        request = self.addressed(record)
         if request is None:
             return
         user, body, direct = request
@@ -147,45 +135,27 @@ class BotClient:
             del self._floors[forgotten]
             self.bot.forget(forgotten)
 
-    def addressed(self, event):
-        """(user, text, direct) when `event` is a message to this bot, else None. Bots do not answer bots."""
-        sender = event.get("user")
-        if sender == self.user or sender in self.service.bots.names:
+    def addressed(self, record):
+        """(user, text, direct) when `record` is a message to this bot, else None. Bots do not answer bots."""
+        sender = record.sender
+        if sender == self.user or sender in self._bot_names:
             return None
-        kind = event.get("type")
-        if kind == "direct" and event.get("to") == self.user:
-            return sender, event["msg"], True
-        if kind == "message" and self._mention.search(event.get("msg", "")):
-            return sender, " ".join(self._mention_and_comma.sub(" ", event["msg"]).split()), False
+        if record.recipient == self.user:
+            return sender, record.body, True
+        if record.recipient is None and "@" in record.body and self._mention.search(record.body):
+            return sender, " ".join(self._mention_and_comma.sub(" ", record.body).split()), False
         return None
 
 
 class BotRunner:
-    """The bots of one server: reserved names, starting them in the hub, stopping them at shutdown."""
+    """The bots of one server (chat.bots.load_bots): putting them in the hub, online from start() on."""
 
     def __init__(self, service, bots):
-        self.clients = [BotClient(service, bot, service.settings.bot_inbox) for bot in bots]
-        self.names = frozenset(client.user for client in self.clients)
-        self.reserved = reserved_names() | self.names
+        self.names = frozenset(bot.name for bot in bots)
+        self.clients = [BotClient(service, bot, service.settings.bot_inbox, self.names) for bot in bots]
 
-    @classmethod
-    def start(cls, service):
-        """Load the bots the settings name and put them in the hub, online from now on."""
-        runner = service.bots = cls(service, load_bots(service.settings))
-        for client in runner.clients:
-            client.start()
-        if runner.clients:
-            log.info("bots online: %s", ", ".join(sorted(runner.names)))
-        return runner
-
-    @property
-    def in_hub(self):
-        """How many of the hub's clients are bots (they are not connections)."""
-        return sum(1 for client in self.clients if client.running)
-
-    def is_reserved(self, name):
-        return name in self.reserved
-
-    def stop(self):
+    def start(self):
         for client in self.clients:
-            client.stop()
+            client.start()
+        if self.clients:
+            log.info("bots online: %s", ", ".join(sorted(self.names)))

@@ -2,6 +2,8 @@
 import struct
 from typing import NamedTuple, Optional
 
+from chat.records import Kick
+
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
@@ -28,13 +30,7 @@ class BusPresence(NamedTuple):
     online: bool
 
 
-class BusKick(NamedTuple):
-    """Close a user's sockets on every process: all of them, only those opened with one credential, or only guests'."""
-
-    user: str
-    reason: str
-    digest: Optional[str] = None
-    guests_only: bool = False
+BusKick = Kick  # a kick travels the bus as the accounts layer made it
 
 
 def _text(value):

@@ -14,7 +14,6 @@ import gevent
 
 from chat.cluster.bus import RedisBus
 from chat.cluster.busformat import BusKick, BusMessage, BusPresence
-from chat.cluster.presence import ClusterPresence
 from chat.cluster.sequencer import Sequencer
 from chat.messaging.delivery import LocalDelivery, _now_ms
 from chat.messaging.protocol import message_json
@@ -29,13 +28,14 @@ CATCH_UP_PAGE = 1000
 
 
 class ClusterDelivery(LocalDelivery):
-    clustered = True
+    """`presence` is who is online in every process (chat/cluster/presence.py); `presence_may_have_changed(user)` is
+    told when another process reports a change (chat/messaging/presence.py); `on_kick` as for LocalDelivery."""
 
-    def __init__(self, service, instance_id):
-        super().__init__(service)
-        settings = service.settings
+    def __init__(self, settings, store, hub, on_kick, instance_id, presence, presence_may_have_changed):
+        super().__init__(settings, store, hub, on_kick)
         self.instance_id = instance_id
-        self.cluster = ClusterPresence(self.hub)
+        self.cluster = presence
+        self._presence_may_have_changed = presence_may_have_changed
         self.sequencer = None
         self._outgoing = []  # (stored record, posting session) of the batch being committed
         self._gap_wait = settings.bus_gap_wait
@@ -53,10 +53,10 @@ class ClusterDelivery(LocalDelivery):
         self._repairer = None
 
     def start(self):
-        settings = self.service.settings
-        self.sequencer = Sequencer(self.service.store.next_message_id())
+        settings = self.settings
+        self.sequencer = Sequencer(self.store.next_message_id())
         self.writer = MessageWriter(
-            self.service.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed,
+            self.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed,
             **writer_options(settings),
         )
         self.bus.start()
@@ -80,7 +80,7 @@ class ClusterDelivery(LocalDelivery):
         for record, session in outgoing:
             frame = frames.encode_text(message_json(record))
             entries.append(BusMessage(record.id, record.sender, record.recipient, frame))
-            self._offer(record.id, (record.id, record.sender, record.recipient, frame, session, True))
+            self._offer(record.id, (record.id, record.sender, record.recipient, frame, session, record))
         self.bus.publish(entries)
 
     def _offer(self, message_id, item):
@@ -88,19 +88,21 @@ class ClusterDelivery(LocalDelivery):
             self._deliver(ready)
 
     def _deliver(self, item):
-        message_id, sender, recipient, frame, exclude, local = item
+        message_id, sender, recipient, frame, exclude, posted_here = item
         hub = self.hub
-        if not local:
+        if posted_here is None:
             hub.relay(recipient, sender, frame, message_id)
-        elif recipient is None:
+            return
+        if recipient is None:
             hub.broadcast(frame, message_id, exclude=exclude)
         else:
             hub.send_to_user(recipient, frame, message_id)
             hub.send_to_user(sender, frame, message_id, exclude=exclude)
+        hub.to_bots(posted_here)
 
     def _offer_record(self, record):
         frame = frames.encode_text(message_json(record))
-        self._offer(record.id, (record.id, record.sender, record.recipient, frame, None, False))
+        self._offer(record.id, (record.id, record.sender, record.recipient, frame, None, None))
 
     @property
     def last_message_id(self):
@@ -114,23 +116,34 @@ class ClusterDelivery(LocalDelivery):
     def lags_behind(self, since):
         return since >= self.sequencer.next_id
 
+    def wait_delivered(self, floor, timeout):
+        """Wait until every message up to `floor()` has been delivered here (ids come at commit, over the bus); False
+        if that did not happen within `timeout`."""
+        floor = floor()
+        deadline = time.monotonic() + timeout
+        while self.last_message_id < floor:
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.01)
+        return True
+
     # ---- what the bus hands us -------------------------------------------------------------------
 
     def on_batch(self, origin, entries):
         for entry in entries:
             kind = type(entry)
             if kind is BusMessage:
-                self._offer(entry.id, (entry.id, entry.sender, entry.recipient, entry.frame, None, False))
+                self._offer(entry.id, (entry.id, entry.sender, entry.recipient, entry.frame, None, None))
             elif kind is BusPresence:
                 if self.cluster.set_user(origin, entry.user, entry.online):
-                    self.service.presence_may_have_changed(entry.user)
-            elif kind is BusKick and self.on_kick is not None:
+                    self._presence_may_have_changed(entry.user)
+            elif kind is BusKick:
                 self.on_kick(entry)
 
     def on_instance(self, instance, users):
         changed = self.cluster.drop(instance) if users is None else self.cluster.replace(instance, users)
         for user in changed:
-            self.service.presence_may_have_changed(user)
+            self._presence_may_have_changed(user)
 
     def on_connected(self):
         self._start_catch_up()
@@ -173,7 +186,7 @@ class ClusterDelivery(LocalDelivery):
 
     def _fill(self, first, below):
         """Messages first..below-1 never came over the bus: read them (ids below a committed one are committed)."""
-        rows = self.service.store.messages_from(first, below - first, below)
+        rows = self.store.messages_from(first, below - first, below)
         log.info("read %d messages (ids %d-%d) from the database that the bus did not bring", len(rows), first, below - 1)
         for record in rows:
             if record.id >= self.sequencer.next_id:
@@ -192,7 +205,7 @@ class ClusterDelivery(LocalDelivery):
         """Everything committed from next_id on, e.g. by the others while Redis was away, up to bus_catch_up_limit."""
         try:
             read = 0
-            store = self.service.store
+            store = self.store
             while read < self._catch_up_limit:
                 rows = store.messages_from(self.sequencer.next_id, min(CATCH_UP_PAGE, self._catch_up_limit - read))
                 for record in rows:

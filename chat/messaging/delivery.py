@@ -20,20 +20,20 @@ def _now_ms():
 
 
 class LocalDelivery:
-    clustered = False
+    """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py)."""
 
-    def __init__(self, service):
-        self.service = service
-        self.hub = service.hub
-        settings = service.settings
-        self.ids = IdAllocator(service.store, block_size=max(1000, settings.write_buffer))
+    def __init__(self, settings, store, hub, on_kick):
+        self.settings = settings
+        self.store = store
+        self.hub = hub
+        self.on_kick = on_kick
+        self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
         self.writer = None
-        self.on_kick = None  # set by the accounts layer: close a user's sockets in this process
 
     def start(self):
         self.ids.start()
-        settings = self.service.settings
-        self.writer = MessageWriter(self.service.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
+        settings = self.settings
+        self.writer = MessageWriter(self.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
 
     def post(self, session, recipient, body, ref, attachment=None):
         """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
@@ -47,6 +47,7 @@ class LocalDelivery:
         else:
             hub.send_to_user(recipient, frame, record.id)
             hub.send_to_user(session.user, frame, record.id, exclude=session)
+        hub.to_bots(record)
         return record
 
     @property
@@ -61,6 +62,10 @@ class LocalDelivery:
         """Whether a client that has seen up to `since` could still be sent older messages live here."""
         return False
 
+    def wait_delivered(self, floor, timeout):
+        """Whether every message up to `floor()` has been delivered here: ids are assigned at post and delivered then."""
+        return True
+
     def is_online(self, user):
         return self.hub.is_online(user)
 
@@ -71,8 +76,8 @@ class LocalDelivery:
         """A user's first connection in this process opened, or its last one closed."""
 
     def kick(self, kick):
-        """Close a user's sockets (chat.cluster.busformat.BusKick says which) wherever they are; the number closed here."""
-        return self.on_kick(kick) if self.on_kick is not None else 0
+        """Close a user's sockets (a chat.records.Kick says which) wherever they are; the number closed here."""
+        return self.on_kick(kick)
 
     def health(self):
         return {}

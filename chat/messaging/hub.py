@@ -2,23 +2,22 @@
 
 
 class Hub:
-    """username -> the set of that user's live clients (tabs, devices).
+    """username -> the set of that user's live clients (tabs, devices), and the bots online here.
 
     A client is anything with `user` and `deliver(frame, message_id)`; `deliver` must never block.
+    A bot is anything with `user` and `take(record)` (a MessageRecord); `take` must never block. Bots are
+    online like users but are not connections: they get the messages posted in this process as records,
+    not frames, and nothing that other processes relay (a bot runs in every process and answers the
+    messages posted in its own, so a message is answered once, not once per process).
     """
 
     def __init__(self):
         self._by_user = {}
         self._all = set()
-        self._local_only = set()  # clients (bots) that only take messages posted in this process
+        self._bots = {}  # name -> bot
 
-    def add(self, client, local_only=False):
-        """Register a client; True when it is the user's first connection (the user came online).
-
-        A `local_only` client is not sent what other processes relay: a bot runs in every process and
-        answers the messages posted in its own, so a message is answered once, not once per process."""
-        if local_only:
-            self._local_only.add(client)
+    def add(self, client):
+        """Register a client; True when it is the user's first connection (the user came online)."""
         clients = self._by_user.get(client.user)
         first = clients is None
         if first:
@@ -30,7 +29,6 @@ class Hub:
     def remove(self, client):
         """Unregister a client; True when it was the user's last connection (the user went offline)."""
         self._all.discard(client)
-        self._local_only.discard(client)
         clients = self._by_user.get(client.user)
         if clients is None or client not in clients:
             return False
@@ -40,17 +38,32 @@ class Hub:
         del self._by_user[client.user]
         return True
 
+    def add_bot(self, bot):
+        self._bots[bot.user] = bot
+
+    def remove_bot(self, bot):
+        self._bots.pop(bot.user, None)
+
+    def bots(self):
+        return tuple(self._bots.values())
+
+    def to_bots(self, record):
+        """Hand a message posted in this process to every bot here."""
+        for bot in self._bots.values():
+            bot.take(record)
+
     def is_online(self, user):
-        return user in self._by_user
+        return user in self._by_user or user in self._bots
 
     def online(self):
-        return sorted(self._by_user)
+        return sorted(self._by_user.keys() | self._bots.keys())
 
     def users(self):
-        """The names online in this process (a live view)."""
-        return self._by_user.keys()
+        """The names online in this process, bots included."""
+        return self._by_user.keys() | self._bots.keys()
 
     def connection_count(self):
+        """Open client connections (sockets); bots are not connections."""
         return len(self._all)
 
     def broadcast(self, frame, message_id=None, exclude=None):
@@ -70,16 +83,11 @@ class Hub:
 
     def relay(self, recipient, sender, frame, message_id):
         """Deliver what another process posted: to everyone (recipient None) or to both parties of a direct."""
-        skip = self._local_only
         if recipient is None:
-            for client in self._all:
-                if client not in skip:
-                    client.deliver(frame, message_id)
+            self.broadcast(frame, message_id)
             return
-        for user in (recipient, sender):
-            for client in self._by_user.get(user, ()):
-                if client not in skip:
-                    client.deliver(frame, message_id)
+        self.send_to_user(recipient, frame, message_id)
+        self.send_to_user(sender, frame, message_id)
 
     def all_clients(self):
         return tuple(self._all)

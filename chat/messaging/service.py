@@ -8,11 +8,8 @@ import gevent
 from gevent.event import Event
 
 from chat.websocket import frames
-from chat.cluster.delivery import ClusterDelivery  # temporary: the composition root picks it
-from chat.messaging.delivery import LocalDelivery
 from chat.messaging.history import NewestWindow, fetch_rows, forward, merged, primed
-from chat.messaging.hub import Hub
-from chat.messaging.protocol import ProtocolError, encode_event
+from chat.messaging.protocol import ProtocolError
 from chat.store import StoreUnavailable
 from chat.messaging.writer import BufferFull
 
@@ -62,17 +59,18 @@ class AttachmentPost:
 
 
 class ChatService:
-    def __init__(self, settings, store, instance_id=None):
+    """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
+    interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
+    (chat/messaging/presence.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
+
+    def __init__(self, settings, store, hub, delivery, presence, reserved_names=frozenset()):
         self.settings = settings
         self.store = store
-        self.hub = Hub()
+        self.hub = hub
+        self.delivery = delivery
+        self.presence = presence
+        self.reserved_names = reserved_names
         self._known_users = set()
-        # One delivery interface: this process alone, or several sharing the chat over Redis (chat/messaging/delivery.py).
-        self.delivery = ClusterDelivery(self, instance_id) if settings.redis_url else LocalDelivery(self)
-        self._presence_pending = set()
-        self._presence_announced = set()  # who clients were last told is online
-        self._presence_flusher = None
-        self.bots = None  # chat.bots.runner.BotRunner, set by BotRunner.start
 
     def start(self):
         self.store.ensure_schema()
@@ -95,7 +93,7 @@ class ChatService:
 
     def is_reserved(self, name):
         """A bot's name (running or not): nobody may connect or register as it."""
-        return self.bots is not None and self.bots.is_reserved(name)
+        return name in self.reserved_names
 
     def is_known(self, name):
         if name in self._known_users or self.delivery.is_online(name):
@@ -213,36 +211,7 @@ class ChatService:
     def presence_changed(self, user, online):
         """A user's first connection in this process opened (online) or its last one here closed."""
         self.delivery.local_presence(user, online)
-        self.presence_may_have_changed(user)
-
-    def presence_may_have_changed(self, user):
-        """Queue a presence check; changes within presence_batch_delay go out as one event (a storm of n joins is not n*n frames)."""
-        self._presence_pending.add(user)
-        if self._presence_flusher is None:
-            self._presence_flusher = gevent.spawn_later(self.settings.presence_batch_delay, self._flush_presence)
-
-    def _flush_presence(self):
-        pending, self._presence_pending = self._presence_pending, set()
-        self._presence_flusher = None
-        announced = self._presence_announced
-        is_online = self.delivery.is_online
-        changes = []
-        for user in sorted(pending):
-            online = is_online(user)
-            if (user in announced) != online:  # a join and leave inside one window cancel out
-                changes.append({"user": user, "online": online})
-                if online:
-                    announced.add(user)
-                else:
-                    announced.discard(user)
-        if len(changes) == 1:
-            change = changes[0]
-            frame = frames.encode_text(encode_event({"type": "presence", **change}))
-            for client in self.hub.all_clients():
-                if client.user != change["user"]:  # the user's own welcome already says it is online
-                    client.deliver(frame)
-        elif changes:
-            self.hub.broadcast(frames.encode_text(encode_event({"type": "presence", "changes": changes})))
+        self.presence.may_have_changed(user)
 
     def health(self):
         try:
@@ -267,7 +236,7 @@ class ChatService:
             "writer_restarts": writer.restarts,
             "refused_writes": writer.refused,
             "pending_writes": len(writer),
-            "connections": self.hub.connection_count() - (self.bots.in_hub if self.bots is not None else 0),  # sockets
+            "connections": self.hub.connection_count(),  # sockets: bots are not connections
             "users_online": len(self.online()),
             **self.delivery.health(),
         }
@@ -275,8 +244,8 @@ class ChatService:
     def shutdown(self, timeout):
         """Close every socket with 1001 and store everything accepted; True if it all finished in `timeout`."""
         deadline = time.monotonic() + timeout
-        if self.bots is not None:
-            self.bots.stop()  # bots have no socket to close: they leave the hub here
+        for bot in self.hub.bots():
+            bot.stop()  # bots have no socket to close: they leave the hub here
         for client in self.hub.all_clients():
             client.conn.close(frames.CLOSE_GOING_AWAY, "server shutting down")
         flushed = self.writer.flush(max(0.0, deadline - time.monotonic()))

@@ -56,8 +56,8 @@ class Uploads:
         self.quotas = Quotas(settings.upload_quota_per_day, settings.upload_total_bytes)
 
 
-def init_app(app, settings, store):
-    app.extensions["chat.uploads"] = Uploads(settings, store)
+def init_app(app, settings, store, uploads):
+    app.extensions["chat.uploads"] = uploads
     app.register_blueprint(bp)
     # Flask-WTF's global check would parse the whole multipart body before the view sets its size limits: the view
     # checks the CSRF token itself (session uploads only; a token is no ambient credential).

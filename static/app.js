@@ -56,10 +56,15 @@ function submitComposer() {
   ui.input.focus();
 }
 
-ui.composer.addEventListener("submit", (e) => {
-  e.preventDefault();
-  submitComposer();
-});
+// A form the page handles itself: nothing is submitted to the server.
+function onSubmit(form, action) {
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    action();
+  });
+}
+
+onSubmit(ui.composer, submitComposer);
 ui.input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
@@ -71,10 +76,7 @@ ui.send.addEventListener("mousedown", (e) => e.preventDefault()); // keep the fo
 
 // ---- lists, buttons and the tab ----
 
-ui.joinForm.addEventListener("submit", (e) => {
-  e.preventDefault();
-  submitJoin();
-});
+onSubmit(ui.joinForm, submitJoin);
 // A conversation in the list, or a person online: open that conversation.
 ui.conversations.addEventListener("click", (e) => {
   const button = e.target.closest(".conv-btn");

@@ -8,7 +8,7 @@ import * as state from "./state.js";
 import { renderConvList } from "./views/conversations.js";
 import { attachmentOf, attachmentPreview, buildMessage, insertOrdered, renderThreadChrome } from "./views/messages.js";
 
-export function convKeyOf(m) {
+function convKeyOf(m) {
   if (m.type === "direct") return m.user === state.me() ? normalizeName(m.to) : normalizeName(m.user);
   return GROUP;
 }

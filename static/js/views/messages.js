@@ -95,7 +95,7 @@ function buildAttachment(a) {
 }
 
 // A message continues its neighbour's block when the same sender wrote it soon after.
-export function regroup(li) {
+function regroup(li) {
   if (!li) return;
   const prev = li.previousElementSibling;
   const cont =

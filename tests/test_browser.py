@@ -4,6 +4,7 @@ Every test runs against the real server (a subprocess on a free port, SQLite sto
 context per user. Nothing here sleeps to synchronise: Playwright's expect() and wait_for_* retry
 until their timeout.
 """
+import glob
 import json
 import os
 import re
@@ -492,6 +493,63 @@ def test_page_sends_a_content_security_policy_and_has_no_inline_script(chat_serv
             assert r.status == 200
     with urllib.request.urlopen(chat_server.http_url + "/healthz", timeout=5) as r:
         assert json.load(r)["status"] == "ok"
+
+
+def test_every_script_module_is_served_as_javascript_with_nosniff(chat_server):
+    # A module script (and each module it imports) runs only with a JavaScript MIME type; nosniff makes the browser check it.
+    static = os.path.join(ROOT, "static")
+    modules = [os.path.join(static, "app.js")] + sorted(glob.glob(os.path.join(static, "js", "**", "*.js"), recursive=True))
+    assert len(modules) > 1
+    for path in modules:
+        url = chat_server.http_url + "/static/" + os.path.relpath(path, static).replace(os.sep, "/")
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert re.match(r"(text|application)/javascript\b", r.headers["Content-Type"]), (url, r.headers["Content-Type"])
+            assert r.headers["X-Content-Type-Options"] == "nosniff", url
+        with open(path, encoding="utf-8") as f:
+            assert f.readline().startswith("// "), f"{path} does not start with a one-line comment saying its purpose"
+
+
+def test_a_message_over_max_message_size_is_refused_on_the_page_and_one_at_the_limit_is_delivered(start_server, sqlite_url, open_page):
+    limit = 400
+    server = start_server(sqlite_url, max_message_size=limit)
+    alice = open_page(server)
+    frames = []  # what alice's page sent on its sockets, in order
+    alice.page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+    alice.join("alice")
+    bob = open_page(server, "bob")
+    expect(alice.page.locator("body")).to_have_attribute("data-max-message-size", str(limit))
+
+    # The page counts the whole command in UTF-8 bytes, as the server does: learn its envelope from a first message.
+    alice.send("probe")
+    expect(bob.messages("probe")).to_have_count(1)
+    probe = next(json.loads(f) for f in frames if isinstance(f, str) and '"probe"' in f)
+    seq, stamp = probe["ref"][1:].split(".")
+    envelope = {**probe, "msg": "", "ref": f"m{int(seq) + 1}.{stamp}"}  # the next send's ref: the next number
+    room = limit - len(json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode())
+    at_limit = "é" * (room // 2) + "x" * (room % 2)  # 2 bytes a character: fewer characters than bytes
+
+    alice.send(at_limit)
+    expect(bob.messages(at_limit)).to_have_count(1)
+    expect(alice.messages(at_limit)).to_have_attribute("data-id", re.compile(r"^\d+$"))
+    assert [len(f.encode()) for f in frames if isinstance(f, str) and at_limit in f] == [limit]
+    expect(alice.page.locator("#notice")).to_be_hidden()
+
+    over = at_limit + "é"
+    alice.send(over)
+    expect(alice.page.locator("#notice")).to_be_visible()
+    expect(alice.page.locator("#notice-text")).to_have_text(re.compile(r"too long to send .*the limit is 400 B"))
+    expect(alice.input).to_have_value(over)  # kept, to shorten
+    expect(alice.page.locator("#thread li.msg.pending, #thread li.msg.failed")).to_have_count(0)
+
+    # Nothing of it was sent: a message sent after it arrives, with nothing in between, on the same socket.
+    alice.input.fill("")
+    alice.send("after")
+    expect(bob.messages("after")).to_have_count(1)
+    assert bob.texts()[-2:] == [at_limit, "after"]
+    assert not any(over in f for f in frames if isinstance(f, str))
+    assert max(len(f.encode() if isinstance(f, str) else f) for f in frames) == limit
+    assert len(alice.sockets) == 1
+    expect(alice.conn).to_have_attribute("data-state", "online")
 
 
 def test_screenshot_of_a_short_conversation(chat_server, open_page, clients):

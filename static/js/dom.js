@@ -1,0 +1,91 @@
+// The page's elements, building nodes (user text only as textContent), scrolling and the notice bar.
+
+import { GROUP } from "./config.js";
+import { colorClass } from "./format.js";
+
+const $ = (id) => document.getElementById(id);
+
+// Elements the template may leave out (no guests: no join-name; no uploads: no upload form) are null.
+export const ui = {
+  joinScreen: $("join-screen"),
+  joinForm: $("join-form"),
+  joinName: $("join-name"),
+  joinError: $("join-error"),
+  app: $("app"),
+  meAvatar: $("me-avatar"),
+  meName: $("me-name"),
+  switchUser: $("switch-user"),
+  conversations: $("conversations"),
+  online: $("online"),
+  onlineCount: $("online-count"),
+  back: $("back"),
+  backBadge: $("back-badge"),
+  chatAvatar: $("chat-avatar"),
+  chatTitle: $("chat-title"),
+  chatSub: $("chat-sub"),
+  conn: $("conn"),
+  connText: $("conn-text"),
+  banner: $("banner"),
+  bannerText: $("banner-text"),
+  retryNow: $("retry-now"),
+  messages: $("messages"),
+  loadOlder: $("load-older"),
+  thread: $("thread"),
+  empty: $("empty"),
+  notice: $("notice"),
+  noticeText: $("notice-text"),
+  noticeClose: $("notice-close"),
+  composer: $("composer"),
+  input: $("input"),
+  send: $("send"),
+  chat: $("chat"),
+  uploads: $("uploads"),
+  dropOverlay: $("drop-overlay"),
+  dropText: $("drop-text"),
+  uploadForm: $("upload-form"),
+  fileInput: $("file-input"),
+  attach: $("attach"),
+};
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = text;
+  return node;
+}
+
+export function setAvatar(node, key) {
+  node.className = "avatar " + (key === GROUP ? "group" : colorClass(key));
+  const letter = key === GROUP ? "#" : ((key.match(/[a-z0-9]/) || [key.charAt(0)])[0] || "?").toUpperCase();
+  node.textContent = letter;
+}
+
+// A link-styled button (Retry, Delete, Cancel) that calls `action` when clicked.
+export function linkButton(text, action) {
+  const button = el("button", "link-btn", text);
+  button.type = "button";
+  if (action) button.addEventListener("click", action);
+  return button;
+}
+
+export function nearBottom() {
+  const s = ui.messages;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < 120;
+}
+
+export function scrollToBottom() {
+  ui.messages.scrollTop = ui.messages.scrollHeight;
+}
+
+let noticeTimer = 0;
+
+export function showNotice(text) {
+  ui.noticeText.textContent = text;
+  ui.notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(hideNotice, 8000);
+}
+
+export function hideNotice() {
+  ui.notice.hidden = true;
+}

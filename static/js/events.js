@@ -1,0 +1,71 @@
+// Events from the server (docs/protocol.md), each handed to the module it concerns.
+
+import { ACCOUNT } from "./config.js";
+import { showNotice } from "./dom.js";
+import { normalizeName } from "./format.js";
+import * as history from "./history.js";
+import * as outbox from "./outbox.js";
+import { onLive } from "./receive.js";
+import * as socket from "./socket.js";
+import * as state from "./state.js";
+import { resumeKey, save } from "./storage.js";
+import { renderOnline } from "./views/people.js";
+
+function onWelcome(ev) {
+  const me = state.me();
+  if (!ACCOUNT && typeof ev.resume === "string" && me) save(resumeKey(me), ev.resume);
+  state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
+  renderOnline();
+  socket.markWelcomed();
+}
+
+function onAck(ev) {
+  state.noteId(ev.id);
+  outbox.acknowledge(ev);
+}
+
+function onError(ev) {
+  const message = typeof ev.message === "string" ? ev.message : "the server refused that";
+  if (ev.ref !== undefined) {
+    if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    history.refuse(ev.ref);
+  }
+  showNotice(message);
+}
+
+// One change ({"user","online"}) or several gathered by the server ({"changes":[...]}).
+function onPresence(ev) {
+  const changes = Array.isArray(ev.changes) ? ev.changes : [ev];
+  changes.forEach((change) => {
+    const name = change && normalizeName(change.user);
+    if (name) state.setPresence(name, Boolean(change.online));
+  });
+  renderOnline();
+}
+
+export function handle(ev) {
+  if (!ev || typeof ev !== "object") return;
+  switch (ev.type) {
+    case "welcome":
+      onWelcome(ev);
+      break;
+    case "history":
+      history.onHistory(ev);
+      break;
+    case "message":
+    case "direct":
+      onLive(ev);
+      break;
+    case "ack":
+      onAck(ev);
+      break;
+    case "error":
+      onError(ev);
+      break;
+    case "presence":
+      onPresence(ev);
+      break;
+    default:
+      break;
+  }
+}

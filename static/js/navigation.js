@@ -1,0 +1,25 @@
+// Opening a conversation: it becomes the thread shown, its history loads, and the address says which one (?with=NAME).
+
+import { GROUP } from "./config.js";
+import { scrollToBottom, ui } from "./dom.js";
+import { loadIfNeeded } from "./history.js";
+import * as state from "./state.js";
+import { renderConvList, renderHeader } from "./views/conversations.js";
+import { renderThreadChrome } from "./views/messages.js";
+
+export function openConv(key, opts) {
+  opts = opts || {};
+  const c = state.conversation(key);
+  state.setActive(c);
+  ui.thread.replaceChildren(c.list);
+  ui.input.placeholder = key === GROUP ? "Message everyone" : "Message " + key;
+  renderHeader();
+  renderConvList();
+  loadIfNeeded(c);
+  renderThreadChrome();
+  scrollToBottom();
+  const url = key === GROUP ? location.pathname : location.pathname + "?with=" + encodeURIComponent(key);
+  if (location.pathname + location.search !== url) history.replaceState(null, "", url);
+  ui.app.classList.remove("show-list");
+  if (!opts.noFocus) ui.input.focus();
+}

@@ -1,0 +1,169 @@
+// The outbox: messages written here, pending until the server's "ack" (matched by "ref"), sent again after a reconnect, or failed with Retry and Delete.
+
+import { GROUP, MAX_MESSAGE_SIZE } from "./config.js";
+import { scrollToBottom, showNotice, ui } from "./dom.js";
+import { fileSize, parseTs } from "./format.js";
+import * as socket from "./socket.js";
+import * as state from "./state.js";
+import { renderConvList } from "./views/conversations.js";
+import { appendLast, buildMessage, insertOrdered, removeMessage, renderThreadChrome, setMessageTime, setStatus } from "./views/messages.js";
+
+// ref -> pending message, in the order they were written. Its state: "queued" (not sent yet), "sent", "unconfirmed"
+// (sent, then the socket dropped before the ack), "failed" (refused; out of this map).
+const pending = new Map();
+
+function newRef() {
+  return "m" + state.nextSeq() + "." + Date.now().toString(36);
+}
+
+// The command as the server counts it against max_message_size: its JSON in UTF-8 bytes.
+function sizeOf(payload) {
+  return new TextEncoder().encode(JSON.stringify(payload)).length;
+}
+
+// The server would close the socket (1009) on a larger message: say so here instead of sending it.
+function refuseOversize(payload) {
+  const size = sizeOf(payload);
+  if (size <= MAX_MESSAGE_SIZE) return false;
+  showNotice("That message is too long to send (" + fileSize(size) + "; the limit is " + fileSize(MAX_MESSAGE_SIZE) + ").");
+  return true;
+}
+
+// Send `text` to the open conversation; false (with a notice) when it is too long to send.
+export function sendText(text) {
+  const c = state.activeConv();
+  const ref = newRef();
+  const payload = c.key === GROUP ? { type: "message", msg: text, ref: ref } : { type: "direct", to: c.key, msg: text, ref: ref };
+  if (refuseOversize(payload)) return false;
+  const t = Date.now();
+  const li = buildMessage(state.me(), text, t, true);
+  li.classList.add("pending");
+  li.dataset.ref = ref;
+  appendLast(c, li);
+  const p = { ref: ref, key: c.key, text: text, payload: payload, li: li, state: "queued", last: null };
+  // The list preview's entry for it: its id and time become the server's once it is acknowledged.
+  p.last = { id: Number.MAX_SAFE_INTEGER, user: state.me(), msg: text, t: t };
+  state.noteLast(c, p.last);
+  pending.set(ref, p);
+  transmit(p);
+  renderConvList();
+  renderThreadChrome();
+  scrollToBottom();
+  return true;
+}
+
+function setPendingStatus(p, text, failed) {
+  setStatus(p.li, text, failed ? { retry: () => retryFailed(p), remove: () => discardFailed(p) } : null);
+}
+
+function transmit(p) {
+  if (socket.isOpen()) {
+    socket.send(p.payload);
+    p.state = "sent";
+    setPendingStatus(p, "Sending…");
+  } else {
+    p.state = "queued";
+    setPendingStatus(p, "Waiting for connection…");
+  }
+}
+
+// The server stored it: the pending message becomes a normal one, in its id's place.
+function confirm(p, id, ts) {
+  pending.delete(p.ref);
+  const c = state.conversation(p.key);
+  const li = p.li;
+  if (state.hasMessage(c, id)) {
+    removeMessage(li);
+  } else {
+    li.classList.remove("pending");
+    delete li.dataset.ref;
+    li.dataset.id = String(id);
+    const status = li.querySelector(".status");
+    if (status) status.remove();
+    if (ts) setMessageTime(li, parseTs(ts));
+    state.keepMessage(c, id, li);
+    removeMessage(li);
+    insertOrdered(c, li, id);
+  }
+  p.last.id = id;
+  if (ts) p.last.t = parseTs(ts);
+  state.rememberConv(p.key); // only once the server took a message: a mistyped name is not kept
+}
+
+// An "ack": the message with its ref was stored.
+export function acknowledge(ev) {
+  const p = ev.ref !== undefined ? pending.get(ev.ref) : undefined;
+  if (!p || typeof ev.id !== "number") return;
+  confirm(p, ev.id, ev.ts);
+  renderConvList();
+}
+
+// After a reconnect: a message sent just before the drop may have been stored; its copy in the replay settles it.
+export function claimUnconfirmed(c, m) {
+  for (const p of pending.values()) {
+    if (p.state === "unconfirmed" && p.key === c.key && p.text === m.msg) {
+      confirm(p, m.id, m.ts);
+      return true;
+    }
+  }
+  return false;
+}
+
+// An "error" with a ref: true when it refused one of these messages (now shown as failed, with the reason).
+export function refuse(ref, message) {
+  const p = pending.get(ref);
+  if (!p) return false;
+  pending.delete(p.ref);
+  p.state = "failed";
+  p.li.classList.remove("pending");
+  p.li.classList.add("failed");
+  setPendingStatus(p, message, true);
+  return true;
+}
+
+function retryFailed(p) {
+  p.ref = newRef();
+  p.payload.ref = p.ref;
+  if (refuseOversize(p.payload)) return; // its new ref made it longer than the server takes: it stays failed
+  p.li.dataset.ref = p.ref;
+  p.li.classList.remove("failed");
+  p.li.classList.add("pending");
+  appendLast(state.conversation(p.key), p.li); // to the end, after anything that arrived meanwhile
+  pending.set(p.ref, p);
+  transmit(p);
+  ui.input.focus();
+}
+
+function discardFailed(p) {
+  const c = state.conversation(p.key);
+  removeMessage(p.li);
+  if (c.last === p.last) {
+    // The list preview showed the discarded message: show the newest one left instead.
+    const li = c.list.lastElementChild;
+    state.setLast(c, li ? { id: Number(li.dataset.id) || 0, user: li.dataset.user, msg: li.querySelector(".text").textContent, t: Number(li.dataset.t) } : null);
+  }
+  renderConvList();
+  renderThreadChrome();
+  ui.input.focus();
+}
+
+// Connected again (the connect-time history is in): send what waited, and again what was not confirmed.
+export function flushPending() {
+  for (const p of Array.from(pending.values())) {
+    if (p.state === "queued" || p.state === "unconfirmed") transmit(p);
+  }
+}
+
+// The socket dropped: what was sent on it may or may not have been stored.
+export function connectionLost() {
+  pending.forEach((p) => {
+    if (p.state === "sent") {
+      p.state = "unconfirmed";
+      setPendingStatus(p, "Waiting for connection…");
+    }
+  });
+}
+
+export function clear() {
+  pending.clear();
+}

@@ -1,0 +1,165 @@
+// The store: who this page is, its conversations (each with its message list), who is online; changed only through these functions.
+
+import { GROUP } from "./config.js";
+import { el } from "./dom.js";
+import { normalizeName } from "./format.js";
+import { convsKey, load, save } from "./storage.js";
+
+let myName = null;
+let active = null; // the open conversation
+let lastId = 0; // the newest message id this page has seen live or in a replay
+let seq = 0; // numbers the refs of sends and history requests
+const convs = new Map(); // key -> conversation
+const online = new Set();
+
+export function me() {
+  return myName;
+}
+
+export function setMe(name) {
+  myName = name;
+}
+
+// ---- conversations: read their fields anywhere, change them only here ----
+
+// The conversation with `key` ("*" or a user name), created empty on first use.
+export function conversation(key) {
+  let c = convs.get(key);
+  if (!c) {
+    c = {
+      key: key,
+      list: el("ol", "thread"), // its messages, shown while it is open
+      byId: new Map(), // message id -> its <li>
+      unread: 0,
+      loaded: false,
+      loading: false,
+      more: false,
+      last: null, // {id, user, msg, t} of the newest message, for the list preview
+    };
+    c.list.dataset.conv = key;
+    convs.set(key, c);
+  }
+  return c;
+}
+
+export function conversations() {
+  return Array.from(convs.values());
+}
+
+export function activeConv() {
+  return active;
+}
+
+export function setActive(c) {
+  active = c;
+  c.unread = 0;
+}
+
+export function markRead(c) {
+  c.unread = 0;
+}
+
+export function countUnread(c) {
+  c.unread += 1;
+}
+
+export function startLoading(c) {
+  c.loading = true;
+}
+
+export function finishLoading(c, more) {
+  c.loading = false;
+  c.loaded = true;
+  c.more = more;
+}
+
+// The connection dropped: no history request is in flight any more.
+export function stopLoading() {
+  convs.forEach((c) => {
+    c.loading = false;
+  });
+}
+
+export function hasMessage(c, id) {
+  return c.byId.has(id);
+}
+
+export function keepMessage(c, id, li) {
+  c.byId.set(id, li);
+}
+
+// The list preview shows `last` if it is at least as new as what it shows.
+export function noteLast(c, last) {
+  if (!c.last || last.id >= c.last.id) c.last = last;
+}
+
+export function setLast(c, last) {
+  c.last = last;
+}
+
+// A one-to-one conversation this browser has had, remembered for the next visit.
+export function rememberConv(key) {
+  if (key === GROUP || !myName) return;
+  const known = load(convsKey(myName), []);
+  if (Array.isArray(known) && known.indexOf(key) < 0) {
+    known.push(key);
+    save(convsKey(myName), known.slice(-200));
+  }
+}
+
+// The conversations remembered for `name`: the group first, then each one-to-one.
+export function restoreConvs(name) {
+  conversation(GROUP);
+  const known = load(convsKey(name), []);
+  if (Array.isArray(known)) known.map(normalizeName).filter((n) => n && n !== name).forEach(conversation);
+}
+
+// ---- ids and refs ----
+
+export function lastSeenId() {
+  return lastId;
+}
+
+export function noteId(id) {
+  if (typeof id === "number" && id > lastId) lastId = id;
+}
+
+export function nextSeq() {
+  seq += 1;
+  return seq;
+}
+
+// ---- who is online ----
+
+export function isOnline(name) {
+  return online.has(name);
+}
+
+export function onlineCount() {
+  return online.size;
+}
+
+export function onlineNames() {
+  return Array.from(online);
+}
+
+export function setOnline(names) {
+  online.clear();
+  names.forEach((name) => online.add(name));
+  if (myName) online.add(myName);
+}
+
+// One presence change; this page's own name never goes offline while it is here.
+export function setPresence(name, isOn) {
+  if (isOn) online.add(name);
+  else if (name !== myName) online.delete(name);
+}
+
+// Leaving: forget the name, its conversations and who was online.
+export function reset() {
+  myName = null;
+  lastId = 0;
+  convs.clear();
+  online.clear();
+  active = null;
+}

@@ -1,4 +1,4 @@
-"""Pytest plugin (registered in tests/conftest.py): account backends and the servers the account and security tests share."""
+"""Pytest plugin (registered in tests/conftest.py): account backends and the servers the account and access-control tests share."""
 import pytest
 
 from tests.support.servers import ServerProcess
@@ -45,7 +45,7 @@ def _shared_auth_servers(request, tmp_path_factory):
 
 @pytest.fixture(params=BACKENDS)
 def shared_auth_server(request, _shared_auth_servers):
-    """A server on each backend, shared by the account and security tests (they use unique() names, so they stay
+    """A server on each backend, shared by the account and access-control tests (they use unique() names, so they stay
     independent). Narrow it with @pytest.mark.parametrize("shared_auth_server", [...], indirect=True).
 
     It keeps the default failed-sign-in throttle (20 failures per address in 5 minutes, all from 127.0.0.1 here):

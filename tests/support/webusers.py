@@ -1,4 +1,4 @@
-"""Accounts over real HTTP for the account and security tests: where sessions live (database or Redis), a cookie-keeping
+"""Accounts over real HTTP for the account and access-control tests: where sessions live (database or Redis), a cookie-keeping
 user that registers and signs in through the real forms (CSRF token and all), tokens, and websockets carrying them."""
 import itertools
 import os

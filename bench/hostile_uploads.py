@@ -16,13 +16,13 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(HERE, "tests")]
+sys.path[:0] = [HERE]
 
 import requests  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from conftest import free_port  # noqa: E402
-from webusers import get_token, signed_up  # noqa: E402
+from tests.support.servers import free_port  # noqa: E402
+from tests.support.webusers import get_token, signed_up  # noqa: E402
 
 MiB = 1024 * 1024
 

@@ -18,15 +18,16 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT]
 
 import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import filesamples  # noqa: E402
 from chat.uploads import images  # noqa: E402
-from conftest import MySQLDatabases, ServerProcess  # noqa: E402
-from webusers import get_token, signed_up, token_socket  # noqa: E402
+from tests.support import filesamples  # noqa: E402
+from tests.support.databases import MySQLDatabases  # noqa: E402
+from tests.support.servers import ServerProcess  # noqa: E402
+from tests.support.webusers import get_token, signed_up, token_socket  # noqa: E402
 
 MiB = 1024 * 1024
 

@@ -2,7 +2,7 @@
 sessions and API tokens in each place they can live (SQLite, MariaDB, Redis), sign-out, token revocation and operator
 removal closing live sockets with 4001, and the secret key's instance file.
 
-The hostile cases (wrong, expired, revoked or someone else's credentials, CSRF, Origin, floods) are in test_security.py.
+The hostile cases (wrong, expired, revoked or someone else's credentials, CSRF, Origin, floods) are in test_access_control.py.
 """
 import hashlib
 import json
@@ -16,11 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from conftest import db_execute
-from test_wscat import Wscat, wscat_path  # noqa: F401  (wscat_path is a fixture)
-from webusers import (  # noqa: F401  (fixtures)
+from tests.support.databases import db_execute
+from tests.support.wscat import Wscat
+from tests.support.webusers import (
     PASSWORD,
-    _shared_auth_servers,
     WebUser,
     account,
     admin,
@@ -28,7 +27,6 @@ from webusers import (  # noqa: F401  (fixtures)
     get_token,
     on,
     refused,
-    shared_auth_server,
     signed_up,
     token_socket,
     unique,

@@ -16,12 +16,12 @@ import pytest
 import requests
 from PIL import Image
 
-import filesamples as samples
+from tests.support import filesamples as samples
 from chat.store import Store
 from chat.store.attachments import AttachmentQueries
-from conftest import ChatClient, db_execute
-from servers import shared_server  # noqa: F401  (fixture)
-from webusers import CSRF_RE, account, token_socket, unique
+from tests.support.clients import ChatClient
+from tests.support.databases import db_execute
+from tests.support.webusers import CSRF_RE, account, token_socket, unique
 
 MiB = 1024 * 1024
 TIMEOUT = 30

@@ -1,4 +1,4 @@
-"""Attachments in a real browser (Debian's Chromium, headless, via Python Playwright; launch setup from test_browser.py):
+"""Attachments in a real browser (Debian's Chromium, headless, via Python Playwright; launch setup in tests/support/browser.py):
 a picture dropped on the conversation shows up as a thumbnail for the other user, a picked file in a one-to-one
 conversation as a download link, refusals next to the upload, and guests are told to sign in.
 
@@ -9,11 +9,13 @@ import re
 
 import pytest
 
-import filesamples as samples
-from test_browser import DESKTOP, browser, open_page  # noqa: F401  (fixtures; the module skips, with its reason, without Chromium)
-from webusers import COOKIE, signed_up
+from tests.support import filesamples as samples
+from tests.support.browser import DESKTOP, require_browser
+from tests.support.webusers import COOKIE, signed_up
 
-from playwright.sync_api import expect  # noqa: E402  (after test_browser, which checks that playwright is there)
+require_browser("tests/test_attachments_browser.py")
+
+from playwright.sync_api import expect  # noqa: E402  (after require_browser, which checks that playwright is there)
 
 # Chromium logs refused uploads ("Failed to load resource: ... status of 415"); the page shows them itself.
 REFUSAL_LOGGED = r"Failed to load resource: the server responded with a status of 4(15|22|13) "

@@ -489,7 +489,7 @@ def test_oversized_message_gets_its_1009_close_frame_not_a_reset(start_server, s
     """
     import socket as socket_module
 
-    from rawws import RawWebSocket
+    from tests.support.rawws import RawWebSocket
 
     limit = next(f.default for f in dataclasses.fields(Settings) if f.name == "max_message_size")
     server = start_server(sqlite_url, echo_endpoint=True)
@@ -509,7 +509,7 @@ def test_oversized_message_gets_its_1009_close_frame_not_a_reset(start_server, s
 
 
 def test_message_before_a_bad_frame_in_the_same_write_is_echoed(start_server, sqlite_url):
-    from rawws import RawWebSocket
+    from tests.support.rawws import RawWebSocket
 
     server = start_server(sqlite_url, echo_endpoint=True)
     raw = RawWebSocket.connect(server.port, "/echo")

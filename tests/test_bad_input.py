@@ -8,9 +8,8 @@ import json
 
 import pytest
 
-from conftest import ServerProcess
-from rawws import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
-from servers import Chat
+from tests.support.rawws import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
+from tests.support.servers import Chat, ServerProcess
 
 MAX_MESSAGE_SIZE = 1024
 

@@ -1,4 +1,4 @@
-"""Bots over real sockets (eliza, and the test-only crasher from tests/chatbots.py), plus the bot pieces that need no server.
+"""Bots over real sockets (eliza, and the test-only crasher from tests/support/chatbots.py), plus the bot pieces that need no server.
 
 Most tests share one server per store with bots "eliza,crasher" and use names of their own;
 tests of settings (bots off, rate limit) start their own.
@@ -12,11 +12,11 @@ from chat.bots.eliza import GREETING, Eliza
 from chat.bots.runner import BotClient, mention_pattern
 from chat.config import Settings
 from chat.records import MessageRecord
-from conftest import ServerProcess, fresh_database_url
-from rawws import RawWebSocket
-from servers import Chat
+from tests.support.databases import fresh_database_url
+from tests.support.rawws import RawWebSocket
+from tests.support.servers import Chat, ServerProcess
 
-TEST_BOTS = dict(bots="eliza,crasher", bot_modules="tests.chatbots")
+TEST_BOTS = dict(bots="eliza,crasher", bot_modules="tests.support.chatbots")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mysql"])

@@ -1,16 +1,15 @@
 """Several server processes, one chat, over a real Redis: delivery, presence, ids and ?since= across processes,
 a process killed with SIGKILL, Redis restarted under load, and --workers."""
-import json
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 import requests
 
-from conftest import ROOT, free_port, presence_changes
-from redis_instance import redis_server  # noqa: F401  (fixture)
+from tests.support.clients import next_message, online_everywhere, post, presence_changes
+from tests.support.polling import wait_until
+from tests.support.servers import ROOT, free_port, health
 
 CLUSTER_SETTINGS = {"bots": ""}
 
@@ -33,38 +32,10 @@ def pair(cluster):
     return a, b
 
 
-def health(server):
-    with urllib.request.urlopen(server.http_url + "/healthz", timeout=10) as response:
-        return json.loads(response.read())
-
-
-def wait_until(predicate, timeout, what):
-    """Poll a condition on the servers' own state (no fixed sleep): fails with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def joined(a, b):
     """Wait until processes a and b each count the other in their cluster."""
-    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, 10, "both processes to see each other")
-
-
-def online_everywhere(client, *users):
-    """Read `client`'s events until a `who` answer lists all `users` (presence crosses processes asynchronously)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        client.send({"type": "who"})
-        event = client.recv_type("who")
-        if set(users) <= set(event["online"]):
-            return event["online"]
-    raise AssertionError(f"{users} never all online for {client}")
-
-
-def next_message(client, timeout=10):
-    return client.recv_type("message", "direct", timeout=timeout)
+    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2,
+               timeout=10, message="both processes to see each other")
 
 
 def replayed(client, history, count):
@@ -74,17 +45,6 @@ def replayed(client, history, count):
     while len(ids) < count:
         ids.append(next_message(client)["id"])
     return ids
-
-
-def post(client, text, to=None, ref=None):
-    payload = {"type": "direct", "to": to, "msg": text} if to else {"type": "message", "msg": text}
-    if ref is not None:
-        payload["ref"] = ref
-    client.send(payload)
-    while True:  # the writer's own copies of others' messages are not what these tests look at
-        event = client.recv_type("ack", "message", "direct")
-        if event["type"] == "ack":
-            return event
 
 
 def test_group_direct_and_presence_across_processes(pair, clients):
@@ -182,7 +142,8 @@ def test_redis_restart_loses_nothing_and_both_processes_recover(pair, clients, r
     assert next_message(bob)["id"] == acked[0]
 
     redis_server.kill()
-    wait_until(lambda: not health(a)["bus_connected"] and not health(b)["bus_connected"], 10, "both to notice Redis is gone")
+    wait_until(lambda: not health(a)["bus_connected"] and not health(b)["bus_connected"],
+               timeout=10, message="both to notice Redis is gone")
     # Meanwhile each process serves its own users and relays through the database.
     for i in range(5):
         acked.append(post(alice, f"while redis is down {i}")["id"])
@@ -190,7 +151,8 @@ def test_redis_restart_loses_nothing_and_both_processes_recover(pair, clients, r
     assert received == acked[1:]
 
     redis_server.start()
-    wait_until(lambda: health(a)["bus_connected"] and health(b)["bus_connected"], 15, "both to reconnect to Redis")
+    wait_until(lambda: health(a)["bus_connected"] and health(b)["bus_connected"],
+               timeout=15, message="both to reconnect to Redis")
     joined(a, b)
     for i in range(5):
         acked.append(post(bob, f"after {i}")["id"])
@@ -234,7 +196,7 @@ def test_more_than_one_worker_without_redis_is_refused(sqlite_url):
 
 
 def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(pair, clients):
-    from webusers import get_token, signed_up, token_socket
+    from tests.support.webusers import get_token, signed_up, token_socket
 
     a, b = pair
     _, name = signed_up(a, "kick")
@@ -250,7 +212,7 @@ def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(pair, 
 
 def test_a_file_uploaded_to_one_process_reaches_users_on_the_other(pair, clients):
     import filesamples
-    from webusers import get_token, signed_up
+    from tests.support.webusers import get_token, signed_up
 
     a, b = pair
     _, name = signed_up(a, "uploader")

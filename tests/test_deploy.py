@@ -16,9 +16,9 @@ import urllib.request
 import pytest
 import websocket  # websocket-client
 
-from conftest import ROOT, SUITE_SETTINGS, ChatClient, free_port
-from redis_instance import redis_server  # noqa: F401  (fixture)
-from test_cluster import health, next_message, online_everywhere, post, wait_until
+from tests.support.clients import ChatClient, next_message, online_everywhere, post
+from tests.support.polling import wait_until
+from tests.support.servers import ROOT, SUITE_SETTINGS, free_port, health
 
 CHAT_WORKER = "chat.gunicorn_worker.ChatWebSocketWorker"
 STOCK_WORKER = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
@@ -101,7 +101,8 @@ class GunicornProcess:
                 return False
             return h["status"] == "ok" and (instances is None or h.get("instances") == instances)
 
-        wait_until(ready, timeout, f"gunicorn on port {self.port} to answer /healthz with {instances} instances")
+        wait_until(ready,
+                   timeout=timeout, message=f"gunicorn on port {self.port} to answer /healthz with {instances} instances")
         return self
 
     @property
@@ -369,7 +370,8 @@ def test_the_deploy_doc_shows_the_tested_nginx_conf():
 def test_nginx_proxies_pages_and_websockets_to_two_processes(nginx_binary, start_server, sqlite_url, redis_server, tmp_path):
     a = start_server(sqlite_url, redis_url=redis_server.url, bots="", trust_proxy=True)
     b = start_server(sqlite_url, redis_url=redis_server.url, bots="", trust_proxy=True)
-    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, 10, "both processes to see each other")
+    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2,
+               timeout=10, message="both processes to see each other")
 
     nginx = NginxProcess(nginx_binary, tmp_path / "nginx")
     nginx.start(render_nginx_conf((a.port, b.port), nginx.port))
@@ -383,7 +385,7 @@ def test_nginx_proxies_pages_and_websockets_to_two_processes(nginx_binary, start
             except OSError:
                 return False
 
-        wait_until(answering, 20, "nginx to answer /healthz")
+        wait_until(answering, timeout=20, message="nginx to answer /healthz")
         with urllib.request.urlopen(nginx.http_url + "/healthz", timeout=10) as response:
             assert response.status == 200
             assert json.loads(response.read())["instances"] == 2

@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 import websockets
 
-from conftest import presence_changes
-from mariadb_instance import ThrowawayMariaDB, mariadb_binaries
-from rawws import RawWebSocket
+from tests.support.clients import presence_changes
+from tests.support.mariadb_instance import ThrowawayMariaDB, mariadb_binaries
+from tests.support.rawws import RawWebSocket
 
 
 # These tests send as fast as they can on purpose; the per-connection rate limit is not what they test.

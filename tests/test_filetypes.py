@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-import filesamples as samples
+from tests.support import filesamples as samples
 from chat.uploads import filetypes
 from chat.uploads import images
 from chat.config import Settings, load_settings

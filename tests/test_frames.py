@@ -5,7 +5,7 @@ import pytest
 
 from chat.websocket import frames
 from chat.websocket.frames import Binary, Close, FrameError, FrameParser, Ping, Pong, Text
-from rawws import build_frame, mask_payload
+from tests.support.rawws import build_frame, mask_payload
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 

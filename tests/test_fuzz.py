@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.support.servers import ROOT
 
 FUZZ_DIR = os.path.join(ROOT, "tests", "fuzz")
 TARGETS = ["frames", "protocol"]

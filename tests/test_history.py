@@ -1,5 +1,5 @@
 """History on each store: on connect, by request (paged, per conversation), ?since= catch-up, offline directs, restarts."""
-from servers import connect_and_leave, wait_presence
+from tests.support.clients import connect_and_leave, wait_presence
 EMOJI = "stored 😀🎉👍🏽 中文 𝄞 ünïcødé"
 
 

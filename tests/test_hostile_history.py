@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
-from bystanders import Bystanders
-from conftest import db_execute, presence_changes
-from rawws import RawWebSocket
+from tests.support.bystanders import Bystanders
+from tests.support.clients import presence_changes
+from tests.support.databases import db_execute
+from tests.support.rawws import RawWebSocket
 
 from chat.config import load_settings
 from chat.messaging.history import largest_history_event

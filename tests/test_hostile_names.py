@@ -10,22 +10,21 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import uuid
 
 import pytest
 import requests
 import websocket  # websocket-client
 
-from bystanders import Bystanders
+from tests.support.bystanders import Bystanders
 from chat.config import Settings
 from chat.records import MessageRecord
 from chat.store import Store
 from chat.store.accounts import AccountQueries
-from conftest import ROOT, ServerProcess, db_execute, fresh_database_url
-from redis_instance import redis_server  # noqa: F401  (fixture)
-from webusers import PASSWORD, WebUser
+from tests.support.databases import db_execute, fresh_database_url
+from tests.support.servers import ROOT, ServerProcess, health
+from tests.support.webusers import PASSWORD, WebUser
+from tests.support.polling import wait_until
 
 GUEST_HOLD = 3  # seconds, short so that "after the guest is gone" comes soon; a reconnect takes milliseconds
 DEADLINE = 30  # seconds any poll below may take before the test fails
@@ -65,16 +64,18 @@ def guest(server, name, query="", resume=True):
 def take_when_free(server, name):
     """Connect as `name` with no token, retrying while the earlier guest's hold runs (409): (client, welcome, history, refusals)."""
     refusals = []
-    deadline = time.monotonic() + DEADLINE
-    while True:
+
+    def admitted():
         try:
-            client, welcome, history = guest(server, name, resume=False)
-            return client, welcome, history, refusals
+            return guest(server, name, resume=False)
         except websocket.WebSocketBadStatusException as e:
             assert e.status_code == 409, e
             refusals.append(json.loads(e.resp_body)["error"])
-        assert time.monotonic() < deadline, f"{name} was never freed"
-        time.sleep(0.1)  # a retry pace, like a person trying again: the hold's end is what is waited for
+            return None
+
+    # a retry pace like a person trying again: the hold's end is what is waited for
+    client, welcome, history = wait_until(admitted, timeout=DEADLINE, interval=0.1, message=f"{name} to be freed")
+    return client, welcome, history, refusals
 
 
 def direct(sender, to, text):
@@ -364,14 +365,13 @@ def test_registration_during_a_guest_reconnect_loop_leaves_no_guest_socket_as_th
         first, _, _ = guest(names_server, name, resume=False)
         loop = ReconnectLoop(names_server, name)
         loop.start()
-        deadline = time.monotonic() + DEADLINE
-        while len(loop.opened) < 3 and loop.failure is None:  # the loop is in full swing
-            assert time.monotonic() < deadline, "the reconnect loop never got going"
-            time.sleep(0.01)
+        # the loop is in full swing
+        wait_until(lambda: len(loop.opened) >= 3 or loop.failure is not None, timeout=DEADLINE, interval=0.01,
+                   message="the reconnect loop to get going")
         assert WebUser(names_server).register(name).status_code == 302
-        while not loop.refused and loop.failure is None:  # reconnects after the registration are refused
-            assert time.monotonic() < deadline, "guests were still admitted after the registration"
-            time.sleep(0.01)
+        # reconnects after the registration are refused
+        wait_until(lambda: loop.refused or loop.failure is not None, timeout=DEADLINE, interval=0.01,
+                   message="guests to be refused after the registration")
         loop.stop.set()
         loop.join(DEADLINE)
         assert loop.failure is None, loop.failure
@@ -421,17 +421,10 @@ def test_eliza_never_repeats_a_private_statement_in_the_group_or_to_the_next_hol
 # ---- two processes over Redis ------------------------------------------------------------------------
 
 
-def health(server):
-    with urllib.request.urlopen(server.http_url + "/healthz", timeout=10) as response:
-        return json.loads(response.read())
-
-
 def test_a_guest_hold_holds_across_processes_and_its_token_resumes_on_either(start_server, sqlite_url, redis_server):
     a, b = (start_server(sqlite_url, redis_url=redis_server.url, bots="", guest_hold=GUEST_HOLD) for _ in range(2))
-    deadline = time.monotonic() + DEADLINE
-    while not (health(a)["instances"] == 2 and health(b)["instances"] == 2):
-        assert time.monotonic() < deadline, "the two processes never saw each other"
-        time.sleep(0.05)
+    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=DEADLINE, interval=0.05,
+               message="the two processes to see each other")
     watch = Bystanders(a)
     name, friend_name = unique("roamer"), unique("friend")
     friend, _, _ = guest(b, friend_name)

@@ -1,24 +1,22 @@
 """Hostile clients against the parser and the message writer (issue 12, cases 1 and 3): what parses is what the store
 stores and the encoder encodes, a message the database refuses is refused to its sender alone, deep nesting is bad JSON."""
 import json
-import time
 import uuid
 
 import gevent
 import pytest
 import requests
 
-from bystanders import Bystanders
+from tests.support.bystanders import Bystanders
 from chat.config import load_settings
 from chat.records import MessageRecord
 from chat.app import build_chat
 from chat.store import Store, StoreUnavailable
 from chat.messaging.writer import MessageWriter
-from conftest import db_execute
-from rawws import OP_TEXT, RawWebSocket
-from redis_instance import redis_server  # noqa: F401  (fixture)
-from servers import shared_server  # noqa: F401  (fixture)
-from webusers import get_token, signed_up
+from tests.support.databases import db_execute
+from tests.support.rawws import OP_TEXT, RawWebSocket
+from tests.support.webusers import get_token, signed_up
+from tests.support.polling import wait_until
 
 POISON = "poison"  # a body the test trigger makes the database refuse
 REFUSED_UPLOAD = "[file] refused"  # and the start of another
@@ -251,10 +249,8 @@ def test_upload_whose_message_the_database_refuses_is_answered(server, opened):
 def two_processes(start_server, database_url, redis_server):  # noqa: F811  (the fixture imported above)
     """Two server processes on one database and one Redis, each counting the other."""
     a, b = (start_server(database_url, redis_url=redis_server.url, bots="") for _ in range(2))
-    deadline = time.monotonic() + 15
-    while not all(health(s)[1].get("instances") == 2 for s in (a, b)):
-        assert time.monotonic() < deadline, "the two processes never saw each other"
-        time.sleep(0.02)
+    wait_until(lambda: all(health(s)[1].get("instances") == 2 for s in (a, b)), timeout=15,
+               message="the two processes to see each other")
     return a, b
 
 
@@ -326,13 +322,6 @@ def test_write_refusal_retries_boundary(tmp_path, failures, expected):
     assert (writer.refused, writer.healthy) == (int(expected == "refused"), True)
 
 
-def wait_for(condition, what, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        gevent.sleep(0.01)
-
-
 def test_writer_supervisor_restarts_it_and_healthz_says_degraded_meanwhile(tmp_path):
     url = f"sqlite:///{tmp_path / 'chat.db'}"
     settings = load_settings(environ={}, database_url=url, bots="", writer_restart_delay=3.0)
@@ -344,11 +333,12 @@ def test_writer_supervisor_restarts_it_and_healthz_says_degraded_meanwhile(tmp_p
 
     writer = service.writer
     writer.submit(MessageRecord(service.delivery.ids.next_id(), "alice", None, "kills the writer", 1), die)
-    wait_for(lambda: not writer.running, "the writer to stop")
+    wait_until(lambda: not writer.running, timeout=15, interval=0.01, message="the writer to stop", sleep=gevent.sleep)
     health = service.health()
     assert (health["status"], health["writer_running"]) == ("degraded", False)
     assert health["degraded"] == ["message writer not running (restarting)"]
-    wait_for(lambda: writer.running, "the supervisor to restart the writer")
+    wait_until(lambda: writer.running,
+               timeout=15, interval=0.01, message="the supervisor to restart the writer", sleep=gevent.sleep)
     stored = []
     record = MessageRecord(service.delivery.ids.next_id(), "alice", None, "after the restart", 2)
     writer.submit(record, stored.append)

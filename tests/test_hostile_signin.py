@@ -11,13 +11,11 @@ import time
 import pytest
 import requests
 
-from bystanders import Bystanders
-from conftest import db_execute
-from webusers import (  # noqa: F401  (fixtures)
+from tests.support.bystanders import Bystanders
+from tests.support.databases import db_execute
+from tests.support.webusers import (
     PASSWORD,
     WebUser,
-    backend,
-    start_auth_server,
     token_socket,
     unique,
 )

@@ -8,32 +8,20 @@ import json
 import os
 import socket
 import struct
-import time
 import uuid
 
 import pytest
 import requests
 
-from bystanders import Bystanders
-from conftest import ServerProcess
-from rawws import OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
+from tests.support.bystanders import Bystanders
+from tests.support.rawws import OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
+from tests.support.servers import ServerProcess
+from tests.support.polling import wait_until
 
 from chat.websocket import frames
 
 SLOW_CONSUMER = (1008, "send queue overflow: client too slow")
 DEADLINE = 20.0  # seconds any polled condition may take before the test fails
-
-
-def wait_for(condition, what, deadline=DEADLINE):
-    """Poll `condition()` until it is true; fail with `what` after `deadline` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def descriptors(pid):
@@ -207,7 +195,8 @@ def test_huge_declared_body_is_refused_without_being_read(limits_server):
     status, _, body = http_exchange(limits_server.port, head + b'{"username": "' + b"x" * 60_000)
     assert status == 413 and json.loads(body)["error"].startswith("the request body is too large")
     # The server closed the connection (http_exchange read to the end) rather than reading 200 MB.
-    wait_for(lambda: descriptors(limits_server.proc.pid) <= before, "the connection's descriptor to close")
+    wait_until(lambda: descriptors(limits_server.proc.pid) <= before,
+               timeout=DEADLINE, interval=0.05, message="the connection's descriptor to close")
     watch.check()
     watch.close()
 
@@ -229,7 +218,8 @@ def test_half_sent_requests_are_closed_after_the_header_timeout(limits_server):
     for sock in socks:
         assert sock.recv(100) == b""  # the server closed it without an answer (the recv would time out otherwise)
         sock.close()
-    wait_for(lambda: descriptors(pid) <= before, "the half-sent requests' descriptors to close")
+    wait_until(lambda: descriptors(pid) <= before,
+               timeout=DEADLINE, interval=0.05, message="the half-sent requests' descriptors to close")
     # A request that is complete within the timeout is answered, on a kept-alive connection too.
     session = requests.Session()
     assert session.get(limits_server.http_url + "/healthz").status_code == 200
@@ -290,7 +280,8 @@ def test_tokens_are_redacted_from_the_access_log_in_any_spelling(limits_server):
                 assert response.status == 401  # Werkzeug decodes the name: the server took it as a token
         else:  # raw: an HTTP library would normalise the escapes away
             assert http_exchange(limits_server.port, f"GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())[0] == 200
-    wait_for(lambda: all(redacted in limits_server.read_log() for redacted in secrets_sent.values()), "the access log lines")
+    wait_until(lambda: all(redacted in limits_server.read_log() for redacted in secrets_sent.values()),
+               timeout=DEADLINE, interval=0.05, message="the access log lines")
     assert "SECRET" not in limits_server.read_log()
 
 
@@ -316,7 +307,8 @@ def test_sockets_per_address_are_capped_429_before_the_upgrade(start_server, sql
         assert response.status == 429
         return None
 
-    wait_for(another_gets_in, "a socket to be admitted once one from the address has closed").close()
+    wait_until(another_gets_in,
+               timeout=DEADLINE, interval=0.05, message="a socket to be admitted once one from the address has closed").close()
     second.close()
     watch.check()
     watch.close()
@@ -360,7 +352,8 @@ def test_sockets_that_do_not_read_are_dropped_when_the_total_send_budget_is_full
         if f"send budget of {budget} bytes full" in server.read_log():
             break
         post_big_messages(server, 30, 200_000, to=f"hog{i}")
-    wait_for(lambda: f"send budget of {budget} bytes full" in server.read_log(), "the budget to drop a backed-up socket")
+    wait_until(lambda: f"send budget of {budget} bytes full" in server.read_log(),
+               timeout=DEADLINE, interval=0.05, message="the budget to drop a backed-up socket")
     watch.check()  # honest readers are never dropped: they take what they are sent
     served = 0
     for hog in hogs:
@@ -385,7 +378,8 @@ def test_slow_consumer_close_while_the_writer_drains_logs_no_error(start_server,
     slow = RawWebSocket.connect(server.port, "/ws/slowpoke", rcvbuf=4096)
     slow.handshake()
     post_big_messages(server, 70, 150_000, to="slowpoke")  # 10 MB: more than the kernel's buffers and the slow socket's queue hold
-    wait_for(lambda: "closing a slow consumer" in server.read_log(), "the slow consumer to be closed")
+    wait_until(lambda: "closing a slow consumer" in server.read_log(),
+               timeout=DEADLINE, interval=0.05, message="the slow consumer to be closed")
     # Our close frame first, then read: the server finishes the connection while its writer is still draining.
     slow.send_frame(OP_CLOSE, struct.pack("!H", 1000))
     assert slow.recv_close() == SLOW_CONSUMER
@@ -432,7 +426,8 @@ def test_connect_close_loop_under_a_low_descriptor_limit_without_gc(tmp_path, sq
             raw.close()
             if i % 100 == 0:  # and plain HTTP requests in between
                 assert requests.get(server.http_url + "/healthz", timeout=DEADLINE).status_code == 200
-        wait_for(lambda: descriptors(pid) <= before + 5, f"descriptors back near {before}")
+        wait_until(lambda: descriptors(pid) <= before + 5,
+                   timeout=DEADLINE, interval=0.05, message=f"descriptors back near {before}")
         assert requests.get(server.http_url + "/healthz", timeout=DEADLINE).status_code == 200
         watch.check()
         watch.close()

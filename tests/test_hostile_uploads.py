@@ -1,6 +1,6 @@
 """Hostile uploaders against the real server: pictures of many pixels in few bytes, upload floods, quota races across
 processes, forged Host headers, and uploads under a small app-wide body limit. Each attack fails and two honest
-bystanders keep chatting (tests/bystanders.py); each limit is tested at its boundary."""
+bystanders keep chatting (tests/support/bystanders.py); each limit is tested at its boundary."""
 import io
 import os
 import subprocess
@@ -11,13 +11,13 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
-import filesamples as samples
-from bystanders import Bystanders
+from tests.support import filesamples as samples
+from tests.support.bystanders import Bystanders
 from chat.config import load_settings
 from chat.uploads.limits import UploadRate
-from conftest import ROOT, SUITE_SETTINGS, ServerProcess, db_execute
-from redis_instance import redis_server  # noqa: F401  (fixture)
-from webusers import get_token, signed_up
+from tests.support.databases import db_execute
+from tests.support.servers import ROOT, SUITE_SETTINGS, ServerProcess
+from tests.support.webusers import get_token, signed_up
 
 TIMEOUT = 60
 EVIL = "evil.example"

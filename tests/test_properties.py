@@ -24,8 +24,8 @@ from chat.messaging.protocol import (
 )
 from chat.records import MessageRecord
 from chat.store import Store
-from conftest import fresh_database_url
-from rawws import build_frame
+from tests.support.databases import fresh_database_url
+from tests.support.rawws import build_frame
 
 PARSE_OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
 SENDER = "alice"

@@ -273,19 +273,6 @@ def test_error_messages_are_human_readable():
     assert isinstance(error.message, str) and len(error.message) > 10
 
 
-# ---- names -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("raw,name", [("alice", "alice"), ("Alice", "alice"), ("a.b-c_d", "a.b-c_d"), ("x" * 32, "x" * 32), ("007", "007")])
-def test_valid_names(raw, name):
-    assert protocol.normalize_name(raw, 32) == name
-
-
-@pytest.mark.parametrize("raw", ["", " ", "a b", "<script>", "../x", "a/b", "x" * 33, "é", ".", "..", "-", "_x", None, 5])
-def test_invalid_names(raw):
-    assert protocol.normalize_name(raw, 32) is None
-
-
 # ---- outbound ------------------------------------------------------------------------------
 
 GROUP = MessageRecord(7, "alice", None, "hi 😀", 1_700_000_000_123)

@@ -1,4 +1,4 @@
-"""Bots for the tests only, loaded by a test server with --bot-modules tests.chatbots: never available otherwise."""
+"""Bots for the tests only, loaded by a test server with --bot-modules tests.support.chatbots: never available otherwise."""
 from chat.bots import Bot, register
 
 

@@ -3,9 +3,7 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
-from conftest import free_port
+from tests.support.servers import free_port
 
 
 def redis_binary():
@@ -46,14 +44,3 @@ class ThrowawayRedis:
         if self.proc is not None:
             self.proc.stdout.close()
 
-
-@pytest.fixture
-def redis_server(tmp_path):
-    if redis_binary() is None:
-        reason = "redis-server is not installed (apt-get install redis-server); the multi-process tests start their own"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    server = ThrowawayRedis(tmp_path / "redis.log").start()
-    yield server
-    server.kill()

@@ -4,13 +4,13 @@ Tests of live delivery share one server per store (`chat` fixture, names unique 
 tests that look at who is online or at presence get a fresh server (`server` fixture).
 """
 import json
-import time
 import urllib.request
 from datetime import datetime
 
 import pytest
 
-from servers import chat, presence_changes, shared_server, wait_presence  # noqa: F401  (fixtures)
+from tests.support.clients import presence_changes, wait_presence
+from tests.support.polling import wait_until
 
 EMOJI = "héllo 😀🎉👍🏽 中文 𝄞 — ünïcødé"
 
@@ -318,13 +318,8 @@ def test_presence_event_shape(server, clients):
 
 def wait_for_connections(server, count, timeout=5.0):
     """Wait until /healthz reports `count` open connections (the server has finished closing the others)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        current = healthz(server)[2]["connections"]
-        if current == count:
-            return
-        assert time.monotonic() < deadline, f"{current} connections, expected {count}"
-        time.sleep(0.01)
+    wait_until(lambda: healthz(server)[2]["connections"] == count, timeout=timeout, interval=0.01,
+               message=f"/healthz to count {count} connections")
 
 
 def test_no_presence_for_a_second_tab(server, clients):

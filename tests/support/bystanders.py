@@ -2,7 +2,7 @@
 import json
 import uuid
 
-from conftest import ChatClient, db_execute
+from tests.support.databases import db_execute
 
 
 class Bystanders:
@@ -65,5 +65,3 @@ def _next(client, kind, match, limit=10_000):
             raise AssertionError(f"bystander got an error: {json.dumps(event)}")
     raise AssertionError(f"no {kind} event in {limit} events")
 
-
-__all__ = ["Bystanders", "ChatClient"]

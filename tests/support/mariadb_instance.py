@@ -2,11 +2,11 @@
 import os
 import shutil
 import subprocess
-import time
 
 import pymysql
 
-from conftest import free_port
+from tests.support.polling import wait_until
+from tests.support.servers import free_port
 
 
 def mariadb_binaries():
@@ -48,15 +48,16 @@ class ThrowawayMariaDB:
              "--user=root", "--bind-address=127.0.0.1", "--innodb-buffer-pool-size=32M", "--skip-log-bin"],
             stdout=self._log, stderr=self._log,
         )
-        deadline = time.monotonic() + 60
-        while True:  # wait until it accepts queries (bounded)
-            try:
-                self.connect(database=None).close()
-                return
-            except pymysql.err.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("throwaway MariaDB did not start")
-                time.sleep(0.1)
+        wait_until(self._accepts_queries, timeout=60, interval=0.1, message="the throwaway MariaDB to accept queries")
+
+    def _accepts_queries(self):
+        try:
+            self.connect(database=None).close()
+            return True
+        except pymysql.err.OperationalError:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"throwaway MariaDB exited ({self.proc.returncode}) before it accepted queries")
+            return False
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

@@ -1,20 +1,22 @@
-"""Accounts in a real browser (Debian's Chromium, headless, via Python Playwright; launch setup from test_browser.py):
+"""Accounts in a real browser (Debian's Chromium, headless, via Python Playwright; launch setup in tests/support/browser.py):
 register, sign in, sign out, and what the chat page does when a name is registered or a session ends.
 
-The server runs with the real per-connection rate limits (conftest lifts them for other tests), so these also show the
+The server runs with the real per-connection rate limits (tests/support/servers.py lifts them for other tests), so these also show the
 page itself stays within them. No sleeps: Playwright's expect() retries until its timeout. How user text is shown
-(never as HTML) is tested for every page in test_browser.py::test_user_text_is_shown_as_text_and_never_run.
+(never as HTML) is tested for every page in test_chat_page_browser.py::test_user_text_is_shown_as_text_and_never_run.
 """
 import re
 
 import pytest
 
 from chat.config import Settings
-from conftest import ServerProcess
-from test_browser import browser, open_page  # noqa: F401  (fixtures; the module skips, with its reason, without Chromium)
-from webusers import PASSWORD, WebUser, get_token, signed_up, token_socket, unique
+from tests.support.browser import require_browser
+from tests.support.servers import ServerProcess
+from tests.support.webusers import PASSWORD, WebUser, get_token, signed_up, token_socket, unique
 
-from playwright.sync_api import expect  # noqa: E402  (after test_browser, which checks that playwright is there)
+require_browser("tests/test_accounts_browser.py")
+
+from playwright.sync_api import expect  # noqa: E402  (after require_browser, which checks that playwright is there)
 
 _defaults = Settings()
 REAL_LIMITS = {"rate_limit": _defaults.rate_limit, "rate_burst": _defaults.rate_burst}

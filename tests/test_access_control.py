@@ -1,6 +1,6 @@
 """The hostile-input suite, one case per test, against the real server over real sockets.
 
-Handshakes that must be refused are sent as raw HTTP upgrade requests (tests/rawws.py) so the test sees the server's
+Handshakes that must be refused are sent as raw HTTP upgrade requests (tests/support/rawws.py) so the test sees the server's
 own status and JSON reason, and that no 101 came. Where the store is involved, each case runs on SQLite, MariaDB and
 Redis-held sessions (`shared_auth_server`). Oversized and malformed frames, bad names in the URL and bad JSON are the
 same for every user, registered or not: tests/test_bad_input.py covers them (1009 before the payload is read, 1002,
@@ -8,29 +8,28 @@ same for every user, registered or not: tests/test_bad_input.py covers them (100
 """
 import json
 import re
-import time
 from html.parser import HTMLParser
 
 import pytest
 import requests
 
-from conftest import ChatClient, ServerProcess
-from webusers import (  # noqa: F401  (fixtures)
+from tests.support.clients import ChatClient
+from tests.support.polling import wait_until
+from tests.support.servers import ServerProcess
+from tests.support.webusers import (
     PASSWORD,
-    _shared_auth_servers,
     WebUser,
     account,
     get_token,
     handshake_status,
     on,
     refused,
-    shared_auth_server,
     signed_up,
     token_socket,
     unique,
 )
 
-DEFAULT_RATE = {"rate_limit": 20, "rate_burst": 40, "rate_limit_strikes": 20}  # the real defaults (conftest lifts them)
+DEFAULT_RATE = {"rate_limit": 20, "rate_burst": 40, "rate_limit_strikes": 20}  # the real defaults (tests/support/servers.py lifts them)
 
 
 @pytest.fixture
@@ -126,11 +125,8 @@ def test_expired_token_is_refused_401(server):
     status, _ = handshake_status(server, f"/ws/{name}?token={token}")
     assert status == 101, "a fresh token must work"
     # Bounded wait for the expiry, observed only through the server's answer.
-    deadline = time.monotonic() + 15
-    while status == 101:
-        assert time.monotonic() < deadline, "the token never expired"
-        time.sleep(0.1)
-        status, body = handshake_status(server, f"/ws/{name}?token={token}")
+    status, body = wait_until(lambda: _refused_or_none(server, f"/ws/{name}?token={token}"), timeout=15, interval=0.1,
+                              message="the token to expire")
     assert status == 401 and body["error"] == "the token is invalid, expired or revoked"
 
 
@@ -394,14 +390,17 @@ def test_rate_limited_error_names_the_refused_message_and_keeps_the_connection(s
     assert client.recv_type("error")["ref"] == "m4"
 
 
+def _refused_or_none(server, path, *headers):
+    """(status, body) of a handshake to `path` that was refused, or None if it was upgraded (a condition to poll)."""
+    status, body = handshake_status(server, path, *headers)
+    return None if status == 101 else (status, body)
+
+
 def _connect_until_accepted(server, path, *headers, timeout=10):
     """The cap frees a slot once the server has finished closing a socket: retry the handshake (bounded) until then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status, _ = handshake_status(server, path, *headers)
-        if status == 101 or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+    wait_until(lambda: handshake_status(server, path, *headers)[0] == 101, timeout=timeout, interval=0.05,
+               message=f"a handshake to {path} to be accepted")
+    return 101
 
 
 def test_per_user_connection_cap_429(strict_server):
@@ -538,17 +537,14 @@ def test_tokens_in_urls_stay_out_of_the_access_log(strict_server):
     marker = "chat_NotInTheLog" + unique("x").replace("-", "")
     assert refused(strict_server, f"/ws/{unique('someone')}?since=1&token={marker}")[0] == 401
     # The access line is written just after the answer: wait for it (bounded), then look for the token.
-    deadline = time.monotonic() + 10
-    while "token=REDACTED" not in strict_server.read_log():
-        assert time.monotonic() < deadline, "no access log line"
-        time.sleep(0.05)
+    wait_until(lambda: "token=REDACTED" in strict_server.read_log(), timeout=10, interval=0.05, message="the access log line")
     assert marker not in strict_server.read_log()
 
 
 def test_no_secret_key_in_the_repository():
     import subprocess
 
-    from conftest import ROOT
+    from tests.support.servers import ROOT
 
     tracked = subprocess.run(["git", "-C", ROOT, "ls-files"], capture_output=True, text=True, check=True).stdout.split()
     assert not [p for p in tracked if re.search(r"(^|/)(instance/|secret_key)", p)]

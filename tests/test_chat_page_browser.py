@@ -9,157 +9,25 @@ import json
 import os
 import re
 import shutil
-import sys
 import urllib.request
 from html.parser import HTMLParser
 
 import pytest
 
+from tests.support.browser import DESKTOP, PHONE, require_browser
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 README_SCREENSHOT = os.path.join(ROOT, "docs", "screenshot.png")
-CHROMIUM = os.environ.get("CHAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-# From shared/STACK-NOTES.md. Never `playwright install`: it downloads a browser, and these machines may be offline.
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 10_000
-DESKTOP = {"width": 1200, "height": 760}
-PHONE = {"width": 360, "height": 740}
 
+require_browser("tests/test_chat_page_browser.py")
 
-def _unavailable():
-    if not CHROMIUM:
-        return "chromium is not installed (apt-get install -y chromium; .ci/run does this)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        return f"python playwright is not installed ({e}); pip install -r requirements-dev.txt"
-    return None
-
-
-_REASON = _unavailable()
-if _REASON:
-    print(f"\ntests/test_browser.py: {_REASON}", file=sys.stderr)
-    if os.environ.get("CI"):
-        pytest.fail(f"browser tests are mandatory in CI: {_REASON}", pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        yield browser
-        browser.close()
+from playwright.sync_api import expect  # noqa: E402  (after require_browser, which checks that playwright is there)
 
 
 @pytest.fixture
 def chat_server(start_server, sqlite_url):
     return start_server(sqlite_url)
-
-
-class ChatPage:
-    """One tab of the chat page, with what it reported (dialogs, script errors, console errors)."""
-
-    def __init__(self, context, page, server):
-        self.context = context
-        self.page = page
-        self.server = server
-        self.dialogs = []
-        self.page_errors = []
-        self.console_errors = []
-        self.sockets = []
-        page.on("dialog", self._on_dialog)
-        page.on("pageerror", lambda err: self.page_errors.append(str(err)))
-        page.on("console", lambda msg: msg.type == "error" and self.console_errors.append(msg.text))
-        page.on("websocket", lambda ws: self.sockets.append(ws.url))
-        page.set_default_timeout(TIMEOUT_MS)
-
-    def _on_dialog(self, dialog):
-        self.dialogs.append(dialog.message)
-        dialog.dismiss()
-
-    @property
-    def input(self):
-        return self.page.locator("#input")
-
-    @property
-    def conn(self):
-        return self.page.locator("#conn")
-
-    def join(self, name):
-        self.page.locator("#join-name").fill(name)
-        self.page.locator("#join-name").press("Enter")
-        return self.wait_online()
-
-    def wait_online(self):
-        expect(self.conn).to_have_attribute("data-state", "online")
-        return self
-
-    def send(self, text):
-        self.input.fill(text)
-        self.input.press("Enter")
-
-    def conv(self, key):
-        """The conversation list entry: "*" for Everyone, else the other user's name."""
-        return self.page.locator(f'#conversations li[data-conv="{key}"]')
-
-    def open(self, key):
-        self.conv(key).locator("button").click()
-        expect(self.conv(key)).to_have_class(re.compile(r"\bactive\b"))
-
-    def messages(self, text=None):
-        """Message items of the open conversation (optionally those containing `text`)."""
-        loc = self.page.locator("#thread li.msg")
-        return loc if text is None else loc.filter(has_text=text)
-
-    def texts(self):
-        return self.page.locator("#thread li.msg .text").evaluate_all("els => els.map(e => e.textContent)")
-
-    def problems(self, expected_console=()):
-        console = [m for m in self.console_errors if not any(re.search(p, m) for p in expected_console)]
-        return {"dialogs": self.dialogs, "page errors": self.page_errors, "console errors": console}
-
-
-@pytest.fixture
-def open_page(browser):
-    """open_page(server, name=None, path="/", viewport=DESKTOP, context=None) -> a joined ChatPage."""
-    contexts = []
-    pages = []
-
-    def open_(server, name=None, path="/", viewport=None, context=None):
-        if context is None:
-            context = browser.new_context(viewport=viewport or DESKTOP)
-            contexts.append(context)
-        chat = ChatPage(context, context.new_page(), server)
-        pages.append(chat)
-        chat.page.goto(server.http_url + path)
-        if name:
-            chat.join(name)
-        return chat
-
-    open_.pages = pages
-    open_.expected_console = []
-    yield open_
-    try:
-        for chat in pages:
-            problems = chat.problems(open_.expected_console)
-            assert not any(problems.values()), f"the page reported problems: {problems}"
-    finally:
-        for context in contexts:
-            context.close()
 
 
 def save_screenshot(page, name):

@@ -1,0 +1,1 @@
+"""The test suite (a package, so `tests.support` resolves to these helpers from a fresh clone)."""

@@ -1,0 +1,134 @@
+"""Real websocket clients of the chat (websocket-client) that read JSON events, and the reading helpers built on them."""
+import json
+
+import websocket  # websocket-client
+
+from tests.support.polling import wait_until
+
+RECV_TIMEOUT = 10.0
+
+
+def presence_changes(event):
+    """[(user, online)] from a presence event in either form: one change, or several batched under "changes"."""
+    if "changes" in event:
+        return [(c["user"], c["online"]) for c in event["changes"]]
+    return [(event["user"], event["online"])]
+
+
+class ChatClient:
+    """A real websocket client (websocket-client) that reads JSON events."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.on_welcome = None  # called with the welcome event (ServerProcess.connect: keeps the resume token)
+
+    @classmethod
+    def connect(cls, url, timeout=RECV_TIMEOUT, **kwargs):
+        ws = websocket.create_connection(url, timeout=timeout, **kwargs)
+        return cls(ws)
+
+    def send(self, payload):
+        self.ws.send(payload if isinstance(payload, str) else json.dumps(payload))
+
+    def recv(self, timeout=RECV_TIMEOUT):
+        self.ws.settimeout(timeout)
+        event = json.loads(self.ws.recv())
+        if self.on_welcome is not None and event.get("type") == "welcome":
+            self.on_welcome(event)
+        return event
+
+    def recv_type(self, *types, timeout=RECV_TIMEOUT):
+        """The next event of one of `types`, skipping presence events and pongs in between."""
+        while True:
+            event = self.recv(timeout)
+            if event["type"] in types:
+                return event
+            if event["type"] not in ("presence",):
+                raise AssertionError(f"expected {types}, got {event}")
+
+    def wait_presence(self, user, online, timeout=RECV_TIMEOUT):
+        """Read until a presence event (single or batched form) says `user` went online/offline."""
+        while True:
+            event = self.recv_type("presence", timeout=timeout)
+            if (user, online) in presence_changes(event):
+                return event
+
+    def handshake(self):
+        """Read the welcome and history events every connection starts with."""
+        welcome = self.recv_type("welcome")
+        history = self.recv_type("history")
+        return welcome, history
+
+    def recv_close(self, timeout=RECV_TIMEOUT):
+        """Read until the server's close frame; returns (code, reason). Other frames are skipped."""
+        self.ws.settimeout(timeout)
+        while True:
+            opcode, data = self.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                return code, data[2:].decode("utf-8", "replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        try:
+            self.ws.close(timeout=1)
+        except Exception:
+            pass
+
+
+def wait_presence(client, user, online):
+    """Read `client`'s events until a presence event says `user` went online/offline.
+
+    Returns every presence change read, up to and including that event's, as (user, online) pairs.
+    Only presence events may come in between (anything else is a test failure).
+    """
+    seen = []
+    while True:
+        changes = presence_changes(client.recv_type("presence"))
+        seen += changes
+        if (user, online) in changes:
+            return seen
+
+
+def connect_and_leave(clients, server, observer, name):
+    """Make `name` a known user who is offline now, and wait until the server has recorded the leave.
+
+    The observer first sees `name` come online (so the leave is not folded into the same presence
+    batch), then go offline; the server records the leave before it announces it.
+    """
+    client = clients(server, name)
+    wait_presence(observer, name, True)
+    client.close()
+    wait_presence(observer, name, False)
+
+
+def next_message(client, timeout=RECV_TIMEOUT):
+    return client.recv_type("message", "direct", timeout=timeout)
+
+
+def post(client, text, to=None, ref=None):
+    """Send a group message (or a direct one `to` someone) and return its ack."""
+    payload = {"type": "direct", "to": to, "msg": text} if to else {"type": "message", "msg": text}
+    if ref is not None:
+        payload["ref"] = ref
+    client.send(payload)
+    while True:  # the writer's own copies of others' messages are not what these tests look at
+        event = client.recv_type("ack", "message", "direct")
+        if event["type"] == "ack":
+            return event
+
+
+def online_everywhere(client, *users):
+    """Ask `client`'s server who is online until the answer lists all `users` (presence crosses processes asynchronously)."""
+
+    def all_online():
+        client.send({"type": "who"})
+        online = client.recv_type("who")["online"]
+        return online if set(users) <= set(online) else None
+
+    return wait_until(all_online, timeout=10, interval=0, message=f"{users} all online for {client}")

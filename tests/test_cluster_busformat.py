@@ -1,0 +1,45 @@
+"""chat/cluster/busformat.py on its own: the batch format the processes exchange over Redis, and what it refuses."""
+import pytest
+
+from chat.cluster.busformat import BusFormatError, BusKick, BusMessage, BusPresence, decode_batch, encode_batch
+
+
+def test_a_batch_round_trips_every_kind_of_entry():
+    entries = [
+        BusMessage(1, "alice", None, b"\x81\x05hello"),
+        BusMessage(2**63 - 1, "bob", "ünïcode-user", bytes(range(256)) * 300),
+        BusPresence("carol", True),
+        BusPresence("carol", False),
+        BusKick("dave", "account removed"),
+        BusKick("erin", "signed out", digest="ab" * 32, guests_only=False),
+        BusKick("frank", "name registered", guests_only=True),
+    ]
+    origin, decoded = decode_batch(encode_batch("host-1-abc", entries))
+    assert origin == "host-1-abc"
+    assert decoded == entries
+
+
+def test_an_empty_batch_is_just_its_origin():
+    assert decode_batch(encode_batch("x", [])) == ("x", [])
+
+
+@pytest.mark.parametrize("cut", [1, 3, 10, 20])
+def test_a_truncated_batch_is_refused(cut):
+    data = encode_batch("origin", [BusMessage(7, "alice", "bob", b"frame bytes")])
+    with pytest.raises(BusFormatError):
+        decode_batch(data[:-cut])
+
+
+def test_an_unknown_entry_type_is_refused():
+    with pytest.raises(BusFormatError, match="unknown bus entry type"):
+        decode_batch(encode_batch("o", []) + b"Z")
+
+
+def test_bad_utf8_is_refused():
+    with pytest.raises(BusFormatError, match="bad text"):
+        decode_batch(b"\x00\x02\xff\xfe")
+
+
+def test_encoding_refuses_what_is_not_an_entry():
+    with pytest.raises(TypeError):
+        encode_batch("o", [("not", "an entry")])

@@ -17,7 +17,8 @@ from chat.accounts.passwords import MAX_PASSWORD_LENGTH, password_problem
 from chat.accounts.signin_limits import Busy, HashGate, SigninLimits, Throttled
 from chat.security import parse_allowed_origins
 from chat.store import StoreUnavailable
-from chat.store.accounts import AccountQueries, NameTaken, now_ms
+from chat.clock import now_ms
+from chat.store.accounts import AccountQueries, NameTaken
 
 log = logging.getLogger("chat.auth")
 

@@ -3,8 +3,8 @@ import time
 
 import gevent
 
+from chat.clock import now_ms
 from chat.store import StoreUnavailable
-from chat.store.accounts import now_ms
 
 FLOOR_WAIT = 2.0  # seconds a handshake waits for this process to have delivered every message up to a name's floor
 

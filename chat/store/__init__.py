@@ -1,12 +1,12 @@
 """The message store: a DBUtils pool over SQLite or PyMySQL, the schema, and every query (parameterised).
 
-The store package may import chat.records and chat.config only."""
+The store package may import chat.records, chat.clock and chat.config only."""
 import contextlib
-import time
 
 from dbutils.pooled_db import PooledDB
 from gevent import get_hub
 
+from chat.clock import now_ms
 from chat.records import AttachmentRef, MessageRecord
 from .dialects import dialect_for, schema_statements
 
@@ -197,7 +197,7 @@ class Store:
 
     def add_user(self, name):
         with self._cursor() as cur:
-            cur.execute(self._q_add_user, (name, int(time.time() * 1000)))
+            cur.execute(self._q_add_user, (name, now_ms()))
 
     def get_user(self, name):
         """(name, last_seen_id) or None."""

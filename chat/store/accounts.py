@@ -1,19 +1,16 @@
 """Account, credential and name queries (parameterised), on the message store's pool: tables `accounts`,
 `auth_credentials`, `guest_holds` and the floors in `users`."""
 import sqlite3
-import time
 
 import pymysql
+
+from chat.clock import now_ms
 
 _INTEGRITY_ERRORS = (sqlite3.IntegrityError, pymysql.err.IntegrityError)
 
 
 class NameTaken(Exception):
     """The name already has an account (or is reserved after a removal)."""
-
-
-def now_ms():
-    return int(time.time() * 1000)
 
 
 class AccountQueries:

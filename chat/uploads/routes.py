@@ -63,22 +63,18 @@ def init_app(app, settings, store):
     # Flask-WTF's global check would parse the whole multipart body before the view sets its size limits: the view
     # checks the CSRF token itself (session uploads only; a token is no ambient credential).
     security.csrf.exempt(upload)
-    _check_packet_size(store, settings)
+    _check_packet_size(app.extensions["chat.uploads"].queries, settings)
 
 
-def _check_packet_size(store, settings):
+def _check_packet_size(queries, settings):
     """On MySQL an upload is one INSERT: warn when max_allowed_packet cannot carry the largest one."""
-    if store.kind != "mysql":
-        return
     try:
-        with store._cursor() as cur:
-            cur.execute("SELECT @@max_allowed_packet")
-            packet = int(cur.fetchone()[0])
+        packet = queries.max_packet()
     except StoreUnavailable:
         return
     # PyMySQL sends bytes as hex (twice their size); the stored file is at most max_upload_size, its thumbnail small.
     needed = 2 * (settings.max_upload_size + 1024 * 1024)
-    if packet < needed:
+    if packet is not None and packet < needed:
         log.warning(
             "MySQL max_allowed_packet is %d bytes: uploads near max_upload_size (%d) may fail; set it to at least %d",
             packet, settings.max_upload_size, needed,

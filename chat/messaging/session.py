@@ -34,7 +34,6 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
-        "__weakref__",
     )
 
     def __init__(self, service, user, conn, since=None):

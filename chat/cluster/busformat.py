@@ -2,6 +2,9 @@
 import struct
 from typing import NamedTuple, Optional
 
+# The first byte of every batch. A process that reads another version refuses the batch instead of misreading it: during
+# a rolling upgrade it then relies on the database catch-up, as when Redis drops a batch.
+VERSION = 1
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
@@ -46,7 +49,7 @@ def _text(value):
 
 def encode_batch(origin, entries):
     """One publishable batch from `origin` (the instance id) holding BusMessage/BusPresence/BusKick entries."""
-    parts = [_text(origin)]
+    parts = [_U8.pack(VERSION), _text(origin)]
     for entry in entries:
         kind = type(entry)
         if kind is BusMessage:
@@ -105,6 +108,9 @@ class _Reader:
 def decode_batch(data):
     """(origin, [entries]) from `encode_batch`'s bytes; raises BusFormatError."""
     reader = _Reader(data)
+    version = reader.unpack(_U8)
+    if version != VERSION:
+        raise BusFormatError(f"bus batch format version {version}: this process reads version {VERSION} only")
     origin = reader.text()
     entries = []
     while not reader.done:

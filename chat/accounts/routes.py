@@ -138,13 +138,8 @@ def register():
     if not form.validate_on_submit():
         return _page("register.html", form, 400 if request.method == "POST" else 200)
     name = form.username.data
-    auth = _auth()
-    service = current_app.extensions["chat"]
     try:
-        reserved = getattr(service, "is_reserved", None)
-        if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
-            raise NameTaken(name)
-        auth.register(name, form.password.data, request.remote_addr)
+        _register(name, form.password.data)
         _start_session(name)
     except NameTaken:
         form.username.errors.append("That name is taken.")
@@ -158,6 +153,15 @@ def register():
         log.warning("registration failed: %s", e)
         return _page("register.html", form, 503, "The server cannot store accounts right now. Try again soon.")
     return redirect(url_for("pages.index"))
+
+
+def _register(name, password):
+    """Create the account, as the auth's register() does; NameTaken also for a bot's name."""
+    auth = _auth()
+    reserved = getattr(current_app.extensions["chat"], "is_reserved", None)
+    if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
+        raise NameTaken(name)
+    auth.register(name, password, request.remote_addr)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -258,12 +262,8 @@ def register_api():
     if name is None:
         limit = _settings().max_name_length
         return json_error(400, f"use 1-{limit} characters: {NAME_RULE}", field="username")
-    service = current_app.extensions["chat"]
     try:
-        reserved = getattr(service, "is_reserved", None)
-        if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
-            raise NameTaken(name)
-        auth.register(name, password, request.remote_addr)
+        _register(name, password)
     except NameTaken:
         return json_error(409, "that name is taken", field="username")
     except WeakPassword as e:

@@ -11,6 +11,7 @@ from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.admission")
 
+
 def bearer_token():
     """The API token of this handshake: `Authorization: Bearer T` (wscat -H), else `?token=T`; None without one."""
     header = request.headers.get("Authorization", "")

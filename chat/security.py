@@ -4,12 +4,13 @@ import os
 import secrets
 from urllib.parse import urlsplit
 
-from flask import jsonify, render_template, request
+from flask import render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from chat.pages import CONTENT_SECURITY_POLICY
+from chat.responses import json_error
 
 log = logging.getLogger("chat.security")
 
@@ -117,9 +118,7 @@ def _body_refused(error):
         message = f"the request body is too large: at most {limit} bytes" if limit else "the request body is too large"
     else:
         message = "the request body did not arrive in time"
-    response = jsonify(error=message)
-    response.status_code = error.code
-    return response
+    return json_error(error.code, message)
 
 
 # ---- the websocket handshake's Origin check -----------------------------------------------------

@@ -37,7 +37,18 @@ def test_an_unknown_entry_type_is_refused():
 
 def test_bad_utf8_is_refused():
     with pytest.raises(BusFormatError, match="bad text"):
-        decode_batch(b"\x00\x02\xff\xfe")
+        decode_batch(b"\x01\x00\x02\xff\xfe")
+
+
+def test_a_batch_starts_with_its_format_version():
+    assert encode_batch("o", [])[0] == 1
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_an_unknown_format_version_is_refused(version):
+    data = bytes([version]) + encode_batch("origin", [BusPresence("alice", True)])[1:]
+    with pytest.raises(BusFormatError, match=f"format version {version}"):
+        decode_batch(data)
 
 
 def test_encoding_refuses_what_is_not_an_entry():

@@ -97,18 +97,9 @@ def _violations(importers, forbidden=None, allowed=None):
     return found
 
 
-# Known breaches of the layers, each to be removed by the composition root (chat/app.py choosing and wiring the
-# collaborators): when one is gone, its line here must go too (the tests below fail on a stale entry).
-KNOWN_LAYER_BREACHES = {  # (rule, importer, what it takes)
-    ("underscore imports", "chat.cluster.delivery", "chat.messaging.delivery._now_ms"),  # (removed by the composition root)
-}
-
-
 def _check(rule, found):
-    """`found` (importer, what it takes) pairs are exactly this rule's known breaches: no new one, none stale."""
-    known = {(importer, taken) for r, importer, taken in KNOWN_LAYER_BREACHES if r == rule}
-    assert sorted(found - known) == [], f"new breaches of the {rule} rule"
-    assert sorted(known - found) == [], f"gone: remove these {rule} entries from KNOWN_LAYER_BREACHES"
+    """`found`: (importer, what it takes) pairs that break `rule`; there must be none."""
+    assert sorted(found) == [], f"breaches of the {rule} rule"
 
 
 def test_the_websocket_layer_imports_nothing_from_chat():

@@ -51,7 +51,7 @@ def test_reserve_ids_is_monotonic_and_never_overlaps(store):
 def test_reserve_ids_starts_after_existing_messages(store, database_url):
     """A database that has messages but no id counter (e.g. from before the counter existed) continues above them."""
     store.insert_messages([rec(41), rec(42)])
-    with store._cursor() as cur:
+    with store.cursor() as cur:
         cur.execute("DELETE FROM chat_meta")
     other = Store(database_url, pool_size=1)
     try:

@@ -2,20 +2,14 @@
 the per-user connection cap."""
 import logging
 
-from flask import jsonify, request, session
+from flask import request, session
 
 from chat.accounts.credentials import SESSION, TOKEN, NameHeld
+from chat.responses import json_error
 from chat.security import origin_allowed
 from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.admission")
-
-def _refuse(status, reason, bearer=False):
-    response = jsonify(error=reason)
-    response.status_code = status
-    if bearer:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
-    return response
 
 
 def bearer_token():
@@ -33,16 +27,16 @@ def check_handshake(auth, name):
     origin = request.headers.get("Origin")
     # A browser always sends Origin; a page elsewhere must not ride on this site's cookie.
     if origin is not None and not origin_allowed(origin, auth.allowed_origins):
-        return None, _refuse(403, f"origin not allowed: {origin[:100]}")
+        return None, json_error(403, f"origin not allowed: {origin[:100]}")
     credential = None  # (name, digest)
     try:
         token = bearer_token()
         if token is not None:
             credential = auth.resolve(token, TOKEN)
             if credential is None:
-                return None, _refuse(401, "the token is invalid, expired or revoked", bearer=True)
+                return None, json_error(401, "the token is invalid, expired or revoked", bearer=True)
             if credential[0] != name:
-                return None, _refuse(403, f"this token belongs to another user, not {name}")
+                return None, json_error(403, f"this token belongs to another user, not {name}")
         elif origin is not None:
             # The session cookie counts only with an Origin that passed the check above: a client that sends
             # no Origin could be anything, so it needs a token (or a guest name).
@@ -52,30 +46,30 @@ def check_handshake(auth, name):
         state = auth.account_state(name)
     except StoreUnavailable as e:
         log.warning("refusing a websocket for %s: %s", name, e)
-        return None, _refuse(503, "the account store is not answering; try again")
+        return None, json_error(503, "the account store is not answering; try again")
     if state is None:
         if credential is not None and credential[0] != name:
             credential = None  # signed in as someone else, opening a name nobody owns: a guest like any other
         if credential is None and not settings.allow_guests:
-            return None, _refuse(403, f"guests are not allowed here: register {name} or sign in", bearer=True)
+            return None, json_error(403, f"guests are not allowed here: register {name} or sign in", bearer=True)
     elif state == "removed":
-        return None, _refuse(403, f"the account {name} was removed by the operator")
+        return None, json_error(403, f"the account {name} was removed by the operator")
     elif credential is None:
-        return None, _refuse(
+        return None, json_error(
             401, f"{name} is a registered name: sign in, or pass its token as ?token= or an Authorization: Bearer header", bearer=True
         )
     elif credential[0] != name:
-        return None, _refuse(403, f"signed in as {credential[0]}, not {name}")
+        return None, json_error(403, f"signed in as {credential[0]}, not {name}")
     cap = settings.max_connections_per_user
     if auth.connections_of(name) >= cap:
-        return None, _refuse(429, f"too many connections for {name}: at most {cap} at once")
+        return None, json_error(429, f"too many connections for {name}: at most {cap} at once")
     if state is None:
         return _admit_guest(auth, name)
     try:
         auth.wait_for_floor(name)
     except StoreUnavailable as e:
         log.warning("refusing a websocket for %s: %s", name, e)
-        return None, _refuse(503, "the server is catching up; try again")
+        return None, json_error(503, "the server is catching up; try again")
     return auth.admit(name, credential[1], credential), None
 
 
@@ -89,14 +83,14 @@ def _admit_guest(auth, name):
         # to close it, so look again now that the admission is in place (either this sees the account, or it sees us).
         state = auth.account_state(name)
     except NameHeld:
-        return None, _refuse(
+        return None, json_error(
             409, f"the name {name} is in use by another guest: pick another name, or reconnect with ?resume= and the token its welcome gave"
         )
     except StoreUnavailable as e:
         if admission is not None:
             admission.release()
         log.warning("refusing a websocket for %s: %s", name, e)
-        return None, _refuse(503, "the account store is not answering; try again")
+        return None, json_error(503, "the account store is not answering; try again")
     if state is not None:
         admission.resume = None  # the registration ended the hold: nothing to keep
         admission.release()
@@ -104,5 +98,5 @@ def _admit_guest(auth, name):
             auth.holds.drop(name)  # this handshake may have claimed it after the registration dropped it
         except StoreUnavailable:
             pass  # it ends by itself after guest_hold, and accounts go first anyway
-        return None, _refuse(401, f"{name} was just registered: sign in, or pick another name", bearer=True)
+        return None, json_error(401, f"{name} was just registered: sign in, or pick another name", bearer=True)
     return admission, None

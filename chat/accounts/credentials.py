@@ -15,10 +15,12 @@ from chat.names import normalize_name
 from chat.records import Kick
 from chat.accounts.expiry import ExpirySweeper
 from chat.accounts.passwords import MAX_PASSWORD_LENGTH, password_problem
+from chat.accounts.redis_calls import RedisCalls
 from chat.accounts.signin_limits import Busy, HashGate, SigninLimits, Throttled
 from chat.security import parse_allowed_origins
 from chat.store import StoreUnavailable
-from chat.store.accounts import AccountQueries, NameTaken, now_ms
+from chat.clock import now_ms
+from chat.store.accounts import AccountQueries, NameTaken
 
 log = logging.getLogger("chat.auth")
 
@@ -95,10 +97,9 @@ class RedisCredentials:
     kind = "redis"
 
     def __init__(self, url, prefix, timeout, max_lifetime):
-        import redis
-
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+        redis = RedisCalls(url, timeout)
+        self._redis = redis.client
+        self._call = redis.call
         self._prefix = prefix
         self._max_lifetime_ms = int(max_lifetime * 1000)
 
@@ -107,12 +108,6 @@ class RedisCredentials:
 
     def _user_key(self, name):
         return f"{self._prefix}user:{name}"
-
-    def _call(self, fn):
-        try:
-            return fn()
-        except self._errors as e:
-            raise StoreUnavailable(f"redis: {e}") from e
 
     def run(self, fn):
         """fn(the Redis client), with Redis errors raised as StoreUnavailable (for the sign-in throttles)."""

@@ -1,6 +1,6 @@
 """Who holds a guest name (a resume token's digest, in the database or Redis) and the floor a name gets when it changes hands."""
-from chat.store import StoreUnavailable
-from chat.store.accounts import now_ms
+from chat.accounts.redis_calls import RedisCalls
+from chat.clock import now_ms
 
 FLOOR_WAIT = 2.0  # seconds a handshake waits for this process to have delivered every message up to a name's floor
 
@@ -39,21 +39,14 @@ class RedisHolds:
     """Holds in Redis: PREFIX hold:NAME -> digest, expiring with the hold (SET NX decides between racers)."""
 
     def __init__(self, url, prefix, timeout):
-        import redis
-
-        self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-        self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True)
+        redis = RedisCalls(url, timeout)
+        self._redis = redis.client
+        self._call = redis.call
         self._prefix = prefix
         self._extend = self._redis.register_script(_EXTEND_SCRIPT)
 
     def _key(self, name):
         return f"{self._prefix}hold:{name}"
-
-    def _call(self, fn):
-        try:
-            return fn()
-        except self._errors as e:
-            raise StoreUnavailable(f"redis: {e}") from e
 
     def holder(self, name):
         return self._call(lambda: self._redis.get(self._key(name)))

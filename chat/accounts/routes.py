@@ -22,6 +22,7 @@ from chat.accounts.credentials import (
 from chat.accounts.forms import LoginForm, RegisterForm
 from chat.accounts.admission import bearer_token
 from chat.names import NAME_RULE
+from chat.responses import json_error
 from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.accounts")
@@ -114,11 +115,8 @@ def _throttled_page(template, form, error):
 def _throttled_json(error):
     wait = _wait(error)
     if isinstance(error, Busy):
-        response = _json_error(503, "the server is busy checking other passwords; try again later", retry_after=wait)
-    else:
-        response = _json_error(429, f"{error.message}; try again later", retry_after=wait)
-    response.headers["Retry-After"] = str(wait)
-    return response
+        return json_error(503, "the server is busy checking other passwords; try again later", wait=wait, retry_after=wait)
+    return json_error(429, f"{error.message}; try again later", wait=wait, retry_after=wait)
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -132,13 +130,8 @@ def register():
     if not form.validate_on_submit():
         return _page("register.html", form, 400 if request.method == "POST" else 200)
     name = form.username.data
-    auth = _auth()
-    service = current_app.extensions["chat"]
     try:
-        reserved = getattr(service, "is_reserved", None)
-        if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
-            raise NameTaken(name)
-        auth.register(name, form.password.data, request.remote_addr)
+        _register(name, form.password.data)
         _start_session(name)
     except NameTaken:
         form.username.errors.append("That name is taken.")
@@ -152,6 +145,15 @@ def register():
         log.warning("registration failed: %s", e)
         return _page("register.html", form, 503, "The server cannot store accounts right now. Try again soon.")
     return redirect(url_for("pages.index"))
+
+
+def _register(name, password):
+    """Create the account, as the auth's register() does; NameTaken also for a bot's name."""
+    auth = _auth()
+    reserved = getattr(current_app.extensions["chat"], "is_reserved", None)
+    if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
+        raise NameTaken(name)
+    auth.register(name, password, request.remote_addr)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -209,18 +211,12 @@ def _body_credentials():
     return data, username, password
 
 
-def _json_error(status, message, **extra):
-    response = jsonify(error=message, **extra)
-    response.status_code = status
-    return response
-
-
 @bp.route("/api/token", methods=["POST"])
 def create_token():
     """{"username","password"[,"expires_in"]} (JSON or form fields) -> {"token","token_type","user","expires_in","expires_at"}."""
     data, username, password = _body_credentials()
     if username is None:
-        return _json_error(400, CREDENTIALS_MISSING)
+        return json_error(400, CREDENTIALS_MISSING)
     lifetime = _settings().token_lifetime
     asked = data.get("expires_in")  # a shorter life than the server's token_lifetime, if the client wants one
     if asked is not None:
@@ -229,7 +225,7 @@ def create_token():
         except (TypeError, ValueError):
             asked = None
         if asked is None or not 0 < asked <= lifetime:
-            return _json_error(400, f'"expires_in" must be a number of seconds, more than 0 and at most {lifetime:g}')
+            return json_error(400, f'"expires_in" must be a number of seconds, more than 0 and at most {lifetime:g}')
         lifetime = asked
     try:
         name = _auth().authenticate(username, password, request.remote_addr)
@@ -238,9 +234,9 @@ def create_token():
         return _throttled_json(e)
     except StoreUnavailable as e:
         log.warning("token request failed: %s", e)
-        return _json_error(503, "the account store is not answering; try again")
+        return json_error(503, "the account store is not answering; try again")
     if token is None:
-        return _json_error(401, "wrong user name or password")
+        return json_error(401, "wrong user name or password")
     seconds = int(lifetime) if lifetime == int(lifetime) else lifetime
     response = jsonify(token=token, token_type="Bearer", user=name, expires_in=seconds, expires_at=expires_at(lifetime))
     response.headers["Cache-Control"] = "no-store"
@@ -252,27 +248,23 @@ def register_api():
     """{"username","password"} (JSON or form fields) -> 201 {"user"}; 400 {"error","field"} names the field to fix."""
     data, raw, password = _body_credentials()
     if raw is None:
-        return _json_error(400, CREDENTIALS_MISSING)
+        return json_error(400, CREDENTIALS_MISSING)
     auth = _auth()
     name = auth.normalize(raw)
     if name is None:
         limit = _settings().max_name_length
-        return _json_error(400, f"use 1-{limit} characters: {NAME_RULE}", field="username")
-    service = current_app.extensions["chat"]
+        return json_error(400, f"use 1-{limit} characters: {NAME_RULE}", field="username")
     try:
-        reserved = getattr(service, "is_reserved", None)
-        if (reserved is not None and reserved(name)) or auth.account_state(name) is not None:
-            raise NameTaken(name)
-        auth.register(name, password, request.remote_addr)
+        _register(name, password)
     except NameTaken:
-        return _json_error(409, "that name is taken", field="username")
+        return json_error(409, "that name is taken", field="username")
     except WeakPassword as e:
-        return _json_error(400, str(e), field="password")
+        return json_error(400, str(e), field="password")
     except (Throttled, Busy) as e:
         return _throttled_json(e)
     except StoreUnavailable as e:
         log.warning("registration failed: %s", e)
-        return _json_error(503, "the account store is not answering; try again")
+        return json_error(503, "the account store is not answering; try again")
     response = jsonify(user=name)
     response.status_code = 201
     return response
@@ -286,13 +278,13 @@ def revoke_token():
         body = request.get_json(silent=True)
         token = body.get("token") if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
-        return _json_error(400, "send the token as Authorization: Bearer TOKEN")
+        return json_error(400, "send the token as Authorization: Bearer TOKEN")
     try:
         name = _auth().revoke(token, REASON_TOKEN_REVOKED)
     except StoreUnavailable:
-        return _json_error(503, "the account store is not answering; try again")
+        return json_error(503, "the account store is not answering; try again")
     if name is None:
-        return _json_error(401, "the token is invalid, expired or already revoked")
+        return json_error(401, "the token is invalid, expired or already revoked")
     return "", 204
 
 
@@ -307,7 +299,7 @@ def name_status(raw):
         state = auth.account_state(name)
         held = state is None and auth.held_by_another(name, request.args.get("resume"))
     except StoreUnavailable:
-        return _json_error(503, "the account store is not answering; try again")
+        return json_error(503, "the account store is not answering; try again")
     return jsonify(
         name=name,
         valid=True,
@@ -325,7 +317,7 @@ def admin_disconnect():
         payload = admin_serializer(current_app.secret_key).loads(request.get_data(as_text=True), max_age=ADMIN_MAX_AGE)
         name = payload["name"]
     except (BadSignature, KeyError, TypeError):
-        return _json_error(403, "bad or expired signature")
+        return json_error(403, "bad or expired signature")
     closed = _auth().close_sockets(name, REASON_ACCOUNT_REMOVED)
     log.info("operator removed %s: closed %d connections", name, closed)
     return jsonify(name=name, closed=closed)

@@ -63,8 +63,6 @@ class RedisBus:
         self._seen = {}  # other instance -> the presence version its list was last read at
         self._connected_at = time.monotonic()
         self._greenlets = []
-        self.published_batches = 0
-        self.dropped_batches = 0
 
     # ---- what the service calls ----------------------------------------------------------------
 
@@ -191,9 +189,7 @@ class RedisBus:
                     pipe.set(self._alive_prefix + self.instance_id, self._version, px=int(self.timeout * 1000))
                 pipe.publish(self.channel, encode_batch(self.instance_id, entries))
                 pipe.execute()
-                self.published_batches += 1
             except REDIS_ERRORS as e:
-                self.dropped_batches += 1
                 self._down(e)
 
     def _heartbeat_loop(self):

@@ -4,6 +4,9 @@ from typing import NamedTuple, Optional
 
 from chat.records import Kick
 
+# The first byte of every batch. A process that reads another version refuses the batch instead of misreading it: during
+# a rolling upgrade it then relies on the database catch-up, as when Redis drops a batch.
+VERSION = 1
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
@@ -42,7 +45,7 @@ def _text(value):
 
 def encode_batch(origin, entries):
     """One publishable batch from `origin` (the instance id) holding BusMessage/BusPresence/BusKick entries."""
-    parts = [_text(origin)]
+    parts = [_U8.pack(VERSION), _text(origin)]
     for entry in entries:
         kind = type(entry)
         if kind is BusMessage:
@@ -101,6 +104,9 @@ class _Reader:
 def decode_batch(data):
     """(origin, [entries]) from `encode_batch`'s bytes; raises BusFormatError."""
     reader = _Reader(data)
+    version = reader.unpack(_U8)
+    if version != VERSION:
+        raise BusFormatError(f"bus batch format version {version}: this process reads version {VERSION} only")
     origin = reader.text()
     entries = []
     while not reader.done:

@@ -12,10 +12,11 @@ import time
 
 import gevent
 
+from chat.clock import now_ms
 from chat.cluster.bus import RedisBus
 from chat.cluster.busformat import BusKick, BusMessage, BusPresence
 from chat.cluster.sequencer import Sequencer
-from chat.messaging.delivery import LocalDelivery, _now_ms
+from chat.messaging.delivery import LocalDelivery
 from chat.messaging.protocol import message_json
 from chat.messaging.writer import MessageWriter, refusal, writer_options
 from chat.records import MessageRecord
@@ -65,7 +66,7 @@ class ClusterDelivery(LocalDelivery):
     # ---- posting: ids at commit, delivery after it ----------------------------------------------
 
     def post(self, session, recipient, body, ref, attachment=None):
-        record = MessageRecord(None, session.user, recipient, body, _now_ms(), attachment)
+        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment)
 
         def stored(stored_record):
             session.acknowledge(stored_record, ref)

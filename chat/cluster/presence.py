@@ -16,9 +16,6 @@ class ClusterPresence:
     def instances(self):
         return set(self._by_instance)
 
-    def users_of(self, instance):
-        return frozenset(self._by_instance.get(instance, ()))
-
     def set_user(self, instance, user, online):
         """Record one change another instance announced; True if its list changed."""
         users = self._by_instance.setdefault(instance, set())

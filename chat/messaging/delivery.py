@@ -4,8 +4,8 @@ Ids are claimed ahead in blocks, a message is delivered at once and acknowledged
 fast path. chat/cluster/delivery.py is the same interface for several processes over Redis.
 """
 import logging
-import time
 
+from chat.clock import now_ms
 from chat.messaging.ids import IdAllocator
 from chat.messaging.protocol import message_json
 from chat.messaging.writer import MessageWriter, refusal, writer_options
@@ -13,10 +13,6 @@ from chat.records import MessageRecord
 from chat.websocket import frames
 
 log = logging.getLogger("chat.delivery")
-
-
-def _now_ms():
-    return int(time.time() * 1000)
 
 
 class LocalDelivery:
@@ -38,7 +34,7 @@ class LocalDelivery:
     def post(self, session, recipient, body, ref, attachment=None):
         """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
         raises BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, _now_ms(), attachment)
+        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment)
         self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
         frame = frames.encode_text(message_json(record))
         hub = self.hub

@@ -185,6 +185,14 @@ def valid_ref(ref):
     return type(ref) is int and abs(ref) < 2**53
 
 
+def ref_of(text):
+    """The valid "ref" of a raw JSON frame, else None: so a refusal that never parsed the frame can still be matched to
+    the message it refused."""
+    obj = json_object(text) if text[:1] == "{" else None
+    ref = None if obj is None else obj.get("ref")
+    return ref if ref is not None and valid_ref(ref) else None
+
+
 def _parse_slash(text, max_name_length, default_history, max_history):
     command, _, rest = text[1:].partition(" ")
     command = command.strip().lower()

@@ -2,7 +2,7 @@
 import logging
 
 import gevent
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from chat.websocket import frames
 from chat.messaging.addresses import AddressCounts
@@ -11,6 +11,7 @@ from chat.messaging.session import GuardedSession
 from chat.websocket.handler import ACCEPT_KEY, HandshakeError
 from chat.messaging.protocol import parse_message_id
 from chat.names import NAME_RULE, normalize_name
+from chat.responses import json_error
 
 bp = Blueprint("ws", __name__)
 log = logging.getLogger("chat.ws")
@@ -23,20 +24,13 @@ _wrong_handler_logged = False
 _addresses = AddressCounts()
 
 
-def _refuse(status, reason, headers=()):
-    response = jsonify(error=reason)
-    response.status_code = status
-    response.headers.extend(headers)
-    return response
-
-
 def _admit_address(settings):
     """(address, None) once this request's client address is counted, or (None, an HTTP 429) at its cap."""
     address = request.remote_addr or ""
     cap = settings.max_connections_per_address
     if not _addresses.admit(address, cap):
         log.info("refused a websocket from %s: at its cap of %d", address, cap)
-        return None, _refuse(429, f"too many connections from your address: at most {cap} at once")
+        return None, json_error(429, f"too many connections from your address: at most {cap} at once")
     return address, None
 
 
@@ -56,11 +50,11 @@ def _upgrade(settings):
         if upgraded is not None:
             _close_upgraded(upgraded)
             return None, Response()  # gevent-websocket discards it
-        return None, _refuse(400, "this server's websocket handler is not in use; run run_server.py")
+        return None, json_error(400, "this server's websocket handler is not in use; run run_server.py")
     try:
         return accept(settings), None
     except HandshakeError as e:
-        return None, _refuse(e.status, e.message, e.headers)
+        return None, json_error(e.status, e.message, headers=e.headers)
 
 
 def _close_upgraded(ws):
@@ -88,14 +82,14 @@ def chat_socket(username):
     settings = service.settings
     user = normalize_name(username, settings.max_name_length)
     if user is None or username != username.strip():
-        return _refuse(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
+        return json_error(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
     if service.is_reserved(user):
-        return _refuse(403, f"the name {user!r} is reserved for a bot")
+        return json_error(403, f"the name {user!r} is reserved for a bot")
     since = request.args.get("since")
     if since is not None:
         since = parse_message_id(since)
         if since is None:
-            return _refuse(400, "since must be a message id (a whole number)")
+            return json_error(400, "since must be a message id (a whole number)")
     address, refusal = _admit_address(settings)
     if refusal is not None:
         return refusal

@@ -17,9 +17,8 @@ from chat.messaging.protocol import (
     ack_json,
     encode_event,
     error_event,
-    json_object,
     parse_inbound,
-    valid_ref,
+    ref_of,
     with_ref,
 )
 from chat.messaging.history import send_history
@@ -35,7 +34,6 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
-        "__weakref__",
     )
 
     def __init__(self, service, user, conn, since=None):
@@ -193,13 +191,6 @@ CLOSE_RATE_LIMITED = frames.CLOSE_POLICY_VIOLATION
 RATE_LIMITED_REASON = "rate limit exceeded"
 
 
-def _ref_of(text):
-    """The "ref" of a JSON frame, so a refusal can be matched to the message it refused."""
-    obj = json_object(text) if text[:1] == "{" else None
-    ref = None if obj is None else obj.get("ref")
-    return ref if ref is not None and valid_ref(ref) else None
-
-
 class GuardedSession(ChatSession):
     """A ChatSession admitted by check_handshake: rate-limited, and closable through its Admission."""
 
@@ -234,7 +225,7 @@ class GuardedSession(ChatSession):
             log.info("closing %s: %s", self.user, RATE_LIMITED_REASON)
             self.conn.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)
             return None
-        event = error_event("rate_limited", "too many messages: slow down; this one was not sent", _ref_of(text))
+        event = error_event("rate_limited", "too many messages: slow down; this one was not sent", ref_of(text))
         event["retry_after"] = math.ceil(wait * 1000) / 1000
         self.send_event(event)
         return None

@@ -43,7 +43,6 @@ class MessageWriter:
         self._idle = Event()
         self._idle.set()
         self.healthy = True
-        self.last_error = None
         self.refused = 0  # records the database refused since start
         self.restarts = 0
         self.running = False
@@ -169,17 +168,14 @@ class MessageWriter:
                     refusals += 1
                     if refusals > refusal_retries:
                         raise BatchRefused(str(e)) from e
-                else:
-                    self.last_error = str(e)
-                    if self.healthy:
-                        self.healthy = False
-                        log.warning("database unavailable, buffering writes and retrying: %s", e)
+                elif self.healthy:
+                    self.healthy = False
+                    log.warning("database unavailable, buffering writes and retrying: %s", e)
                 gevent.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             if not self.healthy:
                 self.healthy = True
-                self.last_error = None
                 log.warning("database is back; buffered writes are being stored")
             return records if stored is None else stored
 

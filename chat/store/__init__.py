@@ -1,12 +1,12 @@
 """The message store: a DBUtils pool over SQLite or PyMySQL, the schema, and every query (parameterised).
 
-The store package may import chat.records and chat.config only."""
+The store package may import chat.records, chat.clock and chat.config only."""
 import contextlib
-import time
 
 from dbutils.pooled_db import PooledDB
 from gevent import get_hub
 
+from chat.clock import now_ms
 from chat.records import AttachmentRef, MessageRecord
 from .dialects import dialect_for, schema_statements
 
@@ -67,7 +67,7 @@ class Store:
         return self.dialect.describe()
 
     @contextlib.contextmanager
-    def _connection(self):
+    def connection(self):
         """A pooled connection: rolled back on error, discarded when broken, always returned."""
         try:
             conn = self._pool.connection()
@@ -87,9 +87,9 @@ class Store:
             conn.close()
 
     @contextlib.contextmanager
-    def _cursor(self):
+    def cursor(self):
         """A pooled connection's cursor, committed on success."""
-        with self._connection() as conn:
+        with self.connection() as conn:
             cur = conn.cursor()
             try:
                 yield cur
@@ -97,12 +97,21 @@ class Store:
             finally:
                 cur.close()
 
+    def transaction(self, fn, *args):
+        """fn(cursor, *args) in one committed transaction; its result. SQLite calls block the whole event loop (a commit
+        can wait on fsync at a checkpoint), so there it runs in gevent's thread pool; sqlite3 releases the GIL meanwhile."""
+        if not self.dialect.blocking:
+            with self.cursor() as cur:
+                return fn(cur, *args)
+        with self.connection() as conn:
+            return get_hub().threadpool.apply(_in_transaction, (conn, fn, args))
+
     def ensure_schema(self):
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             for statement in schema_statements(self.dialect):
                 cur.execute(statement)
         self._add_missing_columns()
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_next_id)
             if cur.fetchone() is None:
                 cur.execute("SELECT COALESCE(MAX(id), 0) FROM messages")
@@ -113,7 +122,7 @@ class Store:
         """Columns later versions added to tables an older version created (CREATE TABLE IF NOT EXISTS skips them)."""
         dialect = self.dialect
         for table, column, definition in dialect.added_columns:
-            with self._cursor() as cur:
+            with self.cursor() as cur:
                 if dialect.has_column(cur, table, column):
                     continue
                 try:
@@ -123,13 +132,13 @@ class Store:
                         raise
 
     def ping(self):
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchall()
 
     def reserve_ids(self, count):
         """Claim `count` fresh message ids; returns the first. Ids are never handed out twice, even after a crash."""
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_reserve, (count,))
             cur.execute(self._q_next_id)
             end = int(cur.fetchone()[0])
@@ -137,15 +146,7 @@ class Store:
 
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
-        rows = [_row(r) for r in records]
-        if not self.dialect.blocking:
-            with self._cursor() as cur:
-                cur.executemany(self._q_insert, rows)
-            return
-        # SQLite calls block the whole event loop (a commit can wait on fsync at a checkpoint), so the
-        # batch runs in a native thread; sqlite3 releases the GIL meanwhile.
-        with self._connection() as conn:
-            get_hub().threadpool.apply(_insert_batch, (conn, self._q_insert, rows))
+        self.transaction(_insert_rows, self._q_insert, [_row(r) for r in records])
 
     def insert_assigning_ids(self, records):
         """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
@@ -153,15 +154,11 @@ class Store:
         The chat_meta row stays locked until the commit, so across every process sharing the database ids
         follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
         """
-        if not self.dialect.blocking:
-            with self._cursor() as cur:
-                return _insert_assigning(cur, self._q_reserve, self._q_next_id, self._q_insert, records)
-        with self._connection() as conn:
-            return get_hub().threadpool.apply(_insert_assigning_batch, (conn, self._q_reserve, self._q_next_id, self._q_insert, records))
+        return self.transaction(_insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records)
 
     def next_message_id(self):
         """The id the next stored message will get (with ids assigned at commit)."""
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_next_id)
             return int(cur.fetchone()[0])
 
@@ -184,39 +181,39 @@ class Store:
     def name_floor(self, name):
         """(message floor, file floor) of `name`: its direct messages and files at or below them belong to an
         earlier holder of the name; (0, 0) when the name never changed hands."""
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_floor, (name,))
             row = cur.fetchone()
         return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
     def max_message_id(self):
         """The highest stored message id (0 when there is none)."""
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_max_id)
             return int(cur.fetchone()[0])
 
     def add_user(self, name):
-        with self._cursor() as cur:
-            cur.execute(self._q_add_user, (name, int(time.time() * 1000)))
+        with self.cursor() as cur:
+            cur.execute(self._q_add_user, (name, now_ms()))
 
     def get_user(self, name):
         """(name, last_seen_id) or None."""
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_user, (name,))
             row = cur.fetchone()
         return None if row is None else (row[0], int(row[1]))
 
     def set_last_seen(self, name, message_id):
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(self._q_set_last_seen, (message_id, name, message_id))
 
     def count_messages(self):
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM messages")
             return int(cur.fetchone()[0])
 
     def _rows(self, query, params):
-        with self._cursor() as cur:
+        with self.cursor() as cur:
             cur.execute(query, params)
             rows = cur.fetchall()
         return [
@@ -236,13 +233,21 @@ class Store:
         self._pool.close()
 
 
-def _insert_batch(conn, query, records):
+def _in_transaction(conn, fn, args):
     cur = conn.cursor()
     try:
-        cur.executemany(query, records)
+        result = fn(cur, *args)
+    except BaseException:
+        conn.rollback()
+        raise
     finally:
         cur.close()
     conn.commit()
+    return result
+
+
+def _insert_rows(cur, query, rows):
+    cur.executemany(query, rows)
 
 
 def _row(record):
@@ -256,19 +261,6 @@ def _insert_assigning(cur, reserve, next_id, insert, records):
     first = int(cur.fetchone()[0]) - len(records)
     stored = [r._replace(id=first + i) for i, r in enumerate(records)]
     cur.executemany(insert, [_row(r) for r in stored])
-    return stored
-
-
-def _insert_assigning_batch(conn, reserve, next_id, insert, records):
-    cur = conn.cursor()
-    try:
-        stored = _insert_assigning(cur, reserve, next_id, insert, records)
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        cur.close()
-    conn.commit()
     return stored
 
 

@@ -1,19 +1,16 @@
 """Account, credential and name queries (parameterised), on the message store's pool: tables `accounts`,
 `auth_credentials`, `guest_holds` and the floors in `users`."""
 import sqlite3
-import time
 
 import pymysql
+
+from chat.clock import now_ms
 
 _INTEGRITY_ERRORS = (sqlite3.IntegrityError, pymysql.err.IntegrityError)
 
 
 class NameTaken(Exception):
     """The name already has an account (or is reserved after a removal)."""
-
-
-def now_ms():
-    return int(time.time() * 1000)
 
 
 class AccountQueries:
@@ -53,7 +50,7 @@ class AccountQueries:
 
     def get_account(self, name):
         """(name, password_hash) or None; password_hash is None for a removed (reserved) account."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_get, (name,))
             row = cur.fetchone()
         return None if row is None else (row[0], row[1])
@@ -65,7 +62,7 @@ class AccountQueries:
         what guests under the name sent or received, not even for an instant.
         """
         try:
-            with self._store._cursor() as cur:
+            with self._store.cursor() as cur:
                 cur.execute(self._q_insert, (name, password_hash, now_ms()))
                 self._raise_floor(cur, name, message_floor)
         except _INTEGRITY_ERRORS:
@@ -75,7 +72,7 @@ class AccountQueries:
 
     def new_holder(self, name, message_floor):
         """`name` has a new holder: direct messages up to `message_floor` and every direct file so far are not theirs."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             self._raise_floor(cur, name, message_floor)
 
     def _raise_floor(self, cur, name, message_floor):
@@ -86,7 +83,7 @@ class AccountQueries:
 
     def hold_digest(self, name):
         """The resume-token digest of the guest holding `name`, or None when no hold is running."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_hold_get, (name, now_ms()))
             row = cur.fetchone()
         return None if row is None else row[0]
@@ -94,18 +91,18 @@ class AccountQueries:
     def claim_hold(self, name, digest, expires_ms):
         """Take `name` for the guest with `digest` unless a hold is running; True if taken (two racers: one wins)."""
         try:
-            with self._store._cursor() as cur:
+            with self._store.cursor() as cur:
                 cur.execute(self._q_hold_insert, (name, digest, expires_ms))
             return True
         except _INTEGRITY_ERRORS:
             pass
-        with self._store._cursor() as cur:  # an ended hold's row: the UPDATE locks it, so one racer changes it
+        with self._store.cursor() as cur:  # an ended hold's row: the UPDATE locks it, so one racer changes it
             cur.execute(self._q_hold_take_expired, (digest, expires_ms, name, now_ms()))
             return cur.rowcount == 1
 
     def extend_hold(self, name, digest, expires_ms):
         """Move the end of `digest`'s hold on `name`; False when the name has another holder now."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_hold_extend, (expires_ms, name, digest))
             changed = cur.rowcount
             if changed == 0:  # MySQL counts only changed rows: an unchanged expiry is still ours
@@ -115,17 +112,17 @@ class AccountQueries:
         return changed > 0
 
     def drop_hold(self, name):
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_hold_delete, (name,))
 
     def purge_holds(self):
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_hold_purge, (now_ms(),))
             return cur.rowcount
 
     def remove_account(self, name, release=False):
         """Disable the account (the name stays reserved) or, with `release`, delete it. True if it existed."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_delete if release else self._q_disable, (name,))
             changed = cur.rowcount
             if not release and changed == 0:
@@ -137,19 +134,19 @@ class AccountQueries:
     # ---- credentials (sessions and tokens kept in the database) --------------------------------
 
     def add_credential(self, secret_hash, kind, name, expires_ms):
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_cred_insert, (secret_hash, kind, name, now_ms(), expires_ms))
 
     def get_credential(self, secret_hash):
         """(name, kind, expires_ms) of a credential that has not expired, or None."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_cred_get, (secret_hash, now_ms()))
             row = cur.fetchone()
         return None if row is None else (row[0], row[1], int(row[2]))
 
     def delete_credential(self, secret_hash):
         """The name the credential belonged to, or None if there was none."""
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_cred_name, (secret_hash,))
             row = cur.fetchone()
             if row is None:
@@ -158,11 +155,11 @@ class AccountQueries:
         return row[0]
 
     def delete_credentials_of(self, name):
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_cred_delete_user, (name,))
             return cur.rowcount
 
     def purge_expired(self):
-        with self._store._cursor() as cur:
+        with self._store.cursor() as cur:
             cur.execute(self._q_cred_purge, (now_ms(),))
             return cur.rowcount

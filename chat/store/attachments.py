@@ -67,15 +67,6 @@ class AttachmentQueries:
         self._q_count_day = q("UPDATE upload_usage SET bytes = bytes + ? WHERE uploader = ? AND day = ? AND bytes + ? <= ?")
         self._q_day = q("SELECT bytes FROM upload_usage WHERE uploader = ? AND day = ?")
 
-    def _run(self, fn, *args):
-        """fn(cursor, *args) in one committed transaction, off the event loop when the database blocks it."""
-        store = self._store
-        if not store.dialect.blocking:
-            with store._cursor() as cur:
-                return fn(cur, *args)
-        with store._connection() as conn:
-            return get_hub().threadpool.apply(_in_transaction, (conn, fn, args))
-
     def insert(self, uploader, recipient, file_name, content_type, data, sha256, thumbnail=None, thumb_type=None, quotas=None):
         """Store one file (committed when this returns); its new id. With `quotas`, the file and its thumbnail are
         counted against the uploader's day and the server's total in the same transaction: OverQuota (and nothing
@@ -85,10 +76,10 @@ class AttachmentQueries:
         counted = None if quotas is None else (uploader, utc_day(now), len(data) + len(thumbnail or b""), quotas)
         store = self._store
         if store.dialect.blocking:
-            return self._run(self._insert_counted, self._q_insert, params, counted)
+            return store.transaction(self._insert_counted, self._q_insert, params, counted)
         # PyMySQL spells bytes as hex in the statement's text: for a 5 MiB file that is 10 MB of SQL and ~40 ms of
         # CPU, built here in a thread (each step holds the GIL for a few ms only); the sending stays cooperative.
-        with store._connection() as conn:
+        with store.connection() as conn:
             cur = conn.cursor()
             try:
                 statement = get_hub().threadpool.apply(_bound_statement, (cur, self._q_insert, params))
@@ -126,13 +117,21 @@ class AttachmentQueries:
             cur.execute(self._q_day, (uploader, day))
             raise OverQuota("upload_quota_per_day", quotas.per_day, _first(cur.fetchone()))
 
+    def max_packet(self):
+        """MySQL's max_allowed_packet in bytes (an upload is one INSERT); None on SQLite, which has no such limit."""
+        if self._store.kind != "mysql":
+            return None
+        with self._store.cursor() as cur:
+            cur.execute("SELECT @@max_allowed_packet")
+            return int(cur.fetchone()[0])
+
     def usage(self, uploader):
         """(bytes `uploader` stored today (UTC), bytes stored in all): for refusing early, before a body is read."""
-        return self._run(_usage, self._q_day, self._q_total, uploader, utc_day())
+        return self._store.transaction(_usage, self._q_day, self._q_total, uploader, utc_day())
 
     def meta(self, attachment_id):
         """AttachmentMeta, or None when there is no such row."""
-        row = self._run(_fetch_one, self._q_meta, (attachment_id,))
+        row = self._store.transaction(_fetch_one, self._q_meta, (attachment_id,))
         if row is None:
             return None
         return AttachmentMeta(
@@ -142,18 +141,8 @@ class AttachmentQueries:
 
     def data(self, attachment_id, thumbnail=False):
         """The stored bytes (of the thumbnail with `thumbnail`), or None."""
-        row = self._run(_fetch_one, self._q_thumb if thumbnail else self._q_data, (attachment_id,))
+        row = self._store.transaction(_fetch_one, self._q_thumb if thumbnail else self._q_data, (attachment_id,))
         return None if row is None or row[0] is None else bytes(row[0])
-
-
-def _in_transaction(conn, fn, args):
-    cur = conn.cursor()
-    try:
-        result = fn(cur, *args)
-    finally:
-        cur.close()
-    conn.commit()
-    return result
 
 
 def _bound_statement(cur, query, params):

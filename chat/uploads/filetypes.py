@@ -143,7 +143,7 @@ def clean_name(raw, kind):
     if not lower.endswith(kind.extensions):
         name += kind.extensions[0]
     if len(name) > MAX_NAME_LENGTH:
-        stem, dot, ext = name.rpartition(".")
+        _, dot, ext = name.rpartition(".")
         ext = dot + ext if dot and len(ext) <= 10 else ""
         name = name[: MAX_NAME_LENGTH - len(ext)].rstrip(" .") + ext
     return name

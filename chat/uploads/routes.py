@@ -20,6 +20,7 @@ from chat.accounts.admission import bearer_token
 from chat.messaging.protocol import MAX_ID, attachment_object, iso_timestamp
 from chat.names import NAME_RULE, normalize_name
 from chat.records import AttachmentRef
+from chat.responses import json_error
 from chat.store import StoreUnavailable
 from chat.store.attachments import DAY_SECONDS, AttachmentQueries, OverQuota, Quotas
 from chat.uploads.limits import DecodeSlots, UploadRate
@@ -62,22 +63,18 @@ def init_app(app, settings, store, uploads):
     # Flask-WTF's global check would parse the whole multipart body before the view sets its size limits: the view
     # checks the CSRF token itself (session uploads only; a token is no ambient credential).
     security.csrf.exempt(upload)
-    _check_packet_size(store, settings)
+    _check_packet_size(app.extensions["chat.uploads"].queries, settings)
 
 
-def _check_packet_size(store, settings):
+def _check_packet_size(queries, settings):
     """On MySQL an upload is one INSERT: warn when max_allowed_packet cannot carry the largest one."""
-    if store.kind != "mysql":
-        return
     try:
-        with store._cursor() as cur:
-            cur.execute("SELECT @@max_allowed_packet")
-            packet = int(cur.fetchone()[0])
+        packet = queries.max_packet()
     except StoreUnavailable:
         return
     # PyMySQL sends bytes as hex (twice their size); the stored file is at most max_upload_size, its thumbnail small.
     needed = 2 * (settings.max_upload_size + 1024 * 1024)
-    if packet < needed:
+    if packet is not None and packet < needed:
         log.warning(
             "MySQL max_allowed_packet is %d bytes: uploads near max_upload_size (%d) may fail; set it to at least %d",
             packet, settings.max_upload_size, needed,
@@ -88,16 +85,6 @@ def _uploads():
     return current_app.extensions["chat.uploads"]
 
 
-def _error(status, message, bearer=False, retry_after=None, **extra):
-    response = jsonify(error=message, **extra)
-    response.status_code = status
-    if bearer:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="chat"'
-    if retry_after is not None:
-        response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
-    return response
-
-
 def _identify():
     """(user or None, how, refusal or None): an API token (Authorization: Bearer or ?token=) or the browser's sign-in.
     A name in the form is never believed."""
@@ -106,9 +93,9 @@ def _identify():
         try:
             found = current_app.extensions["chat.auth"].resolve(token, TOKEN)
         except StoreUnavailable:
-            return None, None, _error(503, "the account store is not answering; try again")
+            return None, None, json_error(503, "the account store is not answering; try again")
         if found is None:
-            return None, None, _error(401, "the token is invalid, expired or revoked", bearer=True)
+            return None, None, json_error(401, "the token is invalid, expired or revoked", bearer=True)
         return found[0], "token", None
     user = signed_in_user()
     return (user, "session", None) if user else (None, None, None)
@@ -126,7 +113,7 @@ def _page_context():
 
 
 def _too_large(limit):
-    return _error(413, f"the file is too large: at most {filetypes.human_size(limit)} ({limit} bytes)", max_size=limit)
+    return json_error(413, f"the file is too large: at most {filetypes.human_size(limit)} ({limit} bytes)", max_size=limit)
 
 
 @bp.route("/files", methods=["POST"])
@@ -141,7 +128,7 @@ def upload():
     if refusal is not None:
         return refusal
     if user is None:
-        return _error(
+        return json_error(
             401, "uploads need an account: sign in, or send an API token as Authorization: Bearer TOKEN (guests cannot upload)",
             bearer=True,
         )
@@ -158,15 +145,15 @@ def upload():
     try:
         kind = filetypes.classify(data, up.allowed)
     except filetypes.Refused as e:
-        return _error(415, e.message, allowed=[k.name for k in up.allowed])
+        return json_error(415, e.message, allowed=[k.name for k in up.allowed])
     thumb = thumb_type = None
     threadpool = gevent.get_hub().threadpool  # Pillow and hashlib release the GIL: the chat runs on meanwhile
     if kind.picture:
         # Each decode may take max_image_pixels x images.DECODE_BYTES_PER_PIXEL: at most image_decode_concurrency at
         # once, the rest wait their turn for a while, then are told when to try again.
         if not up.image_slots.acquire():
-            return _error(
-                503, "the server is busy decoding other pictures; try again shortly", retry_after=settings.image_decode_wait,
+            return json_error(
+                503, "the server is busy decoding other pictures; try again shortly", wait=settings.image_decode_wait,
                 limit="image_decode_concurrency",
             )
         try:
@@ -175,7 +162,7 @@ def upload():
                 (data, kind.name, settings.thumbnail_size, settings.max_image_pixels, settings.max_upload_size),
             )
         except images.Rejected as e:
-            return _error(413 if e.too_large else 422, e.message)
+            return json_error(413 if e.too_large else 422, e.message)
         finally:
             up.image_slots.release()
         data, thumb, thumb_type = picture.data, picture.thumbnail, picture.thumb_type
@@ -187,7 +174,7 @@ def upload():
         return _over_quota(e.limit, e.allowed, e.used)
     except StoreUnavailable as e:
         log.warning("could not store an upload from %s: %s", user, e)
-        return _error(503, "the server cannot store files right now; try again")
+        return json_error(503, "the server cannot store files right now; try again")
     return _post(service, user, recipient, AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None))
 
 
@@ -197,14 +184,14 @@ def _within_limits(up, user):
     wait = up.rate.take(user)
     if wait > 0:
         per_minute = up.settings.upload_rate
-        return _error(
+        return json_error(
             429, f"too many uploads: at most {per_minute:g} a minute ({up.settings.upload_burst} at once); try again in "
-            f"{math.ceil(wait)} s", retry_after=wait, limit="upload_rate",
+            f"{math.ceil(wait)} s", wait=wait, limit="upload_rate",
         )
     try:
         today, total = up.queries.usage(user)
     except StoreUnavailable:
-        return _error(503, "the server cannot store files right now; try again")
+        return json_error(503, "the server cannot store files right now; try again")
     # The body's declared length includes the multipart framing: only what is surely the file counts here.
     declared = max(1, (request.content_length or 0) - MULTIPART_SLACK)
     if total + declared > up.quotas.total:
@@ -217,14 +204,14 @@ def _within_limits(up, user):
 def _over_quota(limit, allowed, used):
     """413 for a user's day (with Retry-After: the next UTC midnight), 507 for the server's total."""
     if limit == "upload_total_bytes":
-        return _error(
+        return json_error(
             507, f"the server's storage for files is full ({filetypes.human_size(allowed)}); no more uploads for now",
             limit=limit, allowed=allowed, used=used,
         )
-    return _error(
+    return json_error(
         413, f"your uploads today would go past {filetypes.human_size(allowed)} ({allowed} bytes, "
         f"{filetypes.human_size(used)} used); more can be sent after 00:00 UTC",
-        retry_after=DAY_SECONDS - time.time() % DAY_SECONDS, limit=limit, allowed=allowed, used=used,
+        wait=DAY_SECONDS - time.time() % DAY_SECONDS, limit=limit, allowed=allowed, used=used,
     )
 
 
@@ -241,7 +228,7 @@ def _receive(limit, how):
         header = request.headers.get("X-CSRFToken")
         if header is not None:
             if not _csrf_ok(header):
-                return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+                return None, json_error(400, "the CSRF token is missing or invalid: reload the page and try again")
             csrf_checked = True
     # Werkzeug enforces these while it streams the body: a declared Content-Length over the limit raises at once,
     # and a chunked body (no length) is counted as it arrives (gevent's Input de-chunks and ends the stream, which
@@ -259,11 +246,11 @@ def _receive(limit, how):
     except RequestEntityTooLarge:
         return None, _too_large(limit)
     except ClientDisconnected:
-        return None, _error(400, "the upload ended early")
+        return None, json_error(400, "the upload ended early")
     if how == "session" and not csrf_checked and not _csrf_ok(form.get("csrf_token")):
-        return None, _error(400, "the CSRF token is missing or invalid: reload the page and try again")
+        return None, json_error(400, "the CSRF token is missing or invalid: reload the page and try again")
     if len(files) != 1:
-        return None, _error(400, 'send exactly one file as the multipart/form-data field "file"')
+        return None, json_error(400, 'send exactly one file as the multipart/form-data field "file"')
     data = files[0].stream.read(limit + 1)
     if len(data) > limit:
         return None, _too_large(limit)
@@ -279,7 +266,7 @@ def _post(service, user, recipient, ref):
     try:
         upload = service.post_attachment(user, recipient, ref, body)
     except (BufferFull, StoreUnavailable):
-        return _error(503, "the server cannot store messages right now; the file was not posted")
+        return json_error(503, "the server cannot store messages right now; the file was not posted")
     result = {"msg": body, "url": url, "attachment": attachment_object(ref)}
     if recipient is not None:
         result["to"] = recipient
@@ -288,9 +275,9 @@ def _post(service, user, recipient, ref):
         # is assigned then; with one, it already has one and was delivered live).
         if upload.record.id is not None:
             result["id"] = upload.record.id
-        return _error(503, "the message carrying the file is not confirmed yet (the database is slow or down)", **result)
+        return json_error(503, "the message carrying the file is not confirmed yet (the database is slow or down)", **result)
     if upload.refused:
-        return _error(500, "the database refused the message carrying the file; it was not posted")
+        return json_error(500, "the database refused the message carrying the file; it was not posted")
     record = upload.record
     log.info("%s shared %s (%s, %d bytes) as file %d in message %d", user, ref.name, ref.type, ref.size, ref.id, record.id)
     result["id"] = record.id
@@ -341,20 +328,20 @@ def _recipient(service, user, raw):
     settings = service.settings
     name = normalize_name(raw, settings.max_name_length)
     if name is None:
-        return None, _error(400, f'"to" is not a valid name: 1-{settings.max_name_length} {NAME_RULE}')
+        return None, json_error(400, f'"to" is not a valid name: 1-{settings.max_name_length} {NAME_RULE}')
     if name == user:
-        return None, _error(422, "you cannot send a file to yourself")
+        return None, json_error(422, "you cannot send a file to yourself")
     try:
         known = service.is_known(name)
         state = current_app.extensions["chat.auth"].account_state(name) if known else None
     except StoreUnavailable:
-        return None, _error(503, "the account store is not answering; try again")
+        return None, json_error(503, "the account store is not answering; try again")
     if not known:
-        return None, _error(422, f"no user named {name!r} has ever connected")
+        return None, json_error(422, f"no user named {name!r} has ever connected")
     if state != "active":
         # Files in a one-to-one conversation are served only to its two signed-in users: a guest (or a bot) could
         # never open it.
-        return None, _error(422, f"{name} has no account, so could not open the file: share it with everyone instead")
+        return None, json_error(422, f"{name} has no account, so could not open the file: share it with everyone instead")
     return name, None
 
 
@@ -372,7 +359,7 @@ def serve_thumbnail(attachment_id):
 
 
 def _not_found():
-    return _error(404, "no such file")
+    return json_error(404, "no such file")
 
 
 def _serve(attachment_id, thumbnail):
@@ -383,20 +370,20 @@ def _serve(attachment_id, thumbnail):
     if refusal is not None:
         return refusal
     if viewer is None and not settings.allow_guests:
-        return _error(401, "sign in, or send an API token as Authorization: Bearer TOKEN", bearer=True)
+        return json_error(401, "sign in, or send an API token as Authorization: Bearer TOKEN", bearer=True)
     try:
         meta = up.queries.meta(attachment_id)
     except StoreUnavailable:
-        return _error(503, "the file store is not answering; try again")
+        return json_error(503, "the file store is not answering; try again")
     if meta is None or (meta.recipient is not None and viewer not in (meta.uploader, meta.recipient)):
         return _not_found()
     try:
         if meta.recipient is not None and meta.id <= current_app.extensions["chat"].store.name_floor(viewer)[1]:
             return _not_found()  # a direct file of an earlier holder of the viewer's name (chat/accounts/holds.py)
     except StoreUnavailable:
-        return _error(503, "the file store is not answering; try again")
+        return json_error(503, "the file store is not answering; try again")
     if meta.deleted_ms is not None:
-        return _error(410, "this file was deleted")
+        return json_error(410, "this file was deleted")
     if thumbnail and meta.thumb_type is None:
         return _not_found()
     etag = meta.sha256 + ("-thumb" if thumbnail else "")
@@ -413,7 +400,7 @@ def _serve(attachment_id, thumbnail):
     try:
         data = up.queries.data(attachment_id, thumbnail=thumbnail)
     except StoreUnavailable:
-        return _error(503, "the file store is not answering; try again")
+        return json_error(503, "the file store is not answering; try again")
     if data is None:
         return _not_found()
     picture = meta.content_type.startswith("image/")  # only verified, re-encoded pictures are stored as image/*

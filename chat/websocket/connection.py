@@ -19,7 +19,6 @@ OPEN, CLOSING, CLOSED = 0, 1, 2
 
 CLOSE_SLOW_CONSUMER = frames.CLOSE_POLICY_VIOLATION
 SLOW_CONSUMER_REASON = "send queue overflow: client too slow"
-SEND_BUDGET_REASON = "server send budget full: client too slow"
 PING_FRAME = frames.encode_frame(frames.OP_PING, b"")
 
 
@@ -121,7 +120,6 @@ class Connection:
     __slots__ = (
         "_sock", "_raw_send", "_initial", "_parser", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes",
         "_dirty", "_state", "_writer", "_in_flight", "_pong", "_close_timer", "_pinger", "_close_timeout",
-        "close_code", "close_reason", "__weakref__",
     )
 
     def __init__(self, sock, settings, initial=b""):
@@ -143,8 +141,6 @@ class Connection:
         self._pinger = _pinger_for(settings.ping_interval)
         self._close_timeout = settings.close_timeout
         _budget.limit = settings.send_queue_total_bytes
-        self.close_code = None  # what we sent, or answered
-        self.close_reason = ""
         # A read that sees nothing for a ping interval plus the ping timeout means a dead peer.
         sock.settimeout(settings.ping_interval + settings.ping_timeout)
 
@@ -191,7 +187,6 @@ class Connection:
         if self._state != OPEN:
             return
         self._state = CLOSING
-        self.close_code, self.close_reason = code, reason
         self._queue_control(frames.encode_close(code, reason))
         self._close_timer = gevent.spawn_later(self._close_timeout, self._abort)
 
@@ -289,7 +284,6 @@ class Connection:
     def _on_peer_close(self, event):
         if self._state == OPEN:
             code = frames.CLOSE_NORMAL if event.code == frames.CLOSE_NO_STATUS else event.code
-            self.close_code, self.close_reason = code, event.reason
             self._queue_control(frames.encode_close(code))
         self._state = CLOSED
 
@@ -303,8 +297,6 @@ class Connection:
         log.info(
             "send budget of %d bytes full: dropping the most backed-up connection (%d bytes held)", limit, self.held_bytes()
         )
-        if self._state == OPEN:
-            self.close_code, self.close_reason = CLOSE_SLOW_CONSUMER, SEND_BUDGET_REASON
         self._state = CLOSED
         _budget.release(self)
         self._queue.clear()

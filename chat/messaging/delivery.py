@@ -3,8 +3,6 @@
 Ids are claimed ahead in blocks, a message is delivered at once and acknowledged when committed. This is the
 fast path. chat/cluster/delivery.py is the same interface for several processes over Redis.
 """
-import logging
-
 from chat.clock import now_ms
 from chat.messaging.ids import IdAllocator
 from chat.messaging.protocol import message_json
@@ -12,7 +10,6 @@ from chat.messaging.writer import MessageWriter, refusal, writer_options
 from chat.records import MessageRecord
 from chat.websocket import frames
 
-log = logging.getLogger("chat.delivery")
 
 
 class LocalDelivery:

@@ -124,9 +124,9 @@ def test_only_the_app_imports_the_cluster():
     _check("cluster", {(m, n) for m in others for n in _chat_imports(m) if _within(n, "chat.cluster")})
 
 
-# Redis holds what several processes share: the cluster's bus and presence, and the accounts' sessions, tokens and
-# guest-name holds.
-REDIS_USERS = {"chat.accounts.credentials", "chat.accounts.holds"}
+# Redis holds what several processes share: the cluster's bus and presence, and (through one module of the accounts)
+# sessions, tokens, sign-in limits and guest-name holds.
+REDIS_USERS = {"chat.accounts.redis_calls"}
 
 
 def test_only_the_cluster_and_the_accounts_shared_state_import_redis():

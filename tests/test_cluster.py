@@ -211,7 +211,7 @@ def test_revoking_a_token_on_one_process_closes_its_sockets_on_the_others(pair, 
 
 
 def test_a_file_uploaded_to_one_process_reaches_users_on_the_other(pair, clients):
-    import filesamples
+    from tests.support import filesamples
     from tests.support.webusers import get_token, signed_up
 
     a, b = pair

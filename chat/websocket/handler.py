@@ -114,7 +114,7 @@ class ChatWebSocketHandler(WebSocketHandler):
         leftover = self._buffered_bytes()
         # The connection outlives this HTTP handler: it gets its own descriptor, and the handler lets go of
         # the socket, so its greenlet, the WSGI environ and Flask's request context are freed while the
-        # websocket lives on in a shallow greenlet (see ws.py).
+        # websocket lives on in a shallow greenlet (see chat/messaging/routes.py).
         sock = self.socket.dup()
         self.socket = None
         return Connection(sock, settings, leftover)

@@ -9,6 +9,11 @@
  *   next to the message it refused; a message larger than the server's max_message_size is not sent: js/outbox.js.
  * - When the socket drops the page reconnects with backoff and asks for "?since=LAST_ID": everything it
  *   missed is replayed, and every message is kept once per id: js/socket.js, js/receive.js.
+ * - The conversation list, read markers and unread counts are the server's (the welcome's "conversations", then
+ *   "read" events from this user's other tabs and devices); the open conversation, while the tab is in front, is
+ *   read up to its newest message ({"type":"read"}, at most one a conversation every 500 ms): js/reads.js.
+ * - While the user writes, the page says so ({"type":"typing"}, at most once per typing_interval), and shows who else
+ *   is typing in the open conversation, each for the event's "ttl" seconds or until their message: js/typing.js.
  * - User-supplied text is only ever inserted with textContent, never parsed as HTML: js/dom.js, js/views/.
  * - Files (signed-in users): dropped on the conversation, pasted, or picked with the attach button; each is
  *   uploaded with its own XHR (POST /files) and progress bar, and comes back as a message with an "attachment":
@@ -20,10 +25,11 @@ import { handle } from "./js/events.js";
 import * as history from "./js/history.js";
 import { openConv } from "./js/navigation.js";
 import * as outbox from "./js/outbox.js";
+import * as reads from "./js/reads.js";
 import * as socket from "./js/socket.js";
 import * as state from "./js/state.js";
+import * as typing from "./js/typing.js";
 import { enableUploads } from "./js/uploads.js";
-import { renderConvList } from "./js/views/conversations.js";
 import { renderThreadChrome } from "./js/views/messages.js";
 
 socket.init({
@@ -31,6 +37,7 @@ socket.init({
   onDrop() {
     outbox.connectionLost();
     history.clear();
+    reads.connectionLost();
     state.stopLoading();
     renderThreadChrome();
   },
@@ -71,7 +78,10 @@ ui.input.addEventListener("keydown", (e) => {
     submitComposer();
   }
 });
-ui.input.addEventListener("input", resizeInput);
+ui.input.addEventListener("input", () => {
+  resizeInput();
+  typing.onInput();
+});
 ui.send.addEventListener("mousedown", (e) => e.preventDefault()); // keep the focus in the input
 
 // ---- lists, buttons and the tab ----
@@ -97,11 +107,7 @@ ui.noticeClose.addEventListener("click", hideNotice);
 window.addEventListener("online", socket.reconnectNow);
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState !== "visible") return;
-  const c = state.activeConv();
-  if (c && c.unread) {
-    state.markRead(c); // read now that the tab is in front
-    renderConvList();
-  }
+  reads.seen(state.activeConv()); // read now that the tab is in front
   socket.reconnectNow();
 });
 

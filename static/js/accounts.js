@@ -6,9 +6,11 @@ import { normalizeName } from "./format.js";
 import * as history from "./history.js";
 import { openConv } from "./navigation.js";
 import * as outbox from "./outbox.js";
+import * as reads from "./reads.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { load, NAME_KEY, resumeKey, save } from "./storage.js";
+import * as typing from "./typing.js";
 import { renderOnline } from "./views/people.js";
 
 // {name, valid, registered, held, signed_in, guests} from the server, or null when it cannot say.
@@ -42,7 +44,7 @@ function join(name) {
   ui.app.hidden = false;
   setAvatar(ui.meAvatar, name);
   ui.meName.textContent = name;
-  state.restoreConvs(name);
+  state.conversation(GROUP);
   const wanted = normalizeName(new URLSearchParams(location.search).get("with"));
   openConv(wanted && wanted !== name ? wanted : GROUP);
   renderOnline();
@@ -56,6 +58,8 @@ export function leave() {
   state.reset();
   outbox.clear();
   history.clear();
+  reads.clear();
+  typing.clear();
   ui.conversations.replaceChildren();
   ui.online.replaceChildren();
   ui.thread.replaceChildren();

@@ -14,9 +14,12 @@ export const ACCOUNT = data.user || null;
 export const GUESTS = data.allowGuests !== "false";
 export const UPLOADS = data.uploads === "true"; // the server accepts some kinds of file
 export const MAX_UPLOAD = Number(data.maxUpload) || 0; // bytes; the server says the same with a 413
+// The server's typing_interval: it forwards at most one "typing" a connection and conversation this often.
+export const TYPING_INTERVAL_MS = (Number(data.typingInterval) || 2) * 1000;
 
 export const PAGE_SIZE = 50; // messages per history page
 export const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+export const READ_EVERY_MS = 500; // at most one "read" a conversation this often: a burst of messages is one frame
 export const SAME_BLOCK_MS = 5 * 60 * 1000; // consecutive messages of one sender within this are grouped
 export const CLOSE_CREDENTIALS_ENDED = 4001; // signed out, token revoked, account removed, or the guest's name registered
 // Refusals that only say "not now" (HTTP 429/503 naming one of these limits, with Retry-After): sent again later.

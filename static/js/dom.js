@@ -32,6 +32,7 @@ export const ui = {
   loadOlder: $("load-older"),
   thread: $("thread"),
   empty: $("empty"),
+  typing: $("typing"),
   notice: $("notice"),
   noticeText: $("notice-text"),
   noticeClose: $("notice-close"),

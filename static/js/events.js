@@ -5,10 +5,12 @@ import { showNotice } from "./dom.js";
 import { normalizeName } from "./format.js";
 import * as history from "./history.js";
 import * as outbox from "./outbox.js";
+import * as reads from "./reads.js";
 import { onLive } from "./receive.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { resumeKey, save } from "./storage.js";
+import * as typing from "./typing.js";
 import { renderOnline } from "./views/people.js";
 
 function onWelcome(ev) {
@@ -17,6 +19,7 @@ function onWelcome(ev) {
   state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
   renderOnline();
   socket.markWelcomed();
+  reads.onWelcome(ev);
 }
 
 function onAck(ev) {
@@ -28,6 +31,7 @@ function onError(ev) {
   const message = typeof ev.message === "string" ? ev.message : "the server refused that";
   if (ev.ref !== undefined) {
     if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show
     history.refuse(ev.ref);
   }
   showNotice(message);
@@ -64,6 +68,15 @@ export function handle(ev) {
       break;
     case "presence":
       onPresence(ev);
+      break;
+    case "conversations":
+      reads.onConversations(ev);
+      break;
+    case "read":
+      reads.onRead(ev);
+      break;
+    case "typing":
+      typing.onTyping(ev);
       break;
     default:
       break;

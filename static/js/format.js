@@ -7,6 +7,19 @@ export function normalizeName(raw) {
   return NAME_RE.test(name) ? name : null;
 }
 
+// The conversation key of a server event or list entry: {"room":"general"} is the group, {"with":NAME} a one-to-one;
+// null for anything else (other rooms do not exist yet).
+export function keyOfWire(obj) {
+  if (!obj || typeof obj !== "object") return null;
+  if (obj.room !== undefined) return obj.room === "general" ? GROUP : null;
+  return normalizeName(obj.with);
+}
+
+// The fields that name conversation `key` in a command.
+export function wireOfKey(key) {
+  return key === GROUP ? { room: "general" } : { with: key };
+}
+
 export function titleOf(key) {
   return key === GROUP ? "Everyone" : key;
 }

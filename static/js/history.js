@@ -3,6 +3,7 @@
 import { GROUP, PAGE_SIZE } from "./config.js";
 import { nearBottom, scrollToBottom, ui } from "./dom.js";
 import { flushPending } from "./outbox.js";
+import * as reads from "./reads.js";
 import { addMessage } from "./receive.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
@@ -11,11 +12,11 @@ import { renderThreadChrome } from "./views/messages.js";
 
 const requests = new Map(); // ref -> {key, kind} of history requests in flight
 
-// kind: "open" (the newest page), "older" (the page before the oldest shown) or "preview" (the newest message, for the list).
+// kind: "open" (the newest page) or "older" (the page before the oldest shown).
 export function requestHistory(c, kind) {
   if (!socket.isOpen()) return;
   const ref = "h" + state.nextSeq();
-  const req = { type: "history", limit: kind === "preview" ? 1 : PAGE_SIZE, ref: ref };
+  const req = { type: "history", limit: PAGE_SIZE, ref: ref };
   if (c.key !== GROUP) req.with = c.key;
   if (kind === "older") {
     const first = c.list.querySelector("li[data-id]");
@@ -23,7 +24,7 @@ export function requestHistory(c, kind) {
     req.before = Number(first.dataset.id);
   }
   requests.set(ref, { key: c.key, kind: kind });
-  if (kind !== "preview") state.startLoading(c);
+  state.startLoading(c);
   socket.send(req);
   if (c === state.activeConv()) renderThreadChrome();
 }
@@ -47,9 +48,10 @@ export function onHistory(ev) {
       if (keep) ui.messages.scrollTop = ui.messages.scrollHeight - keep.h + keep.top;
       return;
     }
-    if (req.kind !== "preview") state.finishLoading(c, ev.more === true);
+    state.finishLoading(c, ev.more === true);
     renderConvList();
     if (c === state.activeConv()) {
+      reads.seen(c);
       renderThreadChrome();
       if (keep) ui.messages.scrollTop = ui.messages.scrollHeight - keep.h + keep.top;
       else if (req.kind === "open") scrollToBottom();
@@ -57,11 +59,13 @@ export function onHistory(ev) {
     return;
   }
   // The connect-time history: recent group messages and unreceived directs, or (with ?since=) all that was missed.
+  // The welcome's unread counts have them already; a server without that list leaves counting them to the page.
   const replay = ev.since !== undefined && ev.since !== null;
+  const count = !state.serverListsConversations();
   const stick = nearBottom();
   messages.forEach((m) => {
     state.noteId(m.id);
-    addMessage(m, { unread: replay || m.type === "direct", replay: replay });
+    addMessage(m, { unread: count && (replay || m.type === "direct"), replay: replay });
   });
   if (!last) {
     socket.markResumable(); // cut off before the last event: a reconnect asks for what follows (?since=)
@@ -71,13 +75,8 @@ export function onHistory(ev) {
   }
   flushPending();
   const first = socket.markCaughtUp();
-  if (first) {
-    // Conversations this browser has had: fetch their newest message for the list.
-    state.conversations().forEach((c) => {
-      if (c.key !== GROUP && !c.last && c !== state.activeConv()) requestHistory(c, "preview");
-    });
-  }
   loadIfNeeded(state.activeConv());
+  reads.seen(state.activeConv());
   renderConvList();
   renderThreadChrome();
   if (stick || first) scrollToBottom();

@@ -3,7 +3,9 @@
 import { GROUP } from "./config.js";
 import { scrollToBottom, ui } from "./dom.js";
 import { loadIfNeeded } from "./history.js";
+import * as reads from "./reads.js";
 import * as state from "./state.js";
+import * as typing from "./typing.js";
 import { renderConvList, renderHeader } from "./views/conversations.js";
 import { renderThreadChrome } from "./views/messages.js";
 
@@ -13,8 +15,10 @@ export function openConv(key, opts) {
   state.setActive(c);
   ui.thread.replaceChildren(c.list);
   ui.input.placeholder = key === GROUP ? "Message everyone" : "Message " + key;
+  reads.seen(c);
   renderHeader();
   renderConvList();
+  typing.render();
   loadIfNeeded(c);
   renderThreadChrome();
   scrollToBottom();

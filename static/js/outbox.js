@@ -87,7 +87,6 @@ function confirm(p, id, ts) {
   }
   p.last.id = id;
   if (ts) p.last.t = parseTs(ts);
-  state.rememberConv(p.key); // only once the server took a message: a mistyped name is not kept
 }
 
 // An "ack": the message with its ref was stored.

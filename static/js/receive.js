@@ -4,16 +4,19 @@ import { GROUP } from "./config.js";
 import { nearBottom, scrollToBottom } from "./dom.js";
 import { normalizeName, parseTs } from "./format.js";
 import { claimUnconfirmed } from "./outbox.js";
+import * as reads from "./reads.js";
 import * as state from "./state.js";
+import * as typing from "./typing.js";
 import { renderConvList } from "./views/conversations.js";
-import { attachmentOf, attachmentPreview, buildMessage, insertOrdered, renderThreadChrome } from "./views/messages.js";
+import { attachmentOf, buildMessage, insertOrdered, previewOf, renderThreadChrome } from "./views/messages.js";
 
 function convKeyOf(m) {
   if (m.type === "direct") return m.user === state.me() ? normalizeName(m.to) : normalizeName(m.user);
   return GROUP;
 }
 
-// Show message event `m` unless it is already shown; opts.unread counts it as unread, opts.replay may settle a pending one.
+// Show message event `m` unless it is already shown; opts.unread counts it as unread (unless the user sees it or the
+// server's count has it already), opts.replay may settle a pending one.
 export function addMessage(m, opts) {
   if (!m || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return false;
   const key = convKeyOf(m);
@@ -28,9 +31,11 @@ export function addMessage(m, opts) {
   li.dataset.id = String(m.id);
   state.keepMessage(c, m.id, li);
   insertOrdered(c, li, m.id);
-  state.noteLast(c, { id: m.id, user: m.user, msg: attachment ? attachmentPreview(attachment) : m.msg, t: t });
-  state.rememberConv(key);
-  if (opts.unread && !own && (c !== state.activeConv() || document.hidden)) state.countUnread(c);
+  state.noteLast(c, previewOf(m));
+  if (opts.unread && !own && m.id > c.counted) {
+    state.noteCounted(c, m.id);
+    if (m.id > c.read && !reads.looking(c)) state.countUnread(c);
+  }
   return true;
 }
 
@@ -40,9 +45,11 @@ export function onLive(ev, fromUpload) {
   if (!fromUpload) state.noteId(ev.id);
   const stick = nearBottom();
   if (!addMessage(ev, { unread: true })) return;
+  typing.stopped(convKeyOf(ev), ev.user);
   renderConvList();
   const active = state.activeConv();
   if (active && convKeyOf(ev) === active.key) {
+    if (ev.user !== state.me()) reads.seen(active);
     renderThreadChrome();
     if (stick || ev.user === state.me()) scrollToBottom();
   }

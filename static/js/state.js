@@ -1,14 +1,13 @@
-// The store: who this page is, its conversations (each with its message list), who is online; changed only through these functions.
+// The store: who this page is, its conversations (each with its message list and read state), who is online; changed only through these functions.
 
 import { GROUP } from "./config.js";
 import { el } from "./dom.js";
-import { normalizeName } from "./format.js";
-import { convsKey, load, save } from "./storage.js";
 
 let myName = null;
 let active = null; // the open conversation
 let lastId = 0; // the newest message id this page has seen live or in a replay
 let seq = 0; // numbers the refs of sends and history requests
+let listsConversations = false; // the server's welcome lists conversations with read markers (older servers do not)
 const convs = new Map(); // key -> conversation
 const online = new Set();
 
@@ -30,7 +29,10 @@ export function conversation(key) {
       key: key,
       list: el("ol", "thread"), // its messages, shown while it is open
       byId: new Map(), // message id -> its <li>
-      unread: 0,
+      unread: 0, // as the server counts it (messages of others after its read marker), plus those since
+      read: 0, // the server's read marker: the newest message id read, in any tab or device
+      counted: 0, // the newest id of another user's message the unread count accounts for
+      newest: 0, // the newest message id shown in its thread
       loaded: false,
       loading: false,
       more: false,
@@ -40,6 +42,11 @@ export function conversation(key) {
     convs.set(key, c);
   }
   return c;
+}
+
+// The conversation with `key` if this page has it, or null.
+export function findConversation(key) {
+  return convs.get(key) || null;
 }
 
 export function conversations() {
@@ -52,15 +59,23 @@ export function activeConv() {
 
 export function setActive(c) {
   active = c;
-  c.unread = 0;
 }
 
-export function markRead(c) {
-  c.unread = 0;
+export function setUnread(c, n) {
+  c.unread = n;
 }
 
 export function countUnread(c) {
   c.unread += 1;
+}
+
+// Markers only move forward, as on the server.
+export function noteRead(c, id) {
+  if (id > c.read) c.read = id;
+}
+
+export function noteCounted(c, id) {
+  if (id > c.counted) c.counted = id;
 }
 
 export function startLoading(c) {
@@ -86,6 +101,7 @@ export function hasMessage(c, id) {
 
 export function keepMessage(c, id, li) {
   c.byId.set(id, li);
+  if (id > c.newest) c.newest = id;
 }
 
 // The list preview shows `last` if it is at least as new as what it shows.
@@ -97,23 +113,6 @@ export function setLast(c, last) {
   c.last = last;
 }
 
-// A one-to-one conversation this browser has had, remembered for the next visit.
-export function rememberConv(key) {
-  if (key === GROUP || !myName) return;
-  const known = load(convsKey(myName), []);
-  if (Array.isArray(known) && known.indexOf(key) < 0) {
-    known.push(key);
-    save(convsKey(myName), known.slice(-200));
-  }
-}
-
-// The conversations remembered for `name`: the group first, then each one-to-one.
-export function restoreConvs(name) {
-  conversation(GROUP);
-  const known = load(convsKey(name), []);
-  if (Array.isArray(known)) known.map(normalizeName).filter((n) => n && n !== name).forEach(conversation);
-}
-
 // ---- ids and refs ----
 
 export function lastSeenId() {
@@ -122,6 +121,14 @@ export function lastSeenId() {
 
 export function noteId(id) {
   if (typeof id === "number" && id > lastId) lastId = id;
+}
+
+export function setListsConversations(yes) {
+  listsConversations = yes;
+}
+
+export function serverListsConversations() {
+  return listsConversations;
 }
 
 export function nextSeq() {
@@ -159,6 +166,7 @@ export function setPresence(name, isOn) {
 export function reset() {
   myName = null;
   lastId = 0;
+  listsConversations = false;
   convs.clear();
   online.clear();
   active = null;

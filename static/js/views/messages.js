@@ -2,7 +2,7 @@
 
 import { GROUP, SAME_BLOCK_MS } from "../config.js";
 import { el, linkButton, scrollToBottom, setAvatar, ui } from "../dom.js";
-import { fileSize, messageTime } from "../format.js";
+import { fileSize, messageTime, parseTs } from "../format.js";
 import * as state from "../state.js";
 
 export function buildMessage(user, text, t, own, attachment) {
@@ -59,6 +59,13 @@ export function attachmentOf(m) {
 
 export function attachmentPreview(a) {
   return (a.image ? "Picture: " : "File: ") + a.name;
+}
+
+// A message event as the conversation list previews it ({id, user, msg, t}), or null when it is not one.
+export function previewOf(m) {
+  if (!m || typeof m !== "object" || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return null;
+  const attachment = attachmentOf(m);
+  return { id: m.id, user: m.user, msg: attachment ? attachmentPreview(attachment) : m.msg, t: parseTs(m.ts) };
 }
 
 // A picture: its thumbnail (or itself, when small), opening full size in a new tab. Anything else: a download link.

@@ -22,6 +22,13 @@ class Settings:
     history_on_connect: int = _setting(50, "group messages sent in the history event on connect")
     max_history_page: int = _setting(200, "most messages one history request returns")
     max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
+    # Conversations (chat/messaging/conversations.py)
+    max_unread_count: int = _setting(999, "unread messages counted per conversation at most: the count stops there")
+    max_conversations: int = _setting(200, "one-to-one conversations listed per user (the newest); general is always listed")
+    typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
+    typing_interval: float = _setting(
+        2.0, "seconds between typing notices one connection may have forwarded per conversation; more are dropped silently"
+    )
     # Hardening (history)
     history_frame_bytes: int = _setting(
         256 * 1024,
@@ -198,7 +205,15 @@ class Settings:
         self._validate_parser()
         self._validate_transport()
         self._validate_history()
+        self._validate_conversations()
         return self
+
+    def _validate_conversations(self):
+        for name in ("max_unread_count", "max_conversations", "typing_ttl"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if not self.typing_interval >= 0:
+            raise ValueError("typing_interval must be at least 0")
 
     def _validate_signin(self):
         for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):

@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_ms BIGINT NOT NULL,
     deleted_ms BIGINT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Read markers (chat/store/conversations.py): how far each user has read each conversation. conversation is "#general"
+-- (a room) or "@NAME" (the one-to-one with NAME); read_id only moves forward.
+CREATE TABLE IF NOT EXISTS read_markers (
+    user VARCHAR(64) NOT NULL,
+    conversation VARCHAR(65) NOT NULL,
+    read_id BIGINT NOT NULL,
+    PRIMARY KEY (user, conversation)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 -- Upload quotas (chat/store/attachments.py): bytes each user uploaded per UTC day (day = days since 1970-01-01), and
 -- bytes of files stored in all (one row, id 1), counted up in the same transaction as each upload.
 CREATE TABLE IF NOT EXISTS upload_usage (

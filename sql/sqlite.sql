@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS attachments (
     created_ms INTEGER NOT NULL,
     deleted_ms INTEGER
 );
+-- Read markers (chat/store/conversations.py): how far each user has read each conversation. conversation is "#general"
+-- (a room) or "@NAME" (the one-to-one with NAME); read_id only moves forward.
+CREATE TABLE IF NOT EXISTS read_markers (
+    user TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    read_id INTEGER NOT NULL,
+    PRIMARY KEY (user, conversation)
+);
 -- Upload quotas (chat/store/attachments.py): bytes each user uploaded per UTC day (day = days since 1970-01-01), and
 -- bytes of files stored in all (one row, id 1), counted up in the same transaction as each upload.
 CREATE TABLE IF NOT EXISTS upload_usage (

@@ -1,7 +1,7 @@
 """chat/cluster/busformat.py on its own: the batch format the processes exchange over Redis, and what it refuses."""
 import pytest
 
-from chat.cluster.busformat import BusFormatError, BusKick, BusMessage, BusPresence, decode_batch, encode_batch
+from chat.cluster.busformat import BusFormatError, BusKick, BusMessage, BusNotice, BusPresence, decode_batch, encode_batch
 
 
 def test_a_batch_round_trips_every_kind_of_entry():
@@ -13,6 +13,9 @@ def test_a_batch_round_trips_every_kind_of_entry():
         BusKick("dave", "account removed"),
         BusKick("erin", "signed out", digest="ab" * 32, guests_only=False),
         BusKick("frank", "name registered", guests_only=True),
+        BusNotice("gina", None, b"\x81\x10{\"type\":\"read\"}"),
+        BusNotice(None, "harry", b"typing frame"),
+        BusNotice("", "", b""),
     ]
     origin, decoded = decode_batch(encode_batch("host-1-abc", entries))
     assert origin == "host-1-abc"
@@ -37,18 +40,25 @@ def test_an_unknown_entry_type_is_refused():
 
 def test_bad_utf8_is_refused():
     with pytest.raises(BusFormatError, match="bad text"):
-        decode_batch(b"\x01\x00\x02\xff\xfe")
+        decode_batch(b"\x02\x00\x02\xff\xfe")  # version 2, then an origin of two bad bytes
 
 
 def test_a_batch_starts_with_its_format_version():
-    assert encode_batch("o", [])[0] == 1
+    assert encode_batch("o", [])[0] == 2
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 255])
 def test_an_unknown_format_version_is_refused(version):
     data = bytes([version]) + encode_batch("origin", [BusPresence("alice", True)])[1:]
     with pytest.raises(BusFormatError, match=f"format version {version}"):
         decode_batch(data)
+
+
+def test_a_notice_with_a_bad_optional_text_flag_is_refused():
+    data = encode_batch("o", [BusNotice("ann", None, b"f")])
+    flag_at = len(encode_batch("o", [])) + 1
+    with pytest.raises(BusFormatError, match="optional-text flag"):
+        decode_batch(data[:flag_at] + b"\x07" + data[flag_at + 1 :])
 
 
 def test_encoding_refuses_what_is_not_an_entry():

@@ -1,4 +1,5 @@
-"""The bytes one process publishes to the others on the Redis bus: a batch of messages, presence changes and kicks."""
+"""The bytes one process publishes to the others on the Redis bus: a batch of messages, presence changes, kicks and
+notices (frames that are no message: read markers, typing)."""
 import struct
 from typing import NamedTuple, Optional
 
@@ -6,10 +7,11 @@ from chat.records import Kick
 
 # The first byte of every batch. A process that reads another version refuses the batch instead of misreading it: during
 # a rolling upgrade it then relies on the database catch-up, as when Redis drops a batch.
-VERSION = 1
+VERSION = 2  # 2: notices
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
+NOTICE = 0x4E  # "N"
 
 _U8 = struct.Struct("!B")
 _U16 = struct.Struct("!H")
@@ -33,6 +35,14 @@ class BusPresence(NamedTuple):
     online: bool
 
 
+class BusNotice(NamedTuple):
+    """A frame for one user's connections, or (user None) for everyone's but skip_user's; never stored or replayed."""
+
+    user: Optional[str]
+    skip_user: Optional[str]
+    frame: bytes  # the encoded websocket text frame
+
+
 BusKick = Kick  # a kick travels the bus as the accounts layer made it
 
 
@@ -41,6 +51,11 @@ def _text(value):
     if len(data) > 0xFFFF:
         raise ValueError("bus strings are at most 65535 bytes")
     return _U16.pack(len(data)) + data
+
+
+def _optional_text(value):
+    """A flag byte (0: None) then the text: unlike a recipient, a notice's user may be any name, so "" is not spare."""
+    return _U8.pack(0) if value is None else _U8.pack(1) + _text(value)
 
 
 def encode_batch(origin, entries):
@@ -66,6 +81,14 @@ def encode_batch(origin, entries):
                 _text(entry.reason),
                 _text(entry.digest or ""),
                 _U8.pack(1 if entry.guests_only else 0),
+            )
+        elif kind is BusNotice:
+            parts += (
+                _U8.pack(NOTICE),
+                _optional_text(entry.user),
+                _optional_text(entry.skip_user),
+                _U32.pack(len(entry.frame)),
+                bytes(entry.frame),
             )
         else:
             raise TypeError(f"not a bus entry: {entry!r}")
@@ -96,6 +119,12 @@ class _Reader:
         except UnicodeDecodeError as e:
             raise BusFormatError(f"bad text in bus batch: {e}") from None
 
+    def optional_text(self):
+        flag = self.unpack(_U8)
+        if flag > 1:
+            raise BusFormatError(f"bad optional-text flag {flag} in bus batch")
+        return self.text() if flag else None
+
     @property
     def done(self):
         return self.pos >= len(self.data)
@@ -122,6 +151,9 @@ def decode_batch(data):
         elif kind == KICK:
             user, reason, digest = reader.text(), reader.text(), reader.text() or None
             entries.append(BusKick(user, reason, digest, reader.unpack(_U8) == 1))
+        elif kind == NOTICE:
+            user, skip_user = reader.optional_text(), reader.optional_text()
+            entries.append(BusNotice(user, skip_user, bytes(reader.take(reader.unpack(_U32)))))
         else:
             raise BusFormatError(f"unknown bus entry type {kind}")
     return origin, entries

@@ -14,7 +14,7 @@ import gevent
 
 from chat.clock import now_ms
 from chat.cluster.bus import RedisBus
-from chat.cluster.busformat import BusKick, BusMessage, BusPresence
+from chat.cluster.busformat import BusKick, BusMessage, BusNotice, BusPresence
 from chat.cluster.sequencer import Sequencer
 from chat.messaging.delivery import LocalDelivery
 from chat.messaging.protocol import message_json
@@ -140,6 +140,8 @@ class ClusterDelivery(LocalDelivery):
                     self._presence_may_have_changed(entry.user)
             elif kind is BusKick:
                 self.on_kick(entry)
+            elif kind is BusNotice:
+                self.hub.notify(entry.user, entry.skip_user, entry.frame)
 
     def on_instance(self, instance, users):
         changed = self.cluster.drop(instance) if users is None else self.cluster.replace(instance, users)
@@ -162,6 +164,11 @@ class ClusterDelivery(LocalDelivery):
 
     def local_presence(self, user, online):
         self.bus.user_online(user, online)
+
+    def notify(self, user, skip_user, frame, exclude=None):
+        # Not ordered with messages, and lost while Redis is away: read markers are in the database, typing is fleeting.
+        self.bus.publish([BusNotice(user, skip_user, frame)])
+        super().notify(user, skip_user, frame, exclude)
 
     def kick(self, kick):
         self.bus.publish([kick])

@@ -43,6 +43,10 @@ class LocalDelivery:
         hub.to_bots(record)
         return record
 
+    def notify(self, user, skip_user, frame, exclude=None):
+        """A frame for one user's connections (or, user None, everyone's but skip_user's), in every process."""
+        self.hub.notify(user, skip_user, frame, exclude)
+
     @property
     def last_message_id(self):
         return self.ids.last_assigned

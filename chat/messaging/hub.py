@@ -81,6 +81,16 @@ class Hub:
                 if client is not exclude:
                     client.deliver(frame, message_id)
 
+    def notify(self, user, skip_user, frame, exclude=None):
+        """A frame that is no message (a read marker, a typing notice): to `user`'s clients, or (user None) to every
+        client whose user is not `skip_user`; never to `exclude` nor to bots."""
+        if user is not None:
+            self.send_to_user(user, frame, None, exclude)
+            return
+        for client in self._all:
+            if client.user != skip_user and client is not exclude:
+                client.deliver(frame, None)
+
     def relay(self, recipient, sender, frame, message_id):
         """Deliver what another process posted: to everyone (recipient None) or to both parties of a direct."""
         if recipient is None:

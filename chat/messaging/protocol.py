@@ -22,8 +22,11 @@ def parse_message_id(raw):
 HELP_TEXT = (
     "Type text to chat with everyone. Commands: "
     "/msg NAME text (one-to-one), /who (who is online), "
-    "/history [N] (last N group messages), /help. Start a line with // to send text beginning with /."
+    "/history [N] (last N group messages), /read [NAME] (mark the group, or the one-to-one with NAME, read), "
+    "/conversations (your conversations with unread counts), /help. Start a line with // to send text beginning with /."
 )
+
+GENERAL = "general"  # the group chat, as a conversation: the only room so far
 
 
 class ProtocolError(Exception):
@@ -64,6 +67,38 @@ class Who:
 
 @dataclass(frozen=True)
 class Help:
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation key: a room (only GENERAL so far) or the one-to-one with a user; exactly one is set."""
+
+    room: object = None  # str or None
+    with_user: object = None  # str or None
+
+    def fields(self):
+        """The key as wire fields: {"room": R} or {"with": U}."""
+        return {"room": self.room} if self.room is not None else {"with": self.with_user}
+
+
+@dataclass(frozen=True)
+class Read:
+    """Move the sender's read marker in `conversation` forward to message `id` (clamped to the newest there)."""
+
+    conversation: Conversation
+    id: int
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Conversations:
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Typing:
+    conversation: Conversation
     ref: object = None
 
 
@@ -160,10 +195,38 @@ def _parse_json(text, max_name_length, default_history, max_history):
         return Who(ref)
     if kind == "help":
         return Help(ref)
+    if kind == "read":
+        message_id = obj.get("id")
+        if type(message_id) is not int or not 1 <= message_id <= MAX_ID:
+            raise ProtocolError("bad_field", f'"id" must be a message id (a whole number 1-{MAX_ID})', ref)
+        return Read(_parse_conversation(obj, max_name_length, ref), message_id, ref)
+    if kind == "conversations":
+        return Conversations(ref)
+    if kind == "typing":
+        return Typing(_parse_conversation(obj, max_name_length, ref), ref)
     if isinstance(kind, str):
         _require_encodable(kind, "type", ref)
         raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
     raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def _parse_conversation(obj, max_name_length, ref):
+    """The conversation key of a read or typing frame: "room" or "with", exactly one."""
+    room, with_user = obj.get("room"), obj.get("with")
+    if (room is None) == (with_user is None):
+        raise ProtocolError("bad_field", 'exactly one of "room" and "with" is required', ref)
+    if with_user is not None:
+        return Conversation(with_user=_parse_name(with_user, "with", max_name_length, ref))
+    return Conversation(room=_parse_room(room, ref))
+
+
+def _parse_room(room, ref):
+    if not isinstance(room, str):
+        raise ProtocolError("bad_field", '"room" must be a room name', ref)
+    _require_encodable(room, "room", ref)
+    if room != GENERAL:
+        raise ProtocolError("no_such_room", f"no room named {room[:40]}", ref)
+    return room
 
 
 def json_object(text):
@@ -205,6 +268,12 @@ def _parse_slash(text, max_name_length, default_history, max_history):
         return Who()
     if command == "help":
         return Help()
+    if command == "read":
+        target = rest.strip()
+        conversation = Conversation(with_user=_parse_name(target, "with", max_name_length, None)) if target else Conversation(GENERAL)
+        return Read(conversation, MAX_ID)  # clamped to the newest message there
+    if command == "conversations":
+        return Conversations()
     if command == "history":
         arg = rest.strip()
         if not arg:
@@ -334,6 +403,16 @@ def error_event(code, message, ref=None):
     if ref is not None:
         event["ref"] = ref
     return event
+
+
+def read_event(conversation, read_id, ref=None):
+    """A user's read marker in one conversation, as every connection of that user is told it."""
+    return with_ref({"type": "read", **conversation.fields(), "id": read_id}, ref)
+
+
+def typing_event(typist, conversation, ttl):
+    """`typist` is typing in `conversation` (the key as the receiver sees it): show it for `ttl` seconds."""
+    return {"type": "typing", "user": typist, **conversation.fields(), "ttl": ttl}
 
 
 def with_ref(event, ref):

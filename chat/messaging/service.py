@@ -8,6 +8,7 @@ import gevent
 from gevent.event import Event
 
 from chat.websocket import frames
+from chat.messaging.conversations import ConversationService
 from chat.messaging.history import NewestWindow, fetch_rows, forward, merged, primed
 from chat.messaging.protocol import ProtocolError
 from chat.store import StoreUnavailable
@@ -71,6 +72,7 @@ class ChatService:
         self.presence = presence
         self.reserved_names = reserved_names
         self._known_users = set()
+        self.conversations = ConversationService(settings, store, delivery, self.is_known)
 
     def start(self):
         self.store.ensure_schema()

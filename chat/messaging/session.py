@@ -8,11 +8,14 @@ from chat.ratelimit import TokenBucket
 from chat.websocket import frames
 from chat.messaging.protocol import (
     HELP_TEXT,
+    Conversations,
     Help,
     History,
     ProtocolError,
+    Read,
     SendDirect,
     SendGroup,
+    Typing,
     Who,
     ack_json,
     encode_event,
@@ -34,6 +37,7 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
+        "_typing",
     )
 
     def __init__(self, service, user, conn, since=None):
@@ -47,6 +51,7 @@ class ChatSession:
         self._held_bytes = 0
         self._held_ids = set()
         self._history_sent = False
+        self._typing = {}  # conversation key -> when this connection's last typing notice was forwarded
         self.deliver = self._hold
         settings = service.settings
         self._parse_options = dict(
@@ -103,7 +108,10 @@ class ChatSession:
                 last_seen = service.register_user(self.user)
                 # Registered before the history query: anything newer is held above and released after it.
                 history = service.connect_history(self.user, last_seen, self.since)
-                self.send_event({"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT})
+                conversations = service.conversations.listing(self.user)
+                self.send_event(
+                    {"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT, "conversations": conversations}
+                )
                 fields = {} if self.since is None else {"since": self.since}
                 sent_held = set()
                 sent = send_history(self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes)
@@ -158,6 +166,13 @@ class ChatSession:
                     send_history(self.conn, window, fields, self._frame_bytes)
                 except StoreUnavailable:  # part of the reply may have gone: the ref says which request failed
                     self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
+            elif kind is Typing:
+                self.service.conversations.typing(self, command, self._typing)
+            elif kind is Read:
+                self.service.conversations.mark_read(self, command)
+            elif kind is Conversations:
+                listing = self.service.conversations.listing(self.user)
+                self.send_event(with_ref({"type": "conversations", "conversations": listing}, command.ref))
             elif kind is Who:
                 self.send_event(with_ref({"type": "who", "online": self.service.online()}, command.ref))
             elif kind is Help:

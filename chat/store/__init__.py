@@ -18,7 +18,8 @@ _SELECT = (
 )
 
 # The floor of the name bound to the next "?": the last message id of the name's earlier holders, 0 for none.
-_FLOOR = "COALESCE((SELECT u.floor_id FROM users u WHERE u.name = ?), 0)"
+# Public: every query of a name's direct messages (here, chat/store/conversations.py) is bounded by it.
+NAME_FLOOR = "COALESCE((SELECT u.floor_id FROM users u WHERE u.name = ?), 0)"
 
 
 class StoreUnavailable(Exception):
@@ -42,14 +43,14 @@ class Store:
         self._q_group_page = q(f"{_SELECT} WHERE m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
         # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/accounts/holds.py).
         self._q_conversation_page = q(
-            f"{_SELECT} WHERE m.id < ? AND m.id > {_FLOOR} AND "
+            f"{_SELECT} WHERE m.id < ? AND m.id > {NAME_FLOOR} AND "
             "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
         )
         self._q_visible_since = q(
             f"{_SELECT} WHERE m.id > ? AND "
-            f"(m.recipient IS NULL OR ((m.recipient = ? OR m.sender = ?) AND m.id > {_FLOOR})) ORDER BY m.id LIMIT ?"
+            f"(m.recipient IS NULL OR ((m.recipient = ? OR m.sender = ?) AND m.id > {NAME_FLOOR})) ORDER BY m.id LIMIT ?"
         )
-        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {_FLOOR} ORDER BY m.id LIMIT ?")
+        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {NAME_FLOOR} ORDER BY m.id LIMIT ?")
         self._q_floor = q("SELECT floor_id, file_floor_id FROM users WHERE name = ?")
         self._q_max_id = q("SELECT COALESCE(MAX(id), 0) FROM messages")
         self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
@@ -165,6 +166,13 @@ class Store:
     def messages_from(self, first_id, limit, below=2**62):
         """Messages with first_id <= id < below, oldest first: what a process missed from the bus."""
         return self._rows(self._q_messages_from, (first_id, below, limit))
+
+    def messages_with_ids(self, ids):
+        """The stored messages with these ids (attachments' metadata included), oldest first."""
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        return self._rows(self.dialect.sql(f"{_SELECT} WHERE m.id IN ({marks}) ORDER BY m.id"), tuple(ids))
 
     def group_page(self, limit, before=None):
         return self._page(self._q_group_page, (before or 2**62, limit))

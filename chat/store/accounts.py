@@ -38,6 +38,7 @@ class AccountQueries:
             "file_floor_id = CASE WHEN file_floor_id < ? THEN ? ELSE file_floor_id END, "
             "last_seen_id = CASE WHEN last_seen_id < ? THEN ? ELSE last_seen_id END WHERE name = ?"
         )
+        self._q_forget_markers = q("DELETE FROM read_markers WHERE user = ?")
         self._q_max_file = q("SELECT COALESCE(MAX(id), 0) FROM attachments")
         self._q_hold_get = q("SELECT secret_hash FROM guest_holds WHERE name = ? AND expires_ms > ?")
         self._q_hold_insert = q("INSERT INTO guest_holds (name, secret_hash, expires_ms) VALUES (?, ?, ?)")
@@ -80,6 +81,8 @@ class AccountQueries:
         file_floor = int(cur.fetchone()[0])
         cur.execute(self._q_add_user, (name, now_ms()))
         cur.execute(self._q_raise_floor, (message_floor, message_floor, file_floor, file_floor, message_floor, message_floor, name))
+        # How far the earlier holder read is theirs too (chat/store/conversations.py).
+        cur.execute(self._q_forget_markers, (name,))
 
     def hold_digest(self, name):
         """The resume-token digest of the guest holding `name`, or None when no hold is running."""

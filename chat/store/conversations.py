@@ -1,0 +1,120 @@
+"""Conversation queries (parameterised) on the message store's pool: read markers (table `read_markers`), each user's
+one-to-one partners by latest activity, and unread counts bounded by a cap.
+
+A conversation is keyed "#general" (a room) or "@NAME" (the one-to-one with NAME). Direct messages at or below a name's
+floor belong to an earlier holder of the name (chat/accounts/holds.py): none of these queries lists, counts or returns them.
+"""
+from typing import NamedTuple, Optional
+
+from chat.store import NAME_FLOOR
+
+GENERAL_KEY = "#general"
+_COUNTS_PER_STATEMENT = 100  # SQLite allows 500 terms in one compound SELECT
+
+_GENERAL_NEWEST = "SELECT MAX(id) FROM messages WHERE recipient IS NULL AND id <= ?"
+_PAIR = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
+
+
+def room_key(room):
+    return "#" + room
+
+
+def direct_key(other):
+    return "@" + other
+
+
+class Summary(NamedTuple):
+    """One conversation as listed: its key ("#room" or "@name"), newest message id, the user's marker, unread count."""
+
+    key: str
+    last_id: Optional[int]
+    read_id: int
+    unread: int
+
+
+class ConversationQueries:
+    """`store` is a chat.store.Store."""
+
+    def __init__(self, store):
+        self._store = store
+        q = store.dialect.sql
+        self._q_general_newest = q(_GENERAL_NEWEST)
+        self._q_direct_newest = q(f"SELECT MAX(id) FROM messages WHERE id <= ? AND id > {NAME_FLOOR} AND {_PAIR}")
+        self._q_marker_add = q(f"{store.dialect.insert_ignore} INTO read_markers (user, conversation, read_id) VALUES (?, ?, 0)")
+        self._q_marker_raise = q("UPDATE read_markers SET read_id = ? WHERE user = ? AND conversation = ? AND read_id < ?")
+        self._q_marker = q("SELECT read_id FROM read_markers WHERE user = ? AND conversation = ?")
+        self._q_markers = q("SELECT conversation, read_id FROM read_markers WHERE user = ?")
+        self._q_floor = q(f"SELECT {NAME_FLOOR}")
+        # Both directions of the user's directs above the floor, newest partner first: the two indexes on messages
+        # (sender, recipient, id) and (recipient, id) serve the two halves.
+        self._q_partners = q(
+            "SELECT other, MAX(id) AS last_id FROM ("
+            "SELECT recipient AS other, id FROM messages WHERE sender = ? AND recipient IS NOT NULL AND id > ? "
+            "UNION ALL SELECT sender AS other, id FROM messages WHERE recipient = ? AND id > ?"
+            ") d GROUP BY other ORDER BY last_id DESC LIMIT ?"
+        )
+        self._general_count = "SELECT 1 FROM messages WHERE recipient IS NULL AND sender <> ? AND id > ? LIMIT ?"
+        self._direct_count = "SELECT 1 FROM messages WHERE sender = ? AND recipient = ? AND id > ? LIMIT ?"
+
+    def mark_read(self, user, key, other, message_id, pending=0):
+        """Move `user`'s marker in conversation `key` (`other`: the one-to-one's other party, None for general) forward
+        to `message_id`, but never past the newest message there at or below it (`pending`: such a message accepted but
+        not committed yet, 0 for none). Returns (marker now, whether it moved)."""
+        return self._store.transaction(self._mark, user, key, other, message_id, pending)
+
+    def _mark(self, cur, user, key, other, message_id, pending):
+        if other is None:
+            cur.execute(self._q_general_newest, (message_id,))
+        else:
+            cur.execute(self._q_direct_newest, (message_id, user, user, other, other, user))
+        row = cur.fetchone()
+        target = max(pending, 0 if row is None or row[0] is None else int(row[0]))
+        moved = False
+        if target > 0:
+            cur.execute(self._q_marker_add, (user, key))
+            cur.execute(self._q_marker_raise, (target, user, key, target))
+            moved = cur.rowcount == 1
+        cur.execute(self._q_marker, (user, key))
+        row = cur.fetchone()
+        return (0 if row is None else int(row[0])), moved
+
+    def summaries(self, user, max_conversations, max_unread):
+        """`general` and the newest `max_conversations` one-to-one conversations of `user`, newest activity first (general
+        without messages last), each with its unread count up to `max_unread`. A handful of statements, not one per
+        conversation: partners, markers, newest group id, then the counts in compound SELECTs of up to 100."""
+        return self._store.transaction(self._summaries, user, max_conversations, max_unread)
+
+    def _summaries(self, cur, user, max_conversations, max_unread):
+        cur.execute(self._q_floor, (user,))
+        floor = int(cur.fetchone()[0])
+        cur.execute(self._q_partners, (user, floor, user, floor, max_conversations))
+        partners = [(direct_key(other), other, int(last)) for other, last in cur.fetchall()]
+        cur.execute(self._q_markers, (user,))
+        markers = {key: int(read) for key, read in cur.fetchall()}
+        cur.execute(self._q_general_newest, (2**63 - 1,))
+        row = cur.fetchone()
+        general_last = None if row is None or row[0] is None else int(row[0])
+        listed = [(GENERAL_KEY, None, general_last)] + partners
+        counts = []  # (index in listed, SQL, params) of conversations with anything past their marker
+        for index, (key, other, last) in enumerate(listed):
+            read = markers.get(key, 0)
+            if last is None or last <= read:
+                continue
+            if other is None:
+                counts.append((index, self._general_count, (user, read, max_unread)))
+            else:
+                counts.append((index, self._direct_count, (other, user, max(read, floor), max_unread)))
+        unread = self._count(cur, counts)
+        summaries = [Summary(key, last, markers.get(key, 0), unread.get(index, 0)) for index, (key, _, last) in enumerate(listed)]
+        return sorted(summaries, key=lambda s: -1 if s.last_id is None else s.last_id, reverse=True)
+
+    def _count(self, cur, counts):
+        """{index: COUNT over a LIMITed subquery} for each (index, subquery, params), several per statement."""
+        found = {}
+        for start in range(0, len(counts), _COUNTS_PER_STATEMENT):
+            chunk = counts[start : start + _COUNTS_PER_STATEMENT]
+            sql = " UNION ALL ".join(f"SELECT {index}, COUNT(*) FROM ({query}) c{index}" for index, query, _ in chunk)
+            params = tuple(p for _, _, chunk_params in chunk for p in chunk_params)
+            cur.execute(self._store.dialect.sql(sql), params)
+            found.update((int(index), int(count)) for index, count in cur.fetchall())
+        return found

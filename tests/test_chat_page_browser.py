@@ -222,6 +222,8 @@ def test_with_parameter_opens_that_conversation_and_refusals_show_next_to_the_me
     expect(alice.conv("bob")).to_have_class(re.compile(r"\bactive\b"))
     expect(alice.page.locator("#chat-sub")).to_have_text("online")
     alice.send("hi, I came from a link")
+    # Writing it told bob that alice was typing to him (the key as he sees the conversation), before the message itself.
+    assert bob.recv_type("typing") == {"type": "typing", "user": "alice", "with": "alice", "ttl": 6}
     event = bob.recv_type("direct")
     assert (event["user"], event["to"], event["msg"]) == ("alice", "bob", "hi, I came from a link")
     expect(alice.messages("hi, I came from a link")).to_have_attribute("data-id", str(event["id"]))

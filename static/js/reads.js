@@ -27,7 +27,9 @@ function applyEntry(entry) {
     state.noteCounted(c, last.id);
   }
   if (isId(entry.read)) state.noteRead(c, entry.read);
-  state.setUnread(c, Number.isSafeInteger(entry.unread) && entry.unread > 0 ? entry.unread : 0);
+  // A read event newer than the list (it crossed a refresh) may have read all of it already.
+  const unread = Number.isSafeInteger(entry.unread) && entry.unread > 0 && c.read < c.counted ? entry.unread : 0;
+  state.setUnread(c, unread);
 }
 
 // The welcome's "conversations", or a "conversations" event's: each listed one's preview, marker and unread count.

@@ -63,9 +63,10 @@ export function renderConvList() {
   convs.sort((a, b) => {
     if (a.key === GROUP) return -1;
     if (b.key === GROUP) return 1;
-    const ta = a.last ? a.last.t : 0;
-    const tb = b.last ? b.last.t : 0;
-    return tb - ta || (a.key < b.key ? -1 : 1);
+    // Ids follow the order the server took the messages in; one still being sent counts as the newest.
+    const ia = a.last ? a.last.id : 0;
+    const ib = b.last ? b.last.id : 0;
+    return ib - ia || (a.key < b.key ? -1 : 1);
   });
   let total = 0;
   convs.forEach((c, i) => {

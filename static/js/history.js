@@ -59,13 +59,12 @@ export function onHistory(ev) {
     return;
   }
   // The connect-time history: recent group messages and unreceived directs, or (with ?since=) all that was missed.
-  // The welcome's unread counts have them already; a server without that list leaves counting them to the page.
+  // The welcome's unread counts have them already.
   const replay = ev.since !== undefined && ev.since !== null;
-  const count = !state.serverListsConversations();
   const stick = nearBottom();
   messages.forEach((m) => {
     state.noteId(m.id);
-    addMessage(m, { unread: count && (replay || m.type === "direct"), replay: replay });
+    addMessage(m, { unread: false, replay: replay });
   });
   if (!last) {
     socket.markResumable(); // cut off before the last event: a reconnect asks for what follows (?since=)

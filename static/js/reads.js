@@ -42,7 +42,6 @@ export function onList(list) {
 }
 
 export function onWelcome(ev) {
-  state.setListsConversations(Array.isArray(ev.conversations));
   onList(ev.conversations);
   flush();
 }
@@ -54,7 +53,7 @@ export function onConversations(ev) {
 
 // Ask the server for its list again (a read elsewhere left some messages here unread: only it can count them).
 function refresh() {
-  if (listing || !socket.isOpen() || !state.serverListsConversations()) return;
+  if (listing || !socket.isOpen()) return;
   listing = true;
   socket.send({ type: "conversations", ref: "c" + state.nextSeq() });
 }
@@ -97,7 +96,7 @@ function want(key, id) {
 function send(key, o) {
   const c = state.findConversation(key);
   if (!c || o.want <= o.sent || o.want <= c.read) return;
-  if (!socket.isOpen() || !state.serverListsConversations()) return; // sent after the next welcome, if it still moves the marker
+  if (!socket.isOpen()) return; // sent after the next welcome, if it still moves the marker
   socket.send(Object.assign({ type: "read" }, wireOfKey(key), { id: o.want, ref: "r" + state.nextSeq() }));
   o.sent = o.want;
   o.at = Date.now();

@@ -7,7 +7,6 @@ let myName = null;
 let active = null; // the open conversation
 let lastId = 0; // the newest message id this page has seen live or in a replay
 let seq = 0; // numbers the refs of sends and history requests
-let listsConversations = false; // the server's welcome lists conversations with read markers (older servers do not)
 const convs = new Map(); // key -> conversation
 const online = new Set();
 
@@ -123,14 +122,6 @@ export function noteId(id) {
   if (typeof id === "number" && id > lastId) lastId = id;
 }
 
-export function setListsConversations(yes) {
-  listsConversations = yes;
-}
-
-export function serverListsConversations() {
-  return listsConversations;
-}
-
 export function nextSeq() {
   seq += 1;
   return seq;
@@ -166,7 +157,6 @@ export function setPresence(name, isOn) {
 export function reset() {
   myName = null;
   lastId = 0;
-  listsConversations = false;
   convs.clear();
   online.clear();
   active = null;

@@ -16,7 +16,7 @@ const typers = new Map(); // conversation key -> Map(user -> timer that ends the
 // The composer's text changed: say so in the open conversation, unless said recently or there is nothing written.
 export function onInput() {
   const c = state.activeConv();
-  if (!c || !ui.input.value.trim() || !socket.isOpen() || !state.serverListsConversations()) return;
+  if (!c || !ui.input.value.trim() || !socket.isOpen()) return;
   const now = Date.now();
   const last = lastSent.get(c.key);
   if (last !== undefined && now - last < TYPING_INTERVAL_MS) return;

@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 
 from chat.websocket import frames
 from chat.messaging.protocol import (
+    MAX_ID,
+    Conversations,
     History,
+    Read,
+    Typing,
     ProtocolError,
     SendDirect,
     SendGroup,
@@ -21,9 +25,11 @@ from chat.messaging.protocol import (
     message_event,
     message_json,
     parse_inbound,
+    read_event,
 )
 from chat.records import MessageRecord
 from chat.store import Store
+from chat.store.conversations import ConversationQueries
 from tests.support.databases import fresh_database_url
 from tests.support.rawws import build_frame
 
@@ -110,6 +116,77 @@ def test_what_the_parser_accepts_is_stored_as_it_was_and_encodes(store, frame, c
     assert delivery["msg"] == command.msg
     ack = ack_event(record, command.ref)
     assert decoded(ack_json(record, command.ref)) == ack == decoded(encode_event(ack))
+
+
+# ---- the conversation commands (read, conversations, typing) -----------------------------------------------------------
+
+conversation_frame = st.builds(
+    lambda fields, ensure_ascii: json.dumps(fields, ensure_ascii=ensure_ascii),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["read", "typing", "conversations"])},
+        optional={
+            "room": st.one_of(st.just("general"), st.sampled_from(["General", "lobby", ""]), field_value),
+            "with": st.one_of(name_like, field_value),
+            "id": st.one_of(st.integers(min_value=-2, max_value=2**64), st.sampled_from([1, MAX_ID, MAX_ID + 1]), field_value),
+            "ref": st.one_of(st.text(any_character, max_size=70), st.integers(), field_value),
+            "user": name_like,
+        },
+    ),
+    st.booleans(),
+)
+conversation_slash = st.builds(
+    lambda command, rest: f"/{command}{rest}",
+    st.sampled_from(["read", "READ", "conversations"]),
+    st.one_of(st.just(""), st.builds(lambda n: f" {n}", name_like)),
+)
+
+
+def _as_frame(command):
+    """The JSON frame a client would send for `command`."""
+    kind = {Read: "read", Typing: "typing", Conversations: "conversations"}[type(command)]
+    fields = {"type": kind}
+    if not isinstance(command, Conversations):
+        fields.update(command.conversation.fields())
+    if isinstance(command, Read):
+        fields["id"] = command.id
+    if command.ref is not None:
+        fields["ref"] = command.ref
+    return json.dumps(fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(frame=st.one_of(conversation_frame, conversation_slash))
+def test_whatever_the_parser_accepts_of_the_conversation_commands_round_trips(frame):
+    try:
+        command = parse_inbound(frame, **PARSE_OPTIONS)
+    except ProtocolError as e:
+        event(f"refused: {e.code}")
+        error = error_event(e.code, e.message, e.ref)
+        assert decoded(encode_event(error)) == error
+        return
+    event(f"accepted: {type(command).__name__}")
+    assert isinstance(command, (Read, Typing, Conversations))
+    assert parse_inbound(_as_frame(command), **PARSE_OPTIONS) == command
+    if isinstance(command, Read):
+        assert 1 <= command.id <= MAX_ID
+        answer = read_event(command.conversation, command.id, command.ref)
+        assert decoded(encode_event(answer)) == answer
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(reads=st.lists(st.integers(min_value=1, max_value=MAX_ID), min_size=1, max_size=6))
+def test_a_read_marker_only_moves_forward_and_never_past_the_newest_message(store, reads):
+    queries = ConversationQueries(store)
+    reader = f"reader{next(_ids)}"
+    newest = store.max_message_id()
+    group = [r.id for r in store.group_page(10**6)]
+    marker = 0
+    for wanted in reads:
+        expected = max(marker, max([i for i in group if i <= wanted], default=0))
+        now, moved = queries.mark_read(reader, "#general", None, wanted)
+        assert (now, moved) == (expected, expected > marker)
+        assert now <= newest
+        marker = now
 
 
 # ---- the frame parser ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Atheris target: the protocol parser, fed any text (lone surrogates too), either refuses it with a ProtocolError
-whose error event encodes, or returns a command whose events (delivery, ack, history, who, help) encode as UTF-8 JSON
+whose error event encodes, or returns a command whose events (delivery, ack, history, read, typing, conversations,
+who, help) encode as UTF-8 JSON
 that decodes back to the same values; anything else is a crash.
 
 Run: python3 tests/fuzz/fuzz_protocol.py NEW_CORPUS_DIR tests/fuzz/corpus/protocol -max_total_time=15 (libFuzzer flags).
@@ -14,11 +15,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 with atheris.instrument_imports():
     from chat.messaging.protocol import (
+        Conversation,
+        Conversations,
         Help,
         History,
         ProtocolError,
+        Read,
         SendDirect,
         SendGroup,
+        Typing,
         Who,
         ack_event,
         ack_json,
@@ -27,6 +32,8 @@ with atheris.instrument_imports():
         message_event,
         message_json,
         parse_inbound,
+        read_event,
+        typing_event,
         with_ref,
     )
     from chat.records import MessageRecord
@@ -66,7 +73,16 @@ def test_one_input(data):
     elif kind is History:
         event = with_ref({"type": "history", "messages": [], "with": command.with_user, "before": command.before}, command.ref)
         check(event, encode_event(event))
-    elif kind in (Who, Help):
+    elif kind is Read:
+        event = read_event(command.conversation, command.id, command.ref)
+        check(event, encode_event(event))
+    elif kind is Typing:
+        # The receiver of a one-to-one notice sees the conversation keyed by the typist.
+        seen = command.conversation if command.conversation.room is not None else Conversation(with_user="alice")
+        event = typing_event("alice", seen, 6)
+        check(event, encode_event(event))
+        check(read_event(command.conversation, 1), encode_event(read_event(command.conversation, 1)))
+    elif kind in (Who, Help, Conversations):
         event = with_ref({"type": kind.__name__.lower()}, command.ref)
         check(event, encode_event(event))
     else:

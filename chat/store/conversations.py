@@ -82,7 +82,8 @@ class ConversationQueries:
         """`general` and the newest `max_conversations` one-to-one conversations of `user`, newest activity first (general
         without messages last), each with its unread count up to `max_unread`. A handful of statements, not one per
         conversation: partners, markers, newest group id, then the counts in compound SELECTs of up to 100."""
-        return self._store.transaction(self._summaries, user, max_conversations, max_unread)
+        with self._store.cursor() as cur:  # reads only: no commit to wait for, so no thread hop (as the store's reads)
+            return self._summaries(cur, user, max_conversations, max_unread)
 
     def _summaries(self, cur, user, max_conversations, max_unread):
         cur.execute(self._q_floor, (user,))

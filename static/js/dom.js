@@ -46,6 +46,24 @@ export const ui = {
   uploadForm: $("upload-form"),
   fileInput: $("file-input"),
   attach: $("attach"),
+  roomsOpen: $("rooms-open"),
+  roomActions: $("room-actions"),
+  roomMembers: $("room-members"),
+  roomLeave: $("room-leave"),
+  roomsDialog: $("rooms-dialog"),
+  roomsClose: $("rooms-close"),
+  roomsStatus: $("rooms-status"),
+  roomsList: $("rooms-list"),
+  roomsError: $("rooms-error"),
+  createRoom: $("create-room"),
+  createRoomName: $("create-room-name"),
+  createRoomTopic: $("create-room-topic"),
+  createRoomPrivate: $("create-room-private"),
+  membersDialog: $("members-dialog"),
+  membersTitle: $("members-title"),
+  membersClose: $("members-close"),
+  membersStatus: $("members-status"),
+  membersList: $("members-list"),
 };
 
 export function el(tag, className, text) {
@@ -56,7 +74,7 @@ export function el(tag, className, text) {
 }
 
 export function setAvatar(node, key) {
-  node.className = "avatar " + (key === GROUP ? "group" : colorClass(key));
+  node.className = "avatar " + (key === GROUP ? "group" : colorClass(key)) + (key.charAt(0) === "#" ? " room" : "");
   const letter = key === GROUP ? "#" : ((key.match(/[a-z0-9]/) || [key.charAt(0)])[0] || "?").toUpperCase();
   node.textContent = letter;
 }

@@ -1,0 +1,219 @@
+"""Named rooms on the chat page, in headless Chromium: created and joined from the Rooms dialog, their messages kept
+apart from general, unread counts, member and topic events as system lines, a kick that takes the room off the list
+live, and user text (messages, topics) shown as text.
+
+Each test runs against the real server (a subprocess on a free port, SQLite store). Nothing here sleeps to
+synchronise: Playwright's expect() and wait_until() poll an observable condition until their timeout.
+"""
+import json
+import re
+
+import pytest
+
+from tests.support.browser import require_browser
+from tests.support.polling import wait_until
+
+require_browser("tests/test_rooms_browser.py")
+
+from playwright.sync_api import expect  # noqa: E402  (after require_browser, which checks that playwright is there)
+
+XSS = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture
+def chat_server(start_server, sqlite_url):
+    return start_server(sqlite_url)
+
+
+def record_sent(chat):
+    """What `chat`'s page sends on its sockets from now on: JSON frames parsed, plain text frames as strings."""
+    sent = []
+
+    def parse(payload):
+        if not isinstance(payload, str):
+            return payload
+        return json.loads(payload) if payload.startswith("{") else payload
+
+    chat.page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(parse(payload))))
+    return sent
+
+
+def without_ref(frame):
+    return {k: v for k, v in frame.items() if k != "ref"}
+
+
+def pump(chat):
+    """A pause for wait_until() that lets Playwright run (its sync API records frames only while it is called)."""
+    return lambda seconds: chat.page.wait_for_timeout(seconds * 1000)
+
+
+def system_lines(chat):
+    return chat.page.locator("#thread li.sys .sys-text")
+
+
+def create_room(chat, name, topic="", private=False):
+    """Create a room from the Rooms dialog; it opens in the page."""
+    chat.page.locator("#rooms-open").click()
+    expect(chat.page.locator("#rooms-dialog")).to_be_visible()
+    chat.page.locator("#create-room-name").fill(name)
+    chat.page.locator("#create-room-topic").fill(topic)
+    if private:
+        chat.page.locator("#create-room-private").check()
+    chat.page.locator("#create-room-submit").click()
+    expect(chat.page.locator("#rooms-dialog")).to_be_hidden()
+    expect(chat.conv("#" + name)).to_have_class(re.compile(r"\bactive\b"))
+
+
+def join_from_list(chat, name):
+    """Join a room with its Join button in the Rooms dialog; it opens in the page."""
+    chat.page.locator("#rooms-open").click()
+    item = chat.page.locator(f'#rooms-list li[data-room="{name}"]')
+    expect(item.locator("button.room-join")).to_have_text("Join")
+    item.locator("button.room-join").click()
+    expect(chat.page.locator("#rooms-dialog")).to_be_hidden()
+    expect(chat.conv("#" + name)).to_have_class(re.compile(r"\bactive\b"))
+
+
+def listed_keys(chat):
+    return chat.page.locator("#conversations li.conv").evaluate_all("els => els.map(li => li.dataset.conv)")
+
+
+# ---- the tests -------------------------------------------------------------------------------
+
+
+def test_a_room_created_and_joined_in_the_page_keeps_its_messages_counts_and_members(chat_server, open_page):
+    alice = open_page(chat_server)
+    alice_sent = record_sent(alice)
+    alice.join("alice")
+    bob = open_page(chat_server)
+    bob_sent = record_sent(bob)
+    bob.join("bob")
+
+    # Alice creates #launch from the dialog: it is listed after Everyone, opens, and shows its topic.
+    create_room(alice, "launch", topic="Shipping on Friday")
+    assert {"type": "create", "room": "launch", "private": False, "topic": "Shipping on Friday"} in map(without_ref, filter(lambda f: isinstance(f, dict), alice_sent))
+    assert listed_keys(alice) == ["*", "#launch"]
+    expect(alice.page.locator("#chat-title")).to_have_text("#launch")
+    expect(alice.page.locator("#chat-sub")).to_have_text("Shipping on Friday")
+    expect(system_lines(alice)).to_have_text(["alice created the room (topic: Shipping on Friday)"])
+
+    # Bob sees it in the Rooms list and joins it; both see him join.
+    bob.page.locator("#rooms-open").click()
+    item = bob.page.locator('#rooms-list li[data-room="launch"]')
+    expect(item.locator(".room-sub")).to_have_text("Shipping on Friday · 1 member")
+    bob.page.locator("#rooms-close").click()
+    join_from_list(bob, "launch")
+    assert {"type": "join", "room": "launch"} in map(without_ref, filter(lambda f: isinstance(f, dict), bob_sent))
+    assert listed_keys(bob) == ["*", "#launch"]
+    expect(bob.page.locator("#chat-sub")).to_have_text("Shipping on Friday")
+    expect(system_lines(alice)).to_have_text(["alice created the room (topic: Shipping on Friday)", "bob joined"])
+    expect(system_lines(bob).last).to_have_text("bob joined")
+
+    # A message in the room reaches bob's room view, and not general.
+    alice.send("room only")
+    expect(bob.messages("room only")).to_have_count(1)
+    expect(alice.messages("room only")).to_have_attribute("data-id", re.compile(r"^\d+$"))  # acknowledged
+    assert {"type": "message", "room": "launch", "msg": "room only"} in map(without_ref, filter(lambda f: isinstance(f, dict), alice_sent))
+    expect(bob.conv("#launch").locator(".conv-preview")).to_have_text("alice: room only")
+    bob.open("*")
+    expect(bob.page.locator("#empty")).to_be_visible()
+    expect(bob.messages("room only")).to_have_count(0)
+    expect(bob.conv("*").locator(".badge")).to_be_hidden()
+
+    # While bob views general, the room counts what he has not read; opening it reads it.
+    alice.send("unread one")
+    alice.send("unread two")
+    expect(bob.conv("#launch").locator(".badge")).to_have_text("2")
+    expect(bob.page).to_have_title("(2) Chat")
+    expect(bob.conv("*").locator(".badge")).to_be_hidden()
+    bob.open("#launch")
+    expect(bob.messages("unread two")).to_have_count(1)
+    expect(bob.conv("#launch").locator(".badge")).to_be_hidden()
+    wait_until(
+        lambda: any(isinstance(f, dict) and f.get("type") == "read" and f.get("room") == "launch" for f in bob_sent),
+        sleep=pump(bob),
+        message="bob's read of the room",
+    )
+
+    # Members: both, alice the owner; she may kick bob, he may kick nobody.
+    bob.page.locator("#room-members").click()
+    expect(bob.page.locator("#members-list li[data-user]")).to_have_count(2)
+    expect(bob.page.locator('#members-list li[data-user="alice"] .room-tag')).to_have_text("owner")
+    expect(bob.page.locator("#members-list .member-kick")).to_have_count(0)
+    bob.page.locator("#members-close").click()
+    alice.page.locator("#room-members").click()
+    expect(alice.page.locator('#members-list li[data-user="bob"] .member-kick')).to_have_count(1)
+    alice.page.locator("#members-close").click()
+
+    # A slash command typed by alice kicks bob: the room leaves bob's list at once, and his view goes back to general.
+    alice.send("/kick #launch bob")
+    assert "/kick #launch bob" in alice_sent  # a plain text frame, which the server reads as a command
+    expect(bob.conv("#launch")).to_have_count(0)
+    assert listed_keys(bob) == ["*"]
+    expect(bob.page.locator("#chat-title")).to_have_text("Everyone")
+    expect(bob.page.locator("#notice-text")).to_have_text("You were kicked from #launch by alice.")
+    expect(system_lines(alice).last).to_have_text("bob was kicked by alice")
+    expect(alice.messages("/kick")).to_have_count(0)  # a command, not a message
+
+    # Alice's topic change reaches her header as a system line; bob, outside, hears nothing of it.
+    alice.send("/topic #launch Shipping next week")
+    expect(alice.page.locator("#chat-sub")).to_have_text("Shipping next week")
+    expect(system_lines(alice).last).to_have_text("alice set the topic to “Shipping next week”")
+
+    # Bob may join again; the room comes back with its history, the kick among it.
+    join_from_list(bob, "launch")
+    expect(bob.messages("unread two")).to_have_count(1)
+    expect(system_lines(bob).filter(has_text="bob was kicked by alice")).to_have_count(1)
+    expect(bob.page.locator("#chat-sub")).to_have_text("Shipping next week")
+
+
+def test_leaving_and_a_new_page_follow_the_server(chat_server, open_page, browser):
+    alice = open_page(chat_server, "alice")
+    create_room(alice, "quiet", topic="")
+    expect(alice.page.locator("#chat-sub")).to_have_text("Room · no topic")
+    create_room(alice, "busy", topic="lots", private=True)
+    assert listed_keys(alice) == ["*", "#busy", "#quiet"] or listed_keys(alice) == ["*", "#quiet", "#busy"]
+    alice.send("hello busy")
+    expect(alice.messages("hello busy")).to_have_attribute("data-id", re.compile(r"^\d+$"))
+
+    # The same user in a new page: the welcome lists the rooms, the address opens one.
+    again = open_page(chat_server, path="/?room=busy", context=alice.context)
+    again.wait_online()
+    expect(again.conv("#busy")).to_have_class(re.compile(r"\bactive\b"))
+    expect(again.conv("#quiet")).to_have_count(1)
+    expect(again.messages("hello busy")).to_have_count(1)
+    expect(again.page.locator("#chat-sub")).to_have_text("lots")
+
+    # Leave in one page: the room leaves both lists.
+    again.page.locator("#room-leave").click()
+    for page in (alice, again):
+        expect(page.conv("#busy")).to_have_count(0)
+    expect(again.page.locator("#chat-title")).to_have_text("Everyone")
+    assert again.page.url.endswith("/")
+    expect(alice.page.locator("#chat-title")).to_have_text("Everyone")
+
+    # An address naming a room this user is not in opens general.
+    stranger = open_page(chat_server, path="/?room=busy", context=browser.new_context())
+    stranger.join("carol")
+    expect(stranger.page.locator("#chat-title")).to_have_text("Everyone")
+    assert listed_keys(stranger) == ["*"]  # #quiet is public, but carol is not in it
+
+
+def test_room_text_and_topics_are_shown_as_text(chat_server, open_page):
+    alice = open_page(chat_server, "alice")
+    bob = open_page(chat_server, "bob")
+    create_room(alice, "xss", topic=XSS)
+    expect(alice.page.locator("#chat-sub")).to_have_text(XSS)
+    join_from_list(bob, "xss")
+    alice.send(XSS)
+    alice.send("<script>window.__pwned=2</script>")
+    expect(bob.messages().locator(".text", has_text=XSS)).to_have_count(1)
+    expect(bob.messages().locator(".text", has_text="<script>")).to_have_count(1)
+    expect(bob.conv("#xss").locator(".conv-preview")).to_have_text("alice: <script>window.__pwned=2</script>")
+    expect(bob.page.locator("#chat-sub")).to_have_text(XSS)
+    expect(system_lines(bob).first).to_have_text(f"alice created the room (topic: {XSS})")
+    bob.page.locator("#rooms-open").click()
+    expect(bob.page.locator('#rooms-list li[data-room="xss"] .room-sub')).to_have_text(f"{XSS} · 2 members")
+    for page in (alice, bob):
+        found = page.page.evaluate("() => ({img: document.querySelectorAll('img').length, pwned: window.__pwned || null})")
+        assert found == {"img": 0, "pwned": None}, found

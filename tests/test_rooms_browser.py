@@ -217,3 +217,52 @@ def test_room_text_and_topics_are_shown_as_text(chat_server, open_page):
     for page in (alice, bob):
         found = page.page.evaluate("() => ({img: document.querySelectorAll('img').length, pwned: window.__pwned || null})")
         assert found == {"img": 0, "pwned": None}, found
+
+
+def acked(client, commands):
+    """Send each command with a ref from a raw client and read (skipping other events) until all are acknowledged."""
+    for i, command in enumerate(commands):
+        client.send({**command, "ref": i})
+    acks = {}
+    while len(acks) < len(commands):
+        event = client.recv()
+        assert event["type"] != "error", event
+        if event["type"] == "ack":
+            acks[event["ref"]] = event["id"]
+    return [acks[i] for i in range(len(commands))]
+
+
+def test_a_room_pages_its_history_and_shows_who_types_there(chat_server, open_page, clients):
+    dave = clients(chat_server, "dave")
+    acked(dave, [{"type": "create", "room": "big", "private": False, "topic": "many messages"}])
+    acked(dave, [{"type": "message", "room": "big", "msg": f"big {i}"} for i in range(1, 56)])
+    erin = open_page(chat_server)
+    erin_sent = record_sent(erin)
+    erin.join("erin")
+    join_from_list(erin, "big")
+
+    # The newest page, then the older one on demand: both asked by room.
+    expect(erin.messages("big 55")).to_have_count(1)
+    expect(erin.messages()).to_have_count(49)  # the newest 50 of the room's stream: 49 messages and erin's join
+    erin.page.locator("#load-older").click()
+    expect(erin.messages()).to_have_count(55)
+    expect(system_lines(erin)).to_have_text(["dave created the room (topic: many messages)", "erin joined"])
+    pages = [without_ref(f) for f in erin_sent if isinstance(f, dict) and f.get("type") == "history" and f.get("room") == "big"]
+    assert [p.get("before") is None for p in pages] == [True, False], pages
+    assert erin.texts()[:2] == ["big 1", "big 2"]
+
+    # Typing in the room shows under the room, not under general.
+    typing = erin.page.locator("#typing")
+    dave.send({"type": "typing", "room": "big"})
+    expect(typing).to_have_text("dave is typing…")
+    erin.open("*")
+    expect(typing).to_be_hidden()
+    erin.open("#big")
+    expect(typing).to_have_text("dave is typing…")
+    acked(dave, [{"type": "message", "room": "big", "msg": "done typing"}])
+    expect(erin.messages("done typing")).to_have_count(1)
+    expect(typing).to_be_hidden()
+
+    # Erin types in the room: the server hears it by room.
+    erin.input.press_sequentially("hi")
+    wait_until(lambda: {"type": "typing", "room": "big"} in [without_ref(f) for f in erin_sent if isinstance(f, dict)], sleep=pump(erin), message="erin's typing")

@@ -49,7 +49,7 @@ function roomItem(r) {
   setAvatar(avatar, name === "general" ? "*" : "#" + name);
   const main = el("span", "room-main");
   const top = el("span", "room-top");
-  top.appendChild(el("span", "room-name", name === "general" ? "Everyone (#general)" : "#" + name));
+  top.appendChild(el("span", "room-name", name === "general" ? "Everyone" : "#" + name));
   if (r.private) top.appendChild(el("span", "room-tag", "private"));
   if (r.invited && !r.joined) top.appendChild(el("span", "room-tag", "invited"));
   main.appendChild(top);

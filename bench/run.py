@@ -997,6 +997,8 @@ def build_table(servers, figures, failures):
                 cells.append(fmt(value, unit) + flags)
             elif scen in failures.get(s, {}):
                 cells.append("FAIL")
+            elif scen == "rooms" and s not in ROOMS_SERVERS:
+                cells.append("no rooms")
             else:
                 cells.append("-")
         for o, p in ratio_cols:

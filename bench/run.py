@@ -1,7 +1,7 @@
 """The benchmark: our server (SQLite, MariaDB) and two peers side by side, one pinned core each for server and load.
 
-    python3 bench/run.py            # everything (about 18 minutes)
-    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 6 minutes)
+    python3 bench/run.py            # everything (about 20 minutes)
+    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 7 minutes)
     python3 bench/run.py --servers sqlite,naive --scenarios fanout,direct
     python3 bench/run.py --scenarios cluster    # fan-out with 1 and 2 processes over Redis only
     python3 bench/run.py --scenarios rooms --servers sqlite,mariadb   # named rooms against general, ours only
@@ -1069,7 +1069,7 @@ def rooms_note(params, servers):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Side-by-side chat server benchmark (see bench/README.md).")
-    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 6 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 7 minutes)")
     p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per scenario (overrides the mode's)")

@@ -266,3 +266,50 @@ def test_a_room_pages_its_history_and_shows_who_types_there(chat_server, open_pa
     # Erin types in the room: the server hears it by room.
     erin.input.press_sequentially("hi")
     wait_until(lambda: {"type": "typing", "room": "big"} in [without_ref(f) for f in erin_sent if isinstance(f, dict)], sleep=pump(erin), message="erin's typing")
+
+
+def test_after_a_reconnect_the_rooms_are_as_the_server_says(chat_server, open_page, clients):
+    dave = clients(chat_server, "dave")
+    acked(dave, [{"type": "create", "room": "one", "private": False, "topic": ""}, {"type": "create", "room": "two", "private": True, "topic": "old"}])
+    acked(dave, [{"type": "message", "room": "two", "msg": "before"}])
+    alice = open_page(chat_server, "alice")
+    join_from_list(alice, "one")
+    acked(dave, [{"type": "invite", "room": "two", "user": "alice"}])
+    expect(alice.page.locator("#notice-text")).to_have_text("dave invited you to #two: open Rooms to join it.")
+    expect(alice.conv("#two")).to_have_count(0)  # invited is not in
+    join_from_list(alice, "two")
+    expect(alice.messages("before")).to_have_count(1)
+    alice.open("*")
+
+    chat_server.kill()
+    expect(alice.conn).to_have_attribute("data-state", "reconnecting")
+    alice.context.set_offline(True)
+    open_page.expected_console.append(r"WebSocket connection to .* failed")
+    # Opening a conversation changes the address (?room=): Chromium asks for the favicon again, which fails offline.
+    open_page.expected_console.append(r"Failed to load resource: net::ERR_INTERNET_DISCONNECTED")
+    alice.open("#two")
+    alice.send("written offline")
+    expect(alice.messages("written offline")).to_have_class(re.compile(r"\bpending\b"))
+    alice.open("*")
+
+    # Meanwhile alice is kicked from #one, and #two gets messages and a new topic.
+    chat_server.start()
+    dave = clients(chat_server, "dave")
+    acked(dave, [
+        {"type": "kick", "room": "one", "user": "alice"},
+        {"type": "message", "room": "two", "msg": "missed 1"},
+        {"type": "message", "room": "two", "msg": "missed 2"},
+        {"type": "topic", "room": "two", "topic": "new"},
+    ])
+
+    alice.context.set_offline(False)
+    alice.wait_online()
+    expect(alice.conv("#one")).to_have_count(0)
+    assert listed_keys(alice) == ["*", "#two"]
+    expect(alice.conv("#two").locator(".badge")).to_have_text("2")
+    alice.open("#two")
+    expect(alice.page.locator("#chat-sub")).to_have_text("new")
+    mine = alice.messages("written offline")
+    expect(mine).to_have_attribute("data-id", re.compile(r"^\d+$"))
+    expect(system_lines(alice).last).to_have_text("dave set the topic to “new”")
+    assert alice.texts() == ["before", "missed 1", "missed 2", "written offline"]

@@ -70,7 +70,11 @@ function submitComposer() {
   let text = ui.input.value.replace(/^(?:[ \t]*\n)+/, "").replace(/(?:\n[ \t]*)+$/, "");
   const command = slash.isCommand(text.trim());
   if (!command && text.startsWith("//")) text = text.slice(1); // "//text" is the text "/text", as the server reads it
-  const sent = command ? slash.send(text.trim()) : text.trim() && state.activeConv() && outbox.sendText(text);
+  const routed = command ? slash.asMessage(text.trim()) : null;
+  let sent;
+  if (routed) sent = outbox.sendText(routed.msg, routed.key);
+  else if (command) sent = slash.send(text.trim());
+  else sent = text.trim() && state.activeConv() && outbox.sendText(text);
   if (sent) {
     ui.input.value = "";
     resizeInput();

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests.support.browser import require_browser
+from tests.support.browser import PHONE, no_horizontal_overflow, require_browser
 from tests.support.polling import wait_until
 
 require_browser("tests/test_rooms_browser.py")
@@ -166,6 +166,13 @@ def test_a_room_created_and_joined_in_the_page_keeps_its_messages_counts_and_mem
     expect(system_lines(bob).filter(has_text="bob was kicked by alice")).to_have_count(1)
     expect(bob.page.locator("#chat-sub")).to_have_text("Shipping next week")
 
+    # The Kick button in alice's Members dialog does the same.
+    alice.page.locator("#room-members").click()
+    alice.page.locator('#members-list li[data-user="bob"] .member-kick').click()
+    expect(bob.conv("#launch")).to_have_count(0)
+    expect(alice.page.locator("#members-list li[data-user]")).to_have_count(1)  # the open dialog follows
+    alice.page.locator("#members-close").click()
+
 
 def test_leaving_and_a_new_page_follow_the_server(chat_server, open_page, browser):
     alice = open_page(chat_server, "alice")
@@ -313,3 +320,26 @@ def test_after_a_reconnect_the_rooms_are_as_the_server_says(chat_server, open_pa
     expect(mine).to_have_attribute("data-id", re.compile(r"^\d+$"))
     expect(system_lines(alice).last).to_have_text("dave set the topic to “new”")
     assert alice.texts() == ["before", "missed 1", "missed 2", "written offline"]
+
+
+def test_say_and_msg_typed_in_the_composer_show_where_they_went(chat_server, open_page, clients):
+    alice = open_page(chat_server, "alice", viewport=PHONE)
+    carol = clients(chat_server, "carol")
+    alice.page.locator("#back").click()  # one column: the list first
+    create_room(alice, "side", topic="a topic long enough to need cutting short on a phone, " * 3)
+    expect(alice.page.locator("#room-leave")).to_be_visible()
+    assert no_horizontal_overflow(alice.page) is True
+    alice.page.locator("#back").click()
+    alice.open("*")
+    alice.send("/say #side from general")
+    alice.send("/msg carol psst")
+    alice.send("//not a command")
+    expect(alice.messages("not a command")).to_have_count(1)
+    assert alice.texts() == ["/not a command"]
+    assert carol.recv_type("direct")["msg"] == "psst"  # no typing notice before it: a command is not a message being written
+    alice.page.locator("#back").click()
+    expect(alice.conv("#side").locator(".conv-preview")).to_have_text("You: from general")
+    expect(alice.conv("carol").locator(".conv-preview")).to_have_text("You: psst")
+    alice.open("#side")
+    expect(alice.messages("from general")).to_have_attribute("data-id", re.compile(r"^\d+$"))
+    assert no_horizontal_overflow(alice.page) is True

@@ -36,9 +36,9 @@ function payloadFor(key, text, ref) {
   return { type: "direct", to: key, msg: text, ref: ref };
 }
 
-// Send `text` to the open conversation; false (with a notice) when it is too long to send.
-export function sendText(text) {
-  const c = state.activeConv();
+// Send `text` to conversation `key` (default: the open one); false (with a notice) when it is too long to send.
+export function sendText(text, key) {
+  const c = key === undefined ? state.activeConv() : state.conversation(key);
   const ref = newRef();
   const payload = payloadFor(c.key, text, ref);
   if (refuseOversize(payload)) return false;
@@ -55,7 +55,7 @@ export function sendText(text) {
   transmit(p);
   renderConvList();
   renderThreadChrome();
-  scrollToBottom();
+  if (c === state.activeConv()) scrollToBottom();
   return true;
 }
 

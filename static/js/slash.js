@@ -2,11 +2,27 @@
 
 import { MAX_MESSAGE_SIZE } from "./config.js";
 import { showNotice } from "./dom.js";
+import { keyOfRoom, normalizeName } from "./format.js";
+import * as rooms from "./rooms.js";
 import * as socket from "./socket.js";
+import * as state from "./state.js";
 
 // Text the composer sends as a command: it starts with "/" but not "//" (which sends text starting with "/").
 export function isCommand(text) {
   return text.charAt(0) === "/" && text.charAt(1) !== "/";
+}
+
+// "/say #r text" to a room this user is in, or "/msg NAME text" to someone else: {key, msg}, a message the page sends
+// itself (pending until its ack, shown in that conversation, as the server would not echo it to this socket); else null.
+export function asMessage(text) {
+  const m = /^\/(say|msg)\s+(\S+)\s+([\s\S]*\S[\s\S]*)$/.exec(text);
+  if (!m) return null;
+  if (m[1] === "say") {
+    const key = keyOfRoom(m[2].replace(/^#/, ""));
+    return key && (key.charAt(0) !== "#" || rooms.isMember(key.slice(1))) ? { key: key, msg: m[3] } : null;
+  }
+  const name = normalizeName(m[2]);
+  return name && name !== state.me() ? { key: name, msg: m[3] } : null;
 }
 
 // Send a typed command; false (with a notice) when it cannot go now, so the composer keeps it.

@@ -334,6 +334,13 @@ def test_say_and_msg_typed_in_the_composer_show_where_they_went(chat_server, ope
     alice.send("/say #side from general")
     alice.send("/msg carol psst")
     alice.send("//not a command")
+    alice.send("/members #side")  # answered with a members event: the dialog opens
+    expect(alice.page.locator("#members-title")).to_have_text("Members of #side")
+    expect(alice.page.locator("#members-list li[data-user]")).to_have_count(1)
+    alice.page.locator("#members-close").click()
+    alice.send("/rooms")
+    expect(alice.page.locator('#rooms-list li[data-room="side"] .room-open')).to_have_text("Open")
+    alice.page.locator("#rooms-close").click()
     expect(alice.messages("not a command")).to_have_count(1)
     assert alice.texts() == ["/not a command"]
     assert carol.recv_type("direct")["msg"] == "psst"  # no typing notice before it: a command is not a message being written

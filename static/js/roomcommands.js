@@ -50,9 +50,11 @@ export function kick(room, user) {
   return ask({ type: "kick", room: room, user: user }, room);
 }
 
-// A "rooms" answer (ours, or to a /rooms typed in the composer): what it says of each room, and the panel's list.
+// A "rooms" answer (ours, or to a /rooms typed in the composer, which opens the dialog): what it says of each room,
+// and the dialog's list.
 export function onRooms(ev) {
   if (ev.ref !== undefined) asked.delete(ev.ref);
+  else panel.openRooms();
   const list = Array.isArray(ev.rooms) ? ev.rooms.filter((r) => r && normalizeName(r.room)) : [];
   list.forEach((r) => {
     const room = normalizeName(r.room);
@@ -63,10 +65,12 @@ export function onRooms(ev) {
   renderHeader();
 }
 
-// A "members" answer: the open members dialog shows it (this user's own role noted on the way).
+// A "members" answer: the open members dialog shows it (a /members typed in the composer opens it; this user's own
+// role is noted on the way).
 export function onMembers(ev) {
-  if (ev.ref !== undefined) asked.delete(ev.ref);
   const room = normalizeName(ev.room);
+  if (ev.ref !== undefined) asked.delete(ev.ref);
+  else if (room) panel.openMembers(room);
   const members = Array.isArray(ev.members) ? ev.members.filter((m) => m && normalizeName(m.user)) : [];
   const mine = members.find((m) => m.user === state.me());
   if (room && room !== "general" && mine && rooms.isMember(room)) rooms.note(room, { role: mine.role });

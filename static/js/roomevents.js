@@ -11,7 +11,7 @@ import * as rooms from "./rooms.js";
 import * as state from "./state.js";
 import { renderConvList, renderHeader } from "./views/conversations.js";
 import { renderThreadChrome } from "./views/messages.js";
-import { membersRoomShown } from "./views/roomspanel.js";
+import { closeMembers, membersRoomShown } from "./views/roomspanel.js";
 
 const GONE = { left: "You left", kicked: "You were kicked from", banned: "You were banned from" };
 
@@ -19,6 +19,7 @@ const GONE = { left: "You left", kicked: "You were kicked from", banned: "You we
 // the group opens instead.
 function forget(room) {
   rooms.leaveRoom(room);
+  if (membersRoomShown() === room) closeMembers();
   const key = roomKey(room);
   const wasOpen = state.activeConv() !== null && state.activeConv().key === key;
   state.dropConversation(key);

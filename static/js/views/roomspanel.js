@@ -71,7 +71,7 @@ export function renderRooms(list, more) {
 // Open the members dialog for `room`, its list to be filled by renderMembers.
 export function openMembers(room) {
   membersRoom = room;
-  ui.membersTitle.textContent = "Members of #" + room;
+  ui.membersTitle.textContent = room === "general" ? "Everyone online" : "Members of #" + room;
   ui.membersList.replaceChildren();
   setStatus(ui.membersStatus, "Loading members…");
   if (!ui.membersDialog.open) ui.membersDialog.showModal();

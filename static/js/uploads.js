@@ -20,7 +20,7 @@ function uploadFiles(files) {
   const c = state.activeConv();
   if (!c) return;
   if (isRoomKey(c.key)) {
-    showNotice("Files can be shared with everyone or in a one-to-one chat, not in rooms yet.");
+    showNotice("Files can be shared with everyone or in a one-to-one chat, not in rooms yet."); // the server takes none
     return;
   }
   Array.from(files).forEach((file) => uploadFile(file, c.key));
@@ -119,7 +119,9 @@ let dragDepth = 0;
 function showDropOverlay(show) {
   if (show) {
     const c = state.activeConv();
-    ui.dropText.textContent = !ACCOUNT ? "Sign in to share files" : "Drop to share with " + (!c || c.key === GROUP ? "everyone" : c.key);
+    if (!ACCOUNT) ui.dropText.textContent = "Sign in to share files";
+    else if (c && isRoomKey(c.key)) ui.dropText.textContent = "Files cannot be shared in rooms yet";
+    else ui.dropText.textContent = "Drop to share with " + (!c || c.key === GROUP ? "everyone" : c.key);
   }
   ui.dropOverlay.hidden = !show;
 }

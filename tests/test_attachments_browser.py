@@ -237,7 +237,7 @@ def test_uploads_refused_for_their_rate_are_sent_again_after_retry_after(browser
         context.close()
 
 
-def test_a_file_dropped_in_a_room_is_not_sent(signed_in):  # noqa: F811
+def test_a_file_dropped_in_a_room_is_not_sent(signed_in):
     alice, _ = signed_in("alice")
     alice.page.locator("#rooms-open").click()
     alice.page.locator("#create-room-name").fill("files")

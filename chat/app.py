@@ -17,7 +17,10 @@ from chat.config import Settings, load_settings
 from chat.messaging import routes as chat_routes
 from chat.messaging.delivery import LocalDelivery
 from chat.messaging.hub import Hub
+from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
+from chat.messaging.rooms import RoomDirectory
+from chat.messaging.roomservice import RoomService
 from chat.messaging.service import ChatService
 from chat.store import Store
 from chat.uploads import routes as upload_routes
@@ -39,6 +42,7 @@ def build_chat(settings, store=None, instance_id=None):
     if store is None:
         store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
     hub = Hub()
+    directory = RoomDirectory()  # every named room's state, folded from the stream by the delivery
     live = LiveSockets()  # the sockets admitted here, which a kick closes
     if settings.redis_url:
         # Only here is Redis code imported: one process alone never loads it.
@@ -49,16 +53,19 @@ def build_chat(settings, store=None, instance_id=None):
         instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         everyone = ClusterPresence(hub)
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online)
-        delivery = ClusterDelivery(settings, store, hub, live.close, instance_id, everyone, presence.may_have_changed)
+        delivery = ClusterDelivery(settings, store, hub, live.close, directory, instance_id, everyone, presence.may_have_changed)
     else:
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online)
-        delivery = LocalDelivery(settings, store, hub, live.close)
+        delivery = LocalDelivery(settings, store, hub, live.close, directory)
     bots = load_bots(settings)
-    service = ChatService(settings, store, hub, delivery, presence, reserved_names() | {bot.name for bot in bots})
+    known = KnownUsers(store, delivery)
+    rooms = RoomService(settings, directory, delivery, known.is_known)
+    service = ChatService(settings, store, hub, delivery, presence, rooms, known, reserved_names() | {bot.name for bot in bots})
     service.start()
     runner = BotRunner(service, bots)
     runner.start()
-    auth = AuthService(settings, store, floors=ServiceFloors(store, delivery), live=live, kick=delivery.kick)
+    floors = ServiceFloors(store, delivery, forget=rooms.forget)
+    auth = AuthService(settings, store, floors=floors, live=live, kick=delivery.kick)
     auth.start_purging()
     auth.start_holding()
     return Chat(service, auth, runner)

@@ -25,6 +25,12 @@ class Settings:
     # Conversations (chat/messaging/conversations.py)
     max_unread_count: int = _setting(999, "unread messages counted per conversation at most: the count stops there")
     max_conversations: int = _setting(200, "one-to-one conversations listed per user (the newest); general is always listed")
+    # Rooms (chat/messaging/roomservice.py)
+    max_rooms: int = _setting(10000, "named rooms the server holds at most; creating more is refused (too_many_rooms)")
+    max_rooms_per_user: int = _setting(200, "named rooms one user may be in at once; joining or creating more is refused")
+    max_topic_length: int = _setting(300, "longest room topic in characters (one line)")
+    max_rooms_listed: int = _setting(500, "rooms one rooms event lists at most (general, then the user's, then by name)")
+    max_members_listed: int = _setting(1000, "members one members event lists at most (owners and moderators first)")
     typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
     typing_interval: float = _setting(
         2.0, "seconds between typing notices one connection may have forwarded per conversation; more are dropped silently"
@@ -209,7 +215,10 @@ class Settings:
         return self
 
     def _validate_conversations(self):
-        for name in ("max_unread_count", "max_conversations", "typing_ttl"):
+        for name in (
+            "max_unread_count", "max_conversations", "typing_ttl", "max_rooms", "max_rooms_per_user", "max_topic_length",
+            "max_rooms_listed", "max_members_listed",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if not self.typing_interval >= 0:

@@ -6,6 +6,12 @@ CREATE TABLE IF NOT EXISTS messages (
     body MEDIUMTEXT NOT NULL,
     created_ms BIGINT NOT NULL,
     attachment_id BIGINT NULL,  -- attachments.id of the file this message carries (added to older databases at start)
+    -- Named rooms (chat/messaging/rooms.py): the room of a room message or event (NULL: general or a direct), what an
+    -- event is ('member' or 'topic'; NULL for a message, whose text is body) and whom a member event is about. An
+    -- event's details are JSON in body. Room membership is the fold of these events: there is no members table.
+    room VARCHAR(64) NULL,
+    kind VARCHAR(16) NULL,
+    subject VARCHAR(64) NULL,
     KEY messages_recipient_id (recipient, id),
     KEY messages_sender_recipient_id (sender, recipient, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -5,7 +5,13 @@ CREATE TABLE IF NOT EXISTS messages (
     recipient TEXT,
     body TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
-    attachment_id INTEGER  -- attachments.id of the file this message carries (added to older databases at start)
+    attachment_id INTEGER,  -- attachments.id of the file this message carries (added to older databases at start)
+    -- Named rooms (chat/messaging/rooms.py): the room of a room message or event (NULL: general or a direct), what an
+    -- event is ('member' or 'topic'; NULL for a message, whose text is body) and whom a member event is about. An
+    -- event's details are JSON in body. Room membership is the fold of these events: there is no members table.
+    room TEXT,
+    kind TEXT,
+    subject TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_recipient_id ON messages (recipient, id);
 CREATE INDEX IF NOT EXISTS messages_sender_recipient_id ON messages (sender, recipient, id);

@@ -16,6 +16,10 @@ def test_a_batch_round_trips_every_kind_of_entry():
         BusNotice("gina", None, b"\x81\x10{\"type\":\"read\"}"),
         BusNotice(None, "harry", b"typing frame"),
         BusNotice("", "", b""),
+        BusMessage(3, "ivy", None, b"room frame", "dev"),
+        BusMessage(4, "ivy", None, b"event frame", "dev", "member", "jack", '{"change":"kicked"}'),
+        BusMessage(5, "ivy", None, b"topic frame", "dev", "topic", None, '{"topic":"ünïcode"}'),
+        BusNotice(None, "ivy", b"room typing", "dev"),
     ]
     origin, decoded = decode_batch(encode_batch("host-1-abc", entries))
     assert origin == "host-1-abc"
@@ -40,14 +44,14 @@ def test_an_unknown_entry_type_is_refused():
 
 def test_bad_utf8_is_refused():
     with pytest.raises(BusFormatError, match="bad text"):
-        decode_batch(b"\x02\x00\x02\xff\xfe")  # version 2, then an origin of two bad bytes
+        decode_batch(b"\x03\x00\x02\xff\xfe")  # version 3, then an origin of two bad bytes
 
 
 def test_a_batch_starts_with_its_format_version():
-    assert encode_batch("o", [])[0] == 2
+    assert encode_batch("o", [])[0] == 3
 
 
-@pytest.mark.parametrize("version", [0, 1, 255])
+@pytest.mark.parametrize("version", [0, 1, 2, 255])
 def test_an_unknown_format_version_is_refused(version):
     data = bytes([version]) + encode_batch("origin", [BusPresence("alice", True)])[1:]
     with pytest.raises(BusFormatError, match=f"format version {version}"):

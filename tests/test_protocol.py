@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chat.messaging import protocol
-from chat.messaging.protocol import History, Help, ProtocolError, SendDirect, SendGroup, Who
+from chat.messaging.protocol import CURRENT, History, Help, ProtocolError, SendDirect, SendGroup, Who
 from chat.records import MessageRecord
 
 OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
@@ -29,24 +29,24 @@ def code_of(text):
 
 
 def test_plain_text_is_a_group_message():
-    assert parse("hello everyone") == SendGroup("hello everyone")
+    assert parse("hello everyone") == SendGroup("hello everyone", room=CURRENT)
 
 
 def test_plain_text_keeps_surrounding_whitespace_and_unicode():
-    assert parse("  héllo 😀  ") == SendGroup("  héllo 😀  ")
+    assert parse("  héllo 😀  ") == SendGroup("  héllo 😀  ", room=CURRENT)
 
 
 def test_text_starting_with_a_space_then_brace_is_plain_text():
-    assert parse(' {"msg": 1}') == SendGroup(' {"msg": 1}')
+    assert parse(' {"msg": 1}') == SendGroup(' {"msg": 1}', room=CURRENT)
 
 
 def test_double_slash_escapes_a_leading_slash():
-    assert parse("//shrug") == SendGroup("/shrug")
-    assert parse("//msg bob hi") == SendGroup("/msg bob hi")
+    assert parse("//shrug") == SendGroup("/shrug", room=CURRENT)
+    assert parse("//msg bob hi") == SendGroup("/msg bob hi", room=CURRENT)
 
 
 def test_double_slash_alone_is_a_message_of_one_slash():
-    assert parse("//") == SendGroup("/")
+    assert parse("//") == SendGroup("/", room=CURRENT)
 
 
 def test_slash_msg():
@@ -72,19 +72,19 @@ def test_slash_msg_with_an_invalid_name_is_bad_name():
 
 
 def test_slash_who_and_help():
-    assert parse("/who") == Who()
+    assert parse("/who") == Who(room=CURRENT)
     assert parse("/help") == Help()
-    assert parse("/WHO") == Who()
+    assert parse("/WHO") == Who(room=CURRENT)
 
 
 def test_slash_history():
-    assert parse("/history") == History(50)
-    assert parse("/history 5") == History(5)
-    assert parse("/history  7 ") == History(7)
+    assert parse("/history") == History(50, room=CURRENT)
+    assert parse("/history 5") == History(5, room=CURRENT)
+    assert parse("/history  7 ") == History(7, room=CURRENT)
 
 
 def test_slash_history_is_capped():
-    assert parse("/history 100000") == History(200)
+    assert parse("/history 100000") == History(200, room=CURRENT)
 
 
 @pytest.mark.parametrize("arg", ["0", "-1", "abc", "2.5", "1e3"])
@@ -103,7 +103,7 @@ def test_empty_and_whitespace_text_is_empty_message(text):
 
 
 def test_double_slash_with_only_whitespace_after_is_still_text():
-    assert parse("// ") == SendGroup("/ ")
+    assert parse("// ") == SendGroup("/ ", room=CURRENT)
 
 
 # ---- JSON forms --------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_invalid_json_is_bad_json(text):
 @pytest.mark.parametrize("text", ["[1,2]", '"string"', "42", "null"])
 def test_json_that_is_not_an_object_starting_with_brace_is_plain_text(text):
     """Only frames starting with '{' are JSON: anything else is chat text, even if it parses as JSON."""
-    assert parse(text) == SendGroup(text)
+    assert parse(text) == SendGroup(text, room=CURRENT)
 
 
 def test_unknown_type():

@@ -295,6 +295,7 @@ class AuthService:
         digest = self.hashing.run(generate_password_hash, password, PASSWORD_METHOD)
         floor = self.floors.current()
         self.accounts.create_account(name, digest, floor)
+        self.floors.forget(name)
         self.floors.wait_delivered(floor)
         self.holds.drop(name)
         closed = self.close_sockets(name, REASON_NAME_REGISTERED, guests_only=True)
@@ -358,6 +359,7 @@ class AuthService:
             raise NameHeld(name)
         floor = self.floors.current()
         self.accounts.new_holder(name, floor)
+        self.floors.forget(name)
         if not self.floors.wait_delivered(floor):
             raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
         log.info("guest name %s has a new holder (floor %d)", name, floor)

@@ -89,13 +89,21 @@ class StoreFloors:
         """Whether every message up to `name`'s floor has been delivered here (nothing is delivered by the admin command)."""
         return True
 
+    def forget(self, name):
+        """The name changed hands: what the running server keeps for it (its rooms) is not the new holder's."""
+
 
 class ServiceFloors(StoreFloors):
     """A name's new floor in a running server: the last message id assigned so far, in this process or (Redis) any."""
 
-    def __init__(self, store, delivery):
+    def __init__(self, store, delivery, forget=None):
         super().__init__(store)
         self._delivery = delivery
+        self._forget = forget  # forget(name): leave the rooms the name is in (chat/messaging/roomservice.py)
+
+    def forget(self, name):
+        if self._forget is not None:
+            self._forget(name)
 
     def current(self):
         # One process: ids are assigned at post (some not committed yet). Several: at commit, so the database knows the last.

@@ -7,7 +7,7 @@ from chat.records import Kick
 
 # The first byte of every batch. A process that reads another version refuses the batch instead of misreading it: during
 # a rolling upgrade it then relies on the database catch-up, as when Redis drops a batch.
-VERSION = 2  # 2: notices
+VERSION = 3  # 2: notices; 3: rooms (a message's room and event fields, a notice's room)
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
@@ -28,6 +28,10 @@ class BusMessage(NamedTuple):
     sender: str
     recipient: Optional[str]  # None for the group
     frame: bytes  # the encoded websocket text frame, exactly as local clients are sent it
+    room: Optional[str] = None  # a named room's (chat/messaging/rooms.py)
+    kind: Optional[str] = None  # a room event's kind; its details are `body`
+    subject: Optional[str] = None
+    body: str = ""  # a room event's details (JSON) that every process folds; "" for a message (its text is in the frame)
 
 
 class BusPresence(NamedTuple):
@@ -41,6 +45,7 @@ class BusNotice(NamedTuple):
     user: Optional[str]
     skip_user: Optional[str]
     frame: bytes  # the encoded websocket text frame
+    room: Optional[str] = None  # set: for that room's members (but skip_user), not everyone
 
 
 BusKick = Kick  # a kick travels the bus as the accounts layer made it
@@ -71,6 +76,10 @@ def encode_batch(origin, entries):
                 _text(entry.recipient or ""),
                 _U32.pack(len(entry.frame)),
                 bytes(entry.frame),
+                _optional_text(entry.room),
+                _optional_text(entry.kind),
+                _optional_text(entry.subject),
+                _text(entry.body),
             )
         elif kind is BusPresence:
             parts += (_U8.pack(PRESENCE), _text(entry.user), _U8.pack(1 if entry.online else 0))
@@ -89,6 +98,7 @@ def encode_batch(origin, entries):
                 _optional_text(entry.skip_user),
                 _U32.pack(len(entry.frame)),
                 bytes(entry.frame),
+                _optional_text(entry.room),
             )
         else:
             raise TypeError(f"not a bus entry: {entry!r}")
@@ -145,7 +155,8 @@ def decode_batch(data):
             sender = reader.text()
             recipient = reader.text() or None
             frame = bytes(reader.take(reader.unpack(_U32)))
-            entries.append(BusMessage(message_id, sender, recipient, frame))
+            room, kind, subject = reader.optional_text(), reader.optional_text(), reader.optional_text()
+            entries.append(BusMessage(message_id, sender, recipient, frame, room, kind, subject, reader.text()))
         elif kind == PRESENCE:
             entries.append(BusPresence(reader.text(), reader.unpack(_U8) == 1))
         elif kind == KICK:
@@ -153,7 +164,8 @@ def decode_batch(data):
             entries.append(BusKick(user, reason, digest, reader.unpack(_U8) == 1))
         elif kind == NOTICE:
             user, skip_user = reader.optional_text(), reader.optional_text()
-            entries.append(BusNotice(user, skip_user, bytes(reader.take(reader.unpack(_U32)))))
+            frame = bytes(reader.take(reader.unpack(_U32)))
+            entries.append(BusNotice(user, skip_user, frame, reader.optional_text()))
         else:
             raise BusFormatError(f"unknown bus entry type {kind}")
     return origin, entries

@@ -32,8 +32,8 @@ class ClusterDelivery(LocalDelivery):
     """`presence` is who is online in every process (chat/cluster/presence.py); `presence_may_have_changed(user)` is
     told when another process reports a change (chat/messaging/presence.py); `on_kick` as for LocalDelivery."""
 
-    def __init__(self, settings, store, hub, on_kick, instance_id, presence, presence_may_have_changed):
-        super().__init__(settings, store, hub, on_kick)
+    def __init__(self, settings, store, hub, on_kick, rooms, instance_id, presence, presence_may_have_changed):
+        super().__init__(settings, store, hub, on_kick, rooms)
         self.instance_id = instance_id
         self.cluster = presence
         self._presence_may_have_changed = presence_may_have_changed
@@ -56,6 +56,8 @@ class ClusterDelivery(LocalDelivery):
     def start(self):
         settings = self.settings
         self.sequencer = Sequencer(self.store.next_message_id())
+        # Events from next_id on arrive over the bus or from catch-up, in order: the fold takes only those below it.
+        self.rooms.load(self.store, below=self.sequencer.next_id)
         self.writer = MessageWriter(
             self.store, settings.write_buffer, settings.write_batch, assign_ids=True, after_commit=self._committed,
             **writer_options(settings),
@@ -65,12 +67,15 @@ class ClusterDelivery(LocalDelivery):
 
     # ---- posting: ids at commit, delivery after it ----------------------------------------------
 
-    def post(self, session, recipient, body, ref, attachment=None):
-        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment)
+    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None):
+        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment, room, kind, subject)
 
         def stored(stored_record):
-            session.acknowledge(stored_record, ref)
-            self._outgoing.append((stored_record, session))
+            if kind is None:
+                session.acknowledge(stored_record, ref)
+                self._outgoing.append((stored_record, session, None))
+            else:  # acknowledged once delivered here, when the change is in effect in this process
+                self._outgoing.append((stored_record, None, lambda: session.acknowledge(stored_record, ref)))
 
         self.writer.submit(record, stored, refusal(session, ref))
         return record
@@ -78,10 +83,15 @@ class ClusterDelivery(LocalDelivery):
     def _committed(self, records):
         outgoing, self._outgoing = self._outgoing, []
         entries = []
-        for record, session in outgoing:
+        for record, session, acknowledge in outgoing:
             frame = frames.encode_text(message_json(record))
-            entries.append(BusMessage(record.id, record.sender, record.recipient, frame))
-            self._offer(record.id, (record.id, record.sender, record.recipient, frame, session, record))
+            entries.append(
+                BusMessage(
+                    record.id, record.sender, record.recipient, frame, record.room, record.kind, record.subject,
+                    record.body if record.kind is not None else "",
+                )
+            )
+            self._offer(record.id, (record, frame, session, acknowledge, True))
         self.bus.publish(entries)
 
     def _offer(self, message_id, item):
@@ -89,21 +99,28 @@ class ClusterDelivery(LocalDelivery):
             self._deliver(ready)
 
     def _deliver(self, item):
-        message_id, sender, recipient, frame, exclude, posted_here = item
-        hub = self.hub
-        if posted_here is None:
-            hub.relay(recipient, sender, frame, message_id)
+        record, frame, exclude, acknowledge, posted_here = item
+        if record.room is not None:
+            if record.kind is not None:
+                self.rooms.apply(record)
+            self.to_room(record, frame, exclude)
+            if acknowledge is not None:
+                acknowledge()
             return
-        if recipient is None:
-            hub.broadcast(frame, message_id, exclude=exclude)
+        hub = self.hub
+        if not posted_here:
+            hub.relay(record.recipient, record.sender, frame, record.id)
+            return
+        if record.recipient is None:
+            hub.broadcast(frame, record.id, exclude=exclude)
         else:
-            hub.send_to_user(recipient, frame, message_id)
-            hub.send_to_user(sender, frame, message_id, exclude=exclude)
-        hub.to_bots(posted_here)
+            hub.send_to_user(record.recipient, frame, record.id)
+            hub.send_to_user(record.sender, frame, record.id, exclude=exclude)
+        hub.to_bots(record)
 
     def _offer_record(self, record):
         frame = frames.encode_text(message_json(record))
-        self._offer(record.id, (record.id, record.sender, record.recipient, frame, None, None))
+        self._offer(record.id, (record, frame, None, None, False))
 
     @property
     def last_message_id(self):
@@ -134,14 +151,20 @@ class ClusterDelivery(LocalDelivery):
         for entry in entries:
             kind = type(entry)
             if kind is BusMessage:
-                self._offer(entry.id, (entry.id, entry.sender, entry.recipient, entry.frame, None, None))
+                record = MessageRecord(
+                    entry.id, entry.sender, entry.recipient, entry.body, 0, None, entry.room, entry.kind, entry.subject
+                )
+                self._offer(entry.id, (record, entry.frame, None, None, False))
             elif kind is BusPresence:
                 if self.cluster.set_user(origin, entry.user, entry.online):
                     self._presence_may_have_changed(entry.user)
             elif kind is BusKick:
                 self.on_kick(entry)
             elif kind is BusNotice:
-                self.hub.notify(entry.user, entry.skip_user, entry.frame)
+                if entry.room is not None:
+                    self._notify_members(entry.room, entry.frame, entry.skip_user)
+                else:
+                    self.hub.notify(entry.user, entry.skip_user, entry.frame)
 
     def on_instance(self, instance, users):
         changed = self.cluster.drop(instance) if users is None else self.cluster.replace(instance, users)
@@ -169,6 +192,10 @@ class ClusterDelivery(LocalDelivery):
         # Not ordered with messages, and lost while Redis is away: read markers are in the database, typing is fleeting.
         self.bus.publish([BusNotice(user, skip_user, frame)])
         super().notify(user, skip_user, frame, exclude)
+
+    def notify_room(self, room, frame, skip_user):
+        self.bus.publish([BusNotice(None, skip_user, frame, room)])
+        super().notify_room(room, frame, skip_user)
 
     def kick(self, kick):
         self.bus.publish([kick])

@@ -6,6 +6,7 @@ markers live in the database (chat/store/conversations.py), so every process rea
 import time
 
 from chat.messaging.protocol import (
+    GENERAL,
     Conversation,
     ProtocolError,
     encode_event,
@@ -13,10 +14,15 @@ from chat.messaging.protocol import (
     read_event,
     typing_event,
 )
-from chat.store.conversations import GENERAL_KEY, ConversationQueries, direct_key, room_key
+from chat.store.conversations import ConversationQueries, direct_key, room_key
 from chat.websocket import frames
 
 TYPING_KEYS_KEPT = 64  # conversations whose last typing time one connection remembers; older entries are forgotten
+
+
+def _named(room):
+    """A named room, or None for general (or a one-to-one)."""
+    return None if room is None or room == GENERAL else room
 
 
 def _key(conversation):
@@ -27,18 +33,22 @@ def _key(conversation):
 
 class ConversationService:
     """`is_known(name)`: whether a user ever connected (ChatService.is_known); `delivery.notify(user, skip_user, frame)`
-    hands a frame to one user's connections, or to everyone but `skip_user`, in every process."""
+    hands a frame to one user's connections, or to everyone but `skip_user`, in every process; `rooms` (the
+    RoomService) says who is in a named room."""
 
-    def __init__(self, settings, store, delivery, is_known):
+    def __init__(self, settings, store, delivery, is_known, rooms):
         self.settings = settings
         self.store = store
         self.queries = ConversationQueries(store)
         self.delivery = delivery
         self.is_known = is_known
+        self.rooms = rooms
 
     def _check_party(self, user, conversation, ref):
         other = conversation.with_user
         if other is None:
+            if conversation.room != GENERAL:
+                self.rooms.member_room(user, conversation.room, ref)
             return
         if other == user:
             raise ProtocolError("bad_field", '"with" must name someone else', ref)
@@ -51,19 +61,20 @@ class ConversationService:
         """Move the sender's marker forward; every connection of the user hears of a move, the sender in any case."""
         user, conversation = session.user, command.conversation
         self._check_party(user, conversation, command.ref)
-        pending = self._pending(user, conversation.with_user, command.id)
-        read_id, moved = self.queries.mark_read(user, _key(conversation), conversation.with_user, command.id, pending)
+        room = _named(conversation.room)
+        pending = self._pending(user, conversation.with_user, room, command.id)
+        read_id, moved = self.queries.mark_read(user, _key(conversation), conversation.with_user, command.id, pending, room)
         if moved:
             frame = frames.encode_text(encode_event(read_event(conversation, read_id)))
             self.delivery.notify(user, None, frame, exclude=session)
         session.send_event(read_event(conversation, read_id, command.ref))
 
-    def _pending(self, user, other, message_id):
+    def _pending(self, user, other, room, message_id):
         """The newest message at or below `message_id` in the conversation that is accepted but not committed yet (0:
         none): a client may mark read what it was delivered before the commit."""
         newest = 0
         for record in self.delivery.writer.uncommitted():
-            if record.id is not None and newest < record.id <= message_id and record.in_conversation(user, other):
+            if record.id is not None and newest < record.id <= message_id and record.in_conversation(user, other, room):
                 newest = record.id
         return newest
 
@@ -72,11 +83,12 @@ class ConversationService:
     def listing(self, user):
         """The user's conversations, newest activity first, as the `conversations` event and the welcome carry them."""
         settings = self.settings
-        summaries = self.queries.summaries(user, settings.max_conversations, settings.max_unread_count)
+        rooms = self.rooms.rooms_of(user)
+        summaries = self.queries.summaries(user, settings.max_conversations, settings.max_unread_count, rooms)
         lasts = {r.id: r for r in self.store.messages_with_ids([s.last_id for s in summaries if s.last_id is not None])}
         entries = []
         for s in summaries:
-            entry = {"room": s.key[1:]} if s.key == GENERAL_KEY else {"with": s.key[1:]}
+            entry = {"room": s.key[1:]} if s.key.startswith("#") else {"with": s.key[1:]}
             record = lasts.get(s.last_id)
             entry["last"] = None if record is None else message_event(record)
             entry["unread"] = s.unread
@@ -103,7 +115,10 @@ class ConversationService:
         ttl = self.settings.typing_ttl
         if conversation.with_user is None:
             frame = frames.encode_text(encode_event(typing_event(user, conversation, ttl)))
-            self.delivery.notify(None, user, frame)
+            if conversation.room == GENERAL:
+                self.delivery.notify(None, user, frame)
+            else:
+                self.delivery.notify_room(conversation.room, frame, user)
         else:
             frame = frames.encode_text(encode_event(typing_event(user, Conversation(with_user=user), ttl)))
             self.delivery.notify(conversation.with_user, None, frame)

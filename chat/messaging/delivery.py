@@ -13,27 +13,36 @@ from chat.websocket import frames
 
 
 class LocalDelivery:
-    """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py)."""
+    """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py); `rooms` is
+    the RoomDirectory (chat/messaging/rooms.py) that room events are folded into and room records are routed by."""
 
-    def __init__(self, settings, store, hub, on_kick):
+    def __init__(self, settings, store, hub, on_kick, rooms):
         self.settings = settings
         self.store = store
         self.hub = hub
         self.on_kick = on_kick
+        self.rooms = rooms
         self.ids = IdAllocator(store, block_size=max(1000, settings.write_buffer))
         self.writer = None
 
     def start(self):
+        self.rooms.load(self.store)
         self.ids.start()
         settings = self.settings
         self.writer = MessageWriter(self.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
 
-    def post(self, session, recipient, body, ref, attachment=None):
-        """Store and deliver one message from `session` (anything with `user` and `acknowledge(record, ref)`);
-        raises BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment)
+    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None):
+        """Store and deliver one message (or, `kind` set, room event) from `session` (anything with `user` and
+        `acknowledge(record, ref)`); raises BufferFull or StoreUnavailable (nothing sent then)."""
+        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject)
         self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
+        if kind is not None:
+            self.rooms.apply(record)  # in effect at once: the ids of later posts are higher
         frame = frames.encode_text(message_json(record))
+        if room is not None:
+            # An event goes to the posting socket too: it says the change is made.
+            self.to_room(record, frame, session if kind is None else None)
+            return record
         hub = self.hub
         if recipient is None:
             hub.broadcast(frame, record.id, exclude=session)
@@ -42,6 +51,25 @@ class LocalDelivery:
             hub.send_to_user(session.user, frame, record.id, exclude=session)
         hub.to_bots(record)
         return record
+
+    def to_room(self, record, frame, exclude=None):
+        """Deliver a room record to its audience in this process (bots take part in general only)."""
+        send = self.hub.send_to_user
+        for user in self.rooms.audience(record):
+            send(user, frame, record.id, exclude)
+
+    def notify_room(self, room, frame, skip_user):
+        """A frame that is no message (typing) for the members of a named room but `skip_user`, in every process."""
+        self._notify_members(room, frame, skip_user)
+
+    def _notify_members(self, room_name, frame, skip_user):
+        room = self.rooms.get(room_name)
+        if room is None:
+            return
+        send = self.hub.send_to_user
+        for user in room.members:
+            if user != skip_user:
+                send(user, frame, None)
 
     def notify(self, user, skip_user, frame, exclude=None):
         """A frame for one user's connections (or, user None, everyone's but skip_user's), in every process."""

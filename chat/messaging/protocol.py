@@ -20,13 +20,20 @@ def parse_message_id(raw):
     return value if value <= MAX_ID else None
 
 HELP_TEXT = (
-    "Type text to chat with everyone. Commands: "
-    "/msg NAME text (one-to-one), /who (who is online), "
-    "/history [N] (last N group messages), /read [NAME] (mark the group, or the one-to-one with NAME, read), "
-    "/conversations (your conversations with unread counts), /help. Start a line with // to send text beginning with /."
+    "Type text to chat in your current room (general at first). Commands: "
+    "/msg NAME text (one-to-one), /who (who is online in the current room), "
+    "/history [N] (last N messages of the current room), /read [#ROOM|NAME] (mark a room, or the one-to-one with NAME, read), "
+    "/conversations (your conversations with unread counts). "
+    "Rooms: /rooms, /room #r (make it the current room), /say #r text, /create #r [private] [topic], /join #r, /leave #r, "
+    "/members [#r], /invite #r NAME, /kick #r NAME, /ban #r NAME, /unban #r NAME, /topic #r text, "
+    "/role #r NAME moderator|member. /help. Start a line with // to send text beginning with /."
 )
 
-GENERAL = "general"  # the group chat, as a conversation: the only room so far
+GENERAL = "general"  # the room everyone is in: the group chat (stored with no room)
+CURRENT = "#current"  # not a room name: "the connection's current room" (plain text, /history, /who, /members)
+ROOM_ACTIONS = ("create", "join", "leave", "invite", "kick", "ban", "unban", "topic", "role")
+_ACTIONS_ON_USER = ("invite", "kick", "ban", "unban", "role")
+ROLES = ("moderator", "member")  # the roles an owner may give; "owner" is the creator's
 
 
 class ProtocolError(Exception):
@@ -41,8 +48,11 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class SendGroup:
+    """A message to a room: GENERAL, a named room, or CURRENT."""
+
     msg: str
     ref: object = None
+    room: str = GENERAL
 
 
 @dataclass(frozen=True)
@@ -58,10 +68,47 @@ class History:
     before: object = None  # int or None
     with_user: object = None  # str or None
     ref: object = None
+    room: str = GENERAL  # GENERAL, a named room or CURRENT; unused when with_user is set
 
 
 @dataclass(frozen=True)
 class Who:
+    ref: object = None
+    room: object = None  # None: everyone online; else who of a room (or CURRENT) is online
+
+
+@dataclass(frozen=True)
+class RoomCommand:
+    """A change to a room: `action` is one of ROOM_ACTIONS; `user` the member it is about (invite, kick, ban, unban,
+    role); `role` for role; `private` and `topic` for create; `topic` for topic."""
+
+    action: str
+    room: str
+    user: object = None
+    role: object = None
+    private: bool = False
+    topic: object = None
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Rooms:
+    """List the rooms the sender may see."""
+
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Members:
+    room: str = CURRENT
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class SetRoom:
+    """Make `room` the connection's current room (None: just say which it is)."""
+
+    room: object = None
     ref: object = None
 
 
@@ -72,7 +119,7 @@ class Help:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A conversation key: a room (only GENERAL so far) or the one-to-one with a user; exactly one is set."""
+    """A conversation key: a room (GENERAL or a named room) or the one-to-one with a user; exactly one is set."""
 
     room: object = None  # str or None
     with_user: object = None  # str or None
@@ -102,17 +149,18 @@ class Typing:
     ref: object = None
 
 
-def parse_inbound(text, *, max_name_length, default_history, max_history):
+def parse_inbound(text, *, max_name_length, default_history, max_history, max_topic_length=300):
     """Turn one inbound text frame into a command. Raises ProtocolError."""
     if not encodable(text):  # never from a frame (its UTF-8 was checked), but this parser promises text either way
         raise ProtocolError("bad_field", "the frame holds an unpaired surrogate: not text")
+    limits = (max_name_length, default_history, max_history, max_topic_length)
     if text[:1] == "{":
-        return _parse_json(text, max_name_length, default_history, max_history)
+        return _parse_json(text, *limits)
     if text.startswith("//"):
-        return SendGroup(_require_text(text[1:]))
+        return SendGroup(_require_text(text[1:]), room=CURRENT)
     if text.startswith("/"):
-        return _parse_slash(text, max_name_length, default_history, max_history)
-    return SendGroup(_require_text(text))
+        return _parse_slash(text, *limits)
+    return SendGroup(_require_text(text), room=CURRENT)
 
 
 def encodable(text):
@@ -155,7 +203,7 @@ def _parse_limit(raw, default, maximum, ref):
     return min(raw, maximum)
 
 
-def _parse_json(text, max_name_length, default_history, max_history):
+def _parse_json(text, max_name_length, default_history, max_history, max_topic_length):
     obj = json_object(text)
     if obj is None:
         raise ProtocolError("bad_json", "frame starts with '{' but is not a valid JSON object")
@@ -176,7 +224,9 @@ def _parse_json(text, max_name_length, default_history, max_history):
     else:
         target = obj.get("to")
     if kind == "message":
-        return SendGroup(_require_text(obj.get("msg"), ref), ref)
+        room = obj.get("room")
+        msg = _require_text(obj.get("msg"), ref)
+        return SendGroup(msg, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
     if kind == "direct":
         if target is None:
             raise ProtocolError("bad_field", '"to" is required for a direct message', ref)
@@ -187,12 +237,21 @@ def _parse_json(text, max_name_length, default_history, max_history):
         before = obj.get("before")
         if before is not None and (type(before) is not int or not 1 <= before <= MAX_ID):
             raise ProtocolError("bad_field", '"before" must be a message id', ref)
-        with_user = obj.get("with")
+        with_user, room = obj.get("with"), obj.get("room")
+        if with_user is not None and room is not None:
+            raise ProtocolError("bad_field", 'at most one of "room" and "with"', ref)
         if with_user is not None:
             with_user = _parse_name(with_user, "with", max_name_length, ref)
-        return History(limit, before, with_user, ref)
+        return History(limit, before, with_user, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
     if kind == "who":
-        return Who(ref)
+        room = obj.get("room")
+        return Who(ref, None if room is None else _parse_room(room, max_name_length, ref))
+    if kind in ROOM_ACTIONS:
+        return _parse_room_command(kind, obj, ref, max_name_length, max_topic_length)
+    if kind == "rooms":
+        return Rooms(ref)
+    if kind == "members":
+        return Members(_parse_room(obj.get("room"), max_name_length, ref), ref)
     if kind == "help":
         return Help(ref)
     if kind == "read":
@@ -217,16 +276,50 @@ def _parse_conversation(obj, max_name_length, ref):
         raise ProtocolError("bad_field", 'exactly one of "room" and "with" is required', ref)
     if with_user is not None:
         return Conversation(with_user=_parse_name(with_user, "with", max_name_length, ref))
-    return Conversation(room=_parse_room(room, ref))
+    return Conversation(room=_parse_room(room, max_name_length, ref))
 
 
-def _parse_room(room, ref):
-    if not isinstance(room, str):
+def _parse_room(raw, max_name_length, ref, slash=False):
+    """A room name: the user-name rule, lower-cased; `#name` in slash commands."""
+    if not isinstance(raw, str):
         raise ProtocolError("bad_field", '"room" must be a room name', ref)
-    _require_encodable(room, "room", ref)
-    if room != GENERAL:
-        raise ProtocolError("no_such_room", f"no room named {room[:40]}", ref)
+    _require_encodable(raw, "room", ref)
+    if slash and raw.startswith("#"):
+        raw = raw[1:]
+    room = normalize_name(raw, max_name_length)
+    if room is None:
+        raise ProtocolError("bad_name", f'"{raw[:40]}" is not a valid room name: 1-{max_name_length} {NAME_RULE}', ref)
     return room
+
+
+def _parse_topic(raw, max_topic_length, ref):
+    if not isinstance(raw, str):
+        raise ProtocolError("bad_field", '"topic" must be a string', ref)
+    _require_encodable(raw, "topic", ref)
+    topic = " ".join(raw.split())  # one line: a topic is shown in a header
+    if len(topic) > max_topic_length:
+        raise ProtocolError("bad_field", f'"topic" is longer than {max_topic_length} characters', ref)
+    return topic
+
+
+def _parse_room_command(action, obj, ref, max_name_length, max_topic_length):
+    room = _parse_room(obj.get("room"), max_name_length, ref)
+    user = role = topic = None
+    private = False
+    if action in _ACTIONS_ON_USER:
+        user = _parse_name(obj.get("user"), "user", max_name_length, ref)
+    if action == "role":
+        role = obj.get("role")
+        if role not in ROLES:
+            raise ProtocolError("bad_field", '"role" must be "moderator" or "member"', ref)
+    if action == "create":
+        private = obj.get("private", False)
+        if type(private) is not bool:
+            raise ProtocolError("bad_field", '"private" must be true or false', ref)
+        topic = _parse_topic(obj.get("topic", ""), max_topic_length, ref)
+    if action == "topic":
+        topic = _parse_topic(obj.get("topic"), max_topic_length, ref)
+    return RoomCommand(action, room, user, role, private, topic, ref)
 
 
 def json_object(text):
@@ -256,33 +349,92 @@ def ref_of(text):
     return ref if ref is not None and valid_ref(ref) else None
 
 
-def _parse_slash(text, max_name_length, default_history, max_history):
+_SLASH_USAGE = {
+    "create": "/create #room [private] [topic]",
+    "join": "/join #room",
+    "leave": "/leave #room",
+    "invite": "/invite #room NAME",
+    "kick": "/kick #room NAME",
+    "ban": "/ban #room NAME",
+    "unban": "/unban #room NAME",
+    "topic": "/topic #room text",
+    "role": "/role #room NAME moderator|member",
+    "say": "/say #room text",
+}
+
+
+def _parse_slash_room_command(command, rest, max_name_length, max_topic_length):
+    words = rest.split()
+    if not words:
+        raise ProtocolError("bad_command", f"usage: {_SLASH_USAGE[command]}")
+    room = _parse_room(words[0], max_name_length, None, slash=True)
+    after = rest.strip()[len(words[0]):].strip()  # what follows the room name, spacing kept
+    if command == "say":
+        return SendGroup(_require_text(after), room=room)
+    if command == "create":
+        private = len(words) > 1 and words[1].lower() == "private"
+        topic = after[len(words[1]):].strip() if private else after
+        return RoomCommand("create", room, private=private, topic=_parse_topic(topic, max_topic_length, None))
+    if command == "topic":
+        return RoomCommand("topic", room, topic=_parse_topic(after, max_topic_length, None))
+    if command in ("join", "leave"):
+        if len(words) != 1:
+            raise ProtocolError("bad_command", f"usage: {_SLASH_USAGE[command]}")
+        return RoomCommand(command, room)
+    expected = 3 if command == "role" else 2
+    if len(words) != expected:
+        raise ProtocolError("bad_command", f"usage: {_SLASH_USAGE[command]}")
+    user = _parse_name(words[1], "user", max_name_length, None)
+    if command == "role":
+        role = words[2].lower()
+        if role not in ROLES:
+            raise ProtocolError("bad_command", f"usage: {_SLASH_USAGE[command]}")
+        return RoomCommand("role", room, user, role)
+    return RoomCommand(command, room, user)
+
+
+def _parse_slash(text, max_name_length, default_history, max_history, max_topic_length):
     command, _, rest = text[1:].partition(" ")
     command = command.strip().lower()
+    if command in _SLASH_USAGE:
+        return _parse_slash_room_command(command, rest, max_name_length, max_topic_length)
+    if command == "rooms":
+        return Rooms()
+    if command in ("members", "room"):
+        target = rest.strip()
+        room = _parse_room(target, max_name_length, None, slash=True) if target else None
+        if command == "members":
+            return Members(room or CURRENT)
+        return SetRoom(room)
     if command == "msg":
         target, _, msg = rest.strip().partition(" ")
         if not target:
             raise ProtocolError("bad_command", "usage: /msg NAME text")
         return SendDirect(_parse_name(target, "to", max_name_length, None), _require_text(msg))
     if command == "who":
-        return Who()
+        return Who(room=CURRENT)
     if command == "help":
         return Help()
     if command == "read":
         target = rest.strip()
-        conversation = Conversation(with_user=_parse_name(target, "with", max_name_length, None)) if target else Conversation(GENERAL)
+        if not target:
+            conversation = Conversation(CURRENT)
+        elif target.startswith("#"):
+            conversation = Conversation(_parse_room(target, max_name_length, None, slash=True))
+        else:
+            conversation = Conversation(with_user=_parse_name(target, "with", max_name_length, None))
         return Read(conversation, MAX_ID)  # clamped to the newest message there
     if command == "conversations":
         return Conversations()
     if command == "history":
         arg = rest.strip()
         if not arg:
-            return History(default_history)
+            return History(default_history, room=CURRENT)
         # ASCII only: str.isdigit() accepts "²", which int() refuses; a long number is just "as many as allowed".
         digits = arg.lstrip("0")
         if not (arg.isascii() and arg.isdigit()) or not digits:
             raise ProtocolError("bad_command", "usage: /history [N]")
-        return History(max_history if len(digits) > 9 else min(int(digits), max_history))
+        return History(max_history if len(digits) > 9 else min(int(digits), max_history), room=CURRENT)
     raise ProtocolError("unknown_command", f"unknown command /{command[:20]}; try /help")
 
 
@@ -308,9 +460,33 @@ def iso_timestamp(ms):
     return f"{cached[1]}{millis:03d}Z"
 
 
+def room_event_details(record):
+    """The details a room event keeps as JSON in its body ({} if they cannot be read: the row was not written by us)."""
+    try:
+        details = json.loads(record.body)
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _room_event(record):
+    ts = iso_timestamp(record.created_ms)
+    details = room_event_details(record)
+    if record.kind == "topic":
+        return {"type": "topic", "id": record.id, "room": record.room, "user": record.sender, "topic": details.get("topic", ""), "ts": ts}
+    event = {"type": "member", "id": record.id, "room": record.room, "user": record.subject, "by": record.sender}
+    event.update((k, v) for k, v in details.items() if k not in event)
+    event["ts"] = ts
+    return event
+
+
 def message_event(record):
-    """The delivery event of a stored message record."""
-    if record.recipient is None:
+    """The delivery event of a stored message record (or room event)."""
+    if record.kind is not None:
+        return _room_event(record)
+    if record.room is not None:
+        event = {"type": "message", "id": record.id, "room": record.room, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
+    elif record.recipient is None:
         event = {"type": "message", "id": record.id, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
     else:
         event = {
@@ -354,8 +530,15 @@ def _json_ref(ref):
 
 def message_json(record):
     """`encode_event(message_event(record))`, built without a JSON encoder: this runs once per message."""
+    if record.kind is not None:
+        return encode_event(message_event(record))
     if record.attachment is not None:
         return _attachment_message_json(record)
+    if record.room is not None:
+        return (
+            f'{{"type":"message","id":{record.id},"room":{_quote(record.room)},"user":{_quote(record.sender)},'
+            f'"msg":{_quote(record.body)},"ts":"{iso_timestamp(record.created_ms)}"}}'
+        )
     if record.recipient is None:
         return (
             f'{{"type":"message","id":{record.id},"user":{_quote(record.sender)},'
@@ -385,6 +568,8 @@ def _attachment_message_json(record):
 def ack_json(record, ref):
     """`encode_event(ack_event(record, ref))`, built without a JSON encoder."""
     to = "" if record.recipient is None else f',"to":{_quote(record.recipient)}'
+    if record.room is not None:
+        to = f',"room":{_quote(record.room)}'
     tail = "" if ref is None else f',"ref":{_json_ref(ref)}'
     return f'{{"type":"ack","id":{record.id},"ts":"{iso_timestamp(record.created_ms)}"{to}{tail}}}'
 
@@ -393,6 +578,8 @@ def ack_event(record, ref):
     event = {"type": "ack", "id": record.id, "ts": iso_timestamp(record.created_ms)}
     if record.recipient is not None:
         event["to"] = record.recipient
+    if record.room is not None:
+        event["room"] = record.room
     if ref is not None:
         event["ref"] = ref
     return event

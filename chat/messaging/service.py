@@ -62,17 +62,19 @@ class AttachmentPost:
 class ChatService:
     """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
     interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
-    (chat/messaging/presence.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
+    (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
+    (chat/messaging/known.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
 
-    def __init__(self, settings, store, hub, delivery, presence, reserved_names=frozenset()):
+    def __init__(self, settings, store, hub, delivery, presence, rooms, known, reserved_names=frozenset()):
         self.settings = settings
         self.store = store
         self.hub = hub
         self.delivery = delivery
         self.presence = presence
+        self.rooms = rooms
         self.reserved_names = reserved_names
-        self._known_users = set()
-        self.conversations = ConversationService(settings, store, delivery, self.is_known)
+        self.known = known
+        self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
 
     def start(self):
         self.store.ensure_schema()
@@ -85,25 +87,15 @@ class ChatService:
     # ---- users ---------------------------------------------------------------------------
 
     def register_user(self, name):
-        """Remember a user on first connect; returns the id of the last message they were present for."""
-        user = self.store.get_user(name)
-        if user is None:
-            self.store.add_user(name)
-            user = (name, 0)
-        self._known_users.add(name)
-        return user[1]
+        """Remember a user on connect; returns the id of the last message they were present for."""
+        return self.known.register(name)
 
     def is_reserved(self, name):
         """A bot's name (running or not): nobody may connect or register as it."""
         return name in self.reserved_names
 
     def is_known(self, name):
-        if name in self._known_users or self.delivery.is_online(name):
-            return True
-        if self.store.get_user(name) is not None:
-            self._known_users.add(name)
-            return True
-        return False
+        return self.known.is_known(name)
 
     def user_left(self, name):
         try:
@@ -113,9 +105,12 @@ class ChatService:
 
     # ---- messages ------------------------------------------------------------------------
 
-    def post(self, session, body, recipient=None, ref=None):
-        """Accept a message: deliver it live now, acknowledge it to `session` once committed."""
+    def post(self, session, body, recipient=None, ref=None, room=None):
+        """Accept a message (to general, `recipient` or a named `room`): deliver it live now, acknowledge it to `session`
+        once committed."""
         sender = session.user
+        if room is not None:
+            self.rooms.member_room(sender, room, ref)
         if recipient is not None:
             if recipient == sender:
                 raise ProtocolError("self_message", "you cannot send a direct message to yourself", ref)
@@ -126,7 +121,7 @@ class ChatService:
             if not known:
                 raise ProtocolError("unknown_user", f"no user named {recipient!r} has ever connected", ref)
         try:
-            return self.delivery.post(session, recipient, body, ref)
+            return self.delivery.post(session, recipient, body, ref, room=room)
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
 
@@ -142,24 +137,27 @@ class ChatService:
         upload.record = self.delivery.post(upload, recipient, body, None, attachment)
         return upload
 
-    def history_page(self, user, limit, before=None, with_user=None):
-        """A page of older messages (group, or one conversation), oldest first."""
+    def history_page(self, user, limit, before=None, with_user=None, room=None):
+        """A page of older messages (general, a named `room` the caller may read, or one conversation), oldest first."""
         uncommitted = self.writer.uncommitted()  # before the query: a record committing meanwhile is in one of the two
-        if with_user is None:
-            rows = self.store.group_page(limit, before)
-        else:
+        if with_user is not None:
             rows = self.store.conversation_page(user, with_user, limit, before)
+        elif room is not None:
+            rows = self.store.room_page(room, limit, before)
+        else:
+            rows = self.store.group_page(limit, before)
         ceiling = before or 2**62
         floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/accounts/holds.py
-        merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user))
+        merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user, room))
         return merged[-limit:]
 
-    def history_window(self, user, limit, before=None, with_user=None):
-        """What a history request is answered with: the newest `limit` messages below `before` (group, or one
-        conversation), oldest first, read from the store a few at a time (chat/messaging/history.py). Its `count` is known."""
+    def history_window(self, user, limit, before=None, with_user=None, room=None):
+        """What a history request is answered with: the newest `limit` messages below `before` (general, a named room the
+        caller may read, or one conversation), oldest first, read from the store a few at a time
+        (chat/messaging/history.py). Its `count` is known."""
         settings = self.settings
         chunk = fetch_rows(settings.history_frame_bytes, settings.max_message_size)
-        page = partial(self.history_page, user, with_user=with_user)
+        page = partial(self.history_page, user, with_user=with_user, room=room)
         return NewestWindow(page, limit, before, chunk, settings.history_frame_bytes)
 
     def connect_history(self, user, last_seen_id, since=None):
@@ -179,8 +177,13 @@ class ChatService:
         # the filters below see only records not committed yet, so the floor is read only when there are such records.
         floor = _read_once(lambda: self.store.name_floor(user)[0])
         if since is not None:
+            rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
             records = forward(
-                self._pager(lambda a, n: self.store.visible_since(user, a, n), lambda r: r.id > since and r.visible_to(user) and (r.recipient is None or r.id > floor()), ceiling),
+                self._pager(
+                    lambda a, n: self.store.visible_since(user, a, n, rooms),
+                    lambda r: r.id > since and r.visible_to(user, rooms) and ((r.recipient is None and r.subject != user) or r.id > floor()),
+                    ceiling,
+                ),
                 since, limit, chunk,
             )
         else:

@@ -1,5 +1,6 @@
 """One client's life on /ws/<name>: welcome and history, commands in, events out, presence on the way out; and the
 rate-limited session an admitted client gets."""
+import dataclasses
 import logging
 import math
 import time
@@ -7,14 +8,21 @@ import time
 from chat.ratelimit import TokenBucket
 from chat.websocket import frames
 from chat.messaging.protocol import (
+    CURRENT,
+    GENERAL,
     HELP_TEXT,
+    Conversation,
     Conversations,
     Help,
     History,
+    Members,
     ProtocolError,
     Read,
+    RoomCommand,
+    Rooms,
     SendDirect,
     SendGroup,
+    SetRoom,
     Typing,
     Who,
     ack_json,
@@ -37,7 +45,7 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
-        "_typing",
+        "_typing", "room",
     )
 
     def __init__(self, service, user, conn, since=None):
@@ -52,12 +60,14 @@ class ChatSession:
         self._held_ids = set()
         self._history_sent = False
         self._typing = {}  # conversation key -> when this connection's last typing notice was forwarded
+        self.room = GENERAL  # where plain text goes (/room #r)
         self.deliver = self._hold
         settings = service.settings
         self._parse_options = dict(
             max_name_length=settings.max_name_length,
             default_history=settings.history_on_connect,
             max_history=settings.max_history_page,
+            max_topic_length=settings.max_topic_length,
         )
 
     def _hold(self, frame, message_id=None):
@@ -154,27 +164,51 @@ class ChatSession:
             command = parse_inbound(text, **self._parse_options)
             kind = type(command)
             if kind is SendGroup:
-                self.service.post(self, command.msg, None, command.ref)
+                room = self._room(command.room)
+                self.service.post(self, command.msg, None, command.ref, None if room == GENERAL else room)
             elif kind is SendDirect:
                 self.service.post(self, command.msg, command.to, command.ref)
             elif kind is History:
-                window = self.service.history_window(self.user, command.limit, command.before, command.with_user)
-                fields = {"with": command.with_user, "before": command.before, "more": window.count == command.limit}
+                room = None if command.with_user is not None else self._room(command.room)
+                if room == GENERAL:
+                    room = None
+                elif room is not None:
+                    self.service.rooms.readable(self.user, room, command.ref)
+                window = self.service.history_window(self.user, command.limit, command.before, command.with_user, room)
+                fields = {"with": command.with_user, "room": room, "before": command.before, "more": window.count == command.limit}
                 fields = with_ref({k: v for k, v in fields.items() if v is not None}, command.ref)
                 # Waits for the connection to send each event: this client's next command is read after the reply.
                 try:
                     send_history(self.conn, window, fields, self._frame_bytes)
                 except StoreUnavailable:  # part of the reply may have gone: the ref says which request failed
                     self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
+            elif kind is RoomCommand:
+                self.service.rooms.act(self, command)
+                if command.action == "leave" and self.room == command.room:
+                    self.room = GENERAL
             elif kind is Typing:
-                self.service.conversations.typing(self, command, self._typing)
+                self.service.conversations.typing(self, self._resolved(command), self._typing)
             elif kind is Read:
-                self.service.conversations.mark_read(self, command)
+                self.service.conversations.mark_read(self, self._resolved(command))
+            elif kind is Rooms:
+                rooms, more = self.service.rooms.listing(self.user)
+                self.send_event(with_ref({"type": "rooms", "rooms": rooms, "more": more}, command.ref))
+            elif kind is Members:
+                room = self._room(command.room)
+                members, more = self.service.rooms.members(self.user, room, command.ref)
+                self.send_event(with_ref({"type": "members", "room": room, "members": members, "more": more}, command.ref))
+            elif kind is SetRoom:
+                self._set_room(command)
             elif kind is Conversations:
                 listing = self.service.conversations.listing(self.user)
                 self.send_event(with_ref({"type": "conversations", "conversations": listing}, command.ref))
             elif kind is Who:
-                self.send_event(with_ref({"type": "who", "online": self.service.online()}, command.ref))
+                room = None if command.room is None else self._room(command.room)
+                if room is None or room == GENERAL:
+                    event = {"type": "who", "online": self.service.online()}
+                else:
+                    event = {"type": "who", "room": room, "online": self.service.rooms.online_in(self.user, room, command.ref)}
+                self.send_event(with_ref(event, command.ref))
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
         except ProtocolError as e:
@@ -184,6 +218,25 @@ class ChatSession:
         except Exception:
             log.exception("error handling a message from %s", self.user)
             self.send_error("internal", "the server failed to handle that message")
+
+
+    def _room(self, room):
+        """A command's room with CURRENT resolved to this connection's current room."""
+        return self.room if room == CURRENT else room
+
+    def _resolved(self, command):
+        """A read or typing command with its CURRENT room resolved."""
+        if command.conversation.room != CURRENT:
+            return command
+        return dataclasses.replace(command, conversation=Conversation(room=self.room))
+
+    def _set_room(self, command):
+        if command.room is not None:
+            if command.room != GENERAL:
+                self.service.rooms.member_room(self.user, command.room, command.ref)
+            self.room = command.room
+        topic = "" if self.room == GENERAL else getattr(self.service.rooms.directory.get(self.room), "topic", "")
+        self.send_event(with_ref({"type": "room", "room": self.room, "topic": topic}, command.ref))
 
 
 def _noting(records, held_ids, sent_held):

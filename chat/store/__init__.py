@@ -8,12 +8,13 @@ from gevent import get_hub
 
 from chat.clock import now_ms
 from chat.records import AttachmentRef, MessageRecord
-from .dialects import dialect_for, schema_statements
+from .dialects import ADDED_INDEXES, dialect_for, schema_statements
 
-_COLUMNS = "id, sender, recipient, body, created_ms, attachment_id"
+_COLUMNS = "id, sender, recipient, body, created_ms, attachment_id, room, kind, subject"
 # Message rows with what they say about their file: metadata only, never the bytes.
 _SELECT = (
-    "SELECT m.id, m.sender, m.recipient, m.body, m.created_ms, a.id, a.file_name, a.content_type, a.size, a.thumb_type "
+    "SELECT m.id, m.sender, m.recipient, m.body, m.created_ms, a.id, a.file_name, a.content_type, a.size, a.thumb_type, "
+    "m.room, m.kind, m.subject "
     "FROM messages m LEFT JOIN attachments a ON a.id = m.attachment_id AND a.deleted_ms IS NULL"
 )
 
@@ -39,16 +40,21 @@ class Store:
             **self.dialect.pool_args(connect_timeout),
         )
         q = self.dialect.sql
-        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)")
-        self._q_group_page = q(f"{_SELECT} WHERE m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
+        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._q_group_page = q(f"{_SELECT} WHERE m.room IS NULL AND m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
+        self._q_room_page = q(f"{_SELECT} WHERE m.room = ? AND m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
+        self._q_room_events = q(f"{_SELECT} WHERE m.kind IS NOT NULL AND m.id > ? ORDER BY m.id LIMIT ?")
         # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/accounts/holds.py).
         self._q_conversation_page = q(
             f"{_SELECT} WHERE m.id < ? AND m.id > {NAME_FLOOR} AND "
             "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
         )
-        self._q_visible_since = q(
-            f"{_SELECT} WHERE m.id > ? AND "
-            f"(m.recipient IS NULL OR ((m.recipient = ? OR m.sender = ?) AND m.id > {NAME_FLOOR})) ORDER BY m.id LIMIT ?"
+        # General, the user's directs above the floor, and room events about the user above it (a guest's rooms are not
+        # the next holder's); the rooms the user is in are added per call (their number varies).
+        self._visible_since = (
+            f"{_SELECT} WHERE m.id > ? AND ((m.room IS NULL AND m.recipient IS NULL) OR "
+            f"(((m.room IS NULL AND (m.recipient = ? OR m.sender = ?)) OR m.subject = ?) AND m.id > {NAME_FLOOR}){{rooms}}) "
+            "ORDER BY m.id LIMIT ?"
         )
         self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {NAME_FLOOR} ORDER BY m.id LIMIT ?")
         self._q_floor = q("SELECT floor_id, file_floor_id FROM users WHERE name = ?")
@@ -112,6 +118,7 @@ class Store:
             for statement in schema_statements(self.dialect):
                 cur.execute(statement)
         self._add_missing_columns()
+        self._add_missing_indexes()
         with self.cursor() as cur:
             cur.execute(self._q_next_id)
             if cur.fetchone() is None:
@@ -130,6 +137,18 @@ class Store:
                     cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                 except dialect.database_errors:
                     if not dialect.has_column(cur, table, column):  # else another server process added it first
+                        raise
+
+    def _add_missing_indexes(self):
+        dialect = self.dialect
+        for table, index, columns in ADDED_INDEXES:
+            with self.cursor() as cur:
+                if dialect.has_index(cur, table, index):
+                    continue
+                try:
+                    cur.execute(f"CREATE INDEX {index} ON {table} ({columns})")
+                except dialect.database_errors:
+                    if not dialect.has_index(cur, table, index):  # else another server process made it first
                         raise
 
     def ping(self):
@@ -180,8 +199,20 @@ class Store:
     def conversation_page(self, user, other, limit, before=None):
         return self._page(self._q_conversation_page, (before or 2**62, user, user, other, other, user, limit))
 
-    def visible_since(self, user, since_id, limit):
-        return self._rows(self._q_visible_since, (since_id, user, user, user, limit))
+    def visible_since(self, user, since_id, limit, rooms=()):
+        """Everything after `since_id` that `user`, a member of `rooms`, may see, oldest first."""
+        rooms = sorted(rooms)
+        clause = f" OR m.room IN ({', '.join('?' * len(rooms))})" if rooms else ""
+        query = self.dialect.sql(self._visible_since.format(rooms=clause))
+        return self._rows(query, (since_id, user, user, user, user, *rooms, limit))
+
+    def room_page(self, room, limit, before=None):
+        """A page of a named room's messages and events below `before`, oldest first."""
+        return self._page(self._q_room_page, (room, before or 2**62, limit))
+
+    def room_events(self, after_id, limit):
+        """Room events (membership, topics) after `after_id`, oldest first: the fold that is every room's state."""
+        return self._rows(self._q_room_events, (after_id, limit))
 
     def directs_to_since(self, user, after_id, limit):
         return self._rows(self._q_directs_to_since, (user, after_id, user, limit))
@@ -228,6 +259,7 @@ class Store:
             MessageRecord(
                 int(r[0]), r[1], r[2], r[3], int(r[4]),
                 None if r[5] is None else AttachmentRef(int(r[5]), r[6], r[7], int(r[8]), r[9] is not None),
+                r[10], r[11], r[12],
             )
             for r in rows
         ]
@@ -260,7 +292,7 @@ def _insert_rows(cur, query, rows):
 
 def _row(record):
     """A record's column values for INSERT (the attachment by id)."""
-    return record[:5] + (None if record.attachment is None else record.attachment.id,)
+    return record[:5] + (None if record.attachment is None else record.attachment.id, record.room, record.kind, record.subject)
 
 
 def _insert_assigning(cur, reserve, next_id, insert, records):

@@ -11,7 +11,8 @@ from chat.store import NAME_FLOOR
 GENERAL_KEY = "#general"
 _COUNTS_PER_STATEMENT = 100  # SQLite allows 500 terms in one compound SELECT
 
-_GENERAL_NEWEST = "SELECT MAX(id) FROM messages WHERE recipient IS NULL AND id <= ?"
+_GENERAL_NEWEST = "SELECT MAX(id) FROM messages WHERE room IS NULL AND recipient IS NULL AND id <= ?"
+_ROOM_NEWEST = "SELECT MAX(id) FROM messages WHERE room = ? AND recipient IS NULL AND id <= ?"
 _PAIR = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
 
 
@@ -39,6 +40,7 @@ class ConversationQueries:
         self._store = store
         q = store.dialect.sql
         self._q_general_newest = q(_GENERAL_NEWEST)
+        self._q_room_newest = q(_ROOM_NEWEST)
         self._q_direct_newest = q(f"SELECT MAX(id) FROM messages WHERE id <= ? AND id > {NAME_FLOOR} AND {_PAIR}")
         self._q_marker_add = q(f"{store.dialect.insert_ignore} INTO read_markers (user, conversation, read_id) VALUES (?, ?, 0)")
         self._q_marker_raise = q("UPDATE read_markers SET read_id = ? WHERE user = ? AND conversation = ? AND read_id < ?")
@@ -53,17 +55,23 @@ class ConversationQueries:
             "UNION ALL SELECT sender AS other, id FROM messages WHERE recipient = ? AND id > ?"
             ") d GROUP BY other ORDER BY last_id DESC LIMIT ?"
         )
-        self._general_count = "SELECT 1 FROM messages WHERE recipient IS NULL AND sender <> ? AND id > ? LIMIT ?"
+        self._general_count = "SELECT 1 FROM messages WHERE room IS NULL AND recipient IS NULL AND sender <> ? AND id > ? LIMIT ?"
+        # Events (joins, topics) are in a room's stream but not counted as unread: only others' messages are.
+        self._room_count = (
+            "SELECT 1 FROM messages WHERE room = ? AND recipient IS NULL AND kind IS NULL AND sender <> ? AND id > ? LIMIT ?"
+        )
         self._direct_count = "SELECT 1 FROM messages WHERE sender = ? AND recipient = ? AND id > ? LIMIT ?"
 
-    def mark_read(self, user, key, other, message_id, pending=0):
-        """Move `user`'s marker in conversation `key` (`other`: the one-to-one's other party, None for general) forward
-        to `message_id`, but never past the newest message there at or below it (`pending`: such a message accepted but
-        not committed yet, 0 for none). Returns (marker now, whether it moved)."""
-        return self._store.transaction(self._mark, user, key, other, message_id, pending)
+    def mark_read(self, user, key, other, message_id, pending=0, room=None):
+        """Move `user`'s marker in conversation `key` (`other`: the one-to-one's other party; `room`: a named room; both
+        None for general) forward to `message_id`, but never past the newest message there at or below it (`pending`:
+        such a message accepted but not committed yet, 0 for none). Returns (marker now, whether it moved)."""
+        return self._store.transaction(self._mark, user, key, other, message_id, pending, room)
 
-    def _mark(self, cur, user, key, other, message_id, pending):
-        if other is None:
+    def _mark(self, cur, user, key, other, message_id, pending, room):
+        if room is not None:
+            cur.execute(self._q_room_newest, (room, message_id))
+        elif other is None:
             cur.execute(self._q_general_newest, (message_id,))
         else:
             cur.execute(self._q_direct_newest, (message_id, user, user, other, other, user))
@@ -78,14 +86,30 @@ class ConversationQueries:
         row = cur.fetchone()
         return (0 if row is None else int(row[0])), moved
 
-    def summaries(self, user, max_conversations, max_unread):
-        """`general` and the newest `max_conversations` one-to-one conversations of `user`, newest activity first (general
-        without messages last), each with its unread count up to `max_unread`. A handful of statements, not one per
-        conversation: partners, markers, newest group id, then the counts in compound SELECTs of up to 100."""
+    def summaries(self, user, max_conversations, max_unread, rooms=()):
+        """`general`, the named `rooms` `user` is in and the newest `max_conversations` one-to-one conversations of
+        `user`, newest activity first (those without messages last), each with its unread count up to `max_unread`. A
+        handful of statements, not one per conversation: partners, markers, newest ids, then the counts in compound
+        SELECTs of up to 100."""
         with self._store.cursor() as cur:  # reads only: no commit to wait for, so no thread hop (as the store's reads)
-            return self._summaries(cur, user, max_conversations, max_unread)
+            return self._summaries(cur, user, max_conversations, max_unread, sorted(rooms))
 
-    def _summaries(self, cur, user, max_conversations, max_unread):
+    def _room_newest(self, cur, rooms):
+        """{room: newest id} of the named rooms (one grouped query per 100 rooms)."""
+        newest = {}
+        for start in range(0, len(rooms), _COUNTS_PER_STATEMENT):
+            chunk = rooms[start : start + _COUNTS_PER_STATEMENT]
+            marks = ", ".join("?" * len(chunk))
+            cur.execute(
+                self._store.dialect.sql(
+                    f"SELECT room, MAX(id) FROM messages WHERE room IN ({marks}) AND recipient IS NULL GROUP BY room"
+                ),
+                tuple(chunk),
+            )
+            newest.update((room, int(last)) for room, last in cur.fetchall())
+        return newest
+
+    def _summaries(self, cur, user, max_conversations, max_unread, rooms):
         cur.execute(self._q_floor, (user,))
         floor = int(cur.fetchone()[0])
         cur.execute(self._q_partners, (user, floor, user, floor, max_conversations))
@@ -95,14 +119,17 @@ class ConversationQueries:
         cur.execute(self._q_general_newest, (2**63 - 1,))
         row = cur.fetchone()
         general_last = None if row is None or row[0] is None else int(row[0])
-        listed = [(GENERAL_KEY, None, general_last)] + partners
+        room_newest = self._room_newest(cur, rooms)
+        listed = [(GENERAL_KEY, None, general_last)] + [(room_key(r), None, room_newest.get(r)) for r in rooms] + partners
         counts = []  # (index in listed, SQL, params) of conversations with anything past their marker
         for index, (key, other, last) in enumerate(listed):
             read = markers.get(key, 0)
             if last is None or last <= read:
                 continue
-            if other is None:
+            if key == GENERAL_KEY:
                 counts.append((index, self._general_count, (user, read, max_unread)))
+            elif other is None:
+                counts.append((index, self._room_count, (key[1:], user, read, max_unread)))
             else:
                 counts.append((index, self._direct_count, (other, user, max(read, floor), max_unread)))
         unread = self._count(cur, counts)

@@ -19,6 +19,9 @@ class SQLiteDialect:
         ("messages", "attachment_id", "INTEGER"),
         ("users", "floor_id", "INTEGER NOT NULL DEFAULT 0"),
         ("users", "file_floor_id", "INTEGER NOT NULL DEFAULT 0"),
+        ("messages", "room", "TEXT"),
+        ("messages", "kind", "TEXT"),
+        ("messages", "subject", "TEXT"),
     ]
 
     def __init__(self, url):
@@ -40,6 +43,10 @@ class SQLiteDialect:
     def sql(self, text):
         return text
 
+    def has_index(self, cur, table, index):
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ?", (table, index))
+        return cur.fetchone() is not None
+
     def has_column(self, cur, table, column):
         cur.execute(f"PRAGMA table_info({table})")
         return any(row[1] == column for row in cur.fetchall())
@@ -59,6 +66,9 @@ class MySQLDialect:
         ("messages", "attachment_id", "BIGINT NULL"),
         ("users", "floor_id", "BIGINT NOT NULL DEFAULT 0"),
         ("users", "file_floor_id", "BIGINT NOT NULL DEFAULT 0"),
+        ("messages", "room", "VARCHAR(64) NULL"),
+        ("messages", "kind", "VARCHAR(16) NULL"),
+        ("messages", "subject", "VARCHAR(64) NULL"),
     ]
 
     def __init__(self, url):
@@ -87,6 +97,13 @@ class MySQLDialect:
     def sql(self, text):
         return text.replace("?", "%s")
 
+    def has_index(self, cur, table, index):
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND INDEX_NAME = %s",
+            (table, index),
+        )
+        return cur.fetchone()[0] > 0
+
     def has_column(self, cur, table, column):
         cur.execute(
             "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s AND COLUMN_NAME = %s",
@@ -96,6 +113,14 @@ class MySQLDialect:
 
     def describe(self):
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+# Indexes on columns that older databases get at start (so they are made after the columns): (table, name, columns).
+ADDED_INDEXES = [
+    ("messages", "messages_room_recipient_id", "room, recipient, id"),
+    ("messages", "messages_kind_id", "kind, id"),
+    ("messages", "messages_subject_id", "subject, id"),
+]
 
 
 def dialect_for(url):

@@ -109,9 +109,10 @@ def answer_text(client, line, kind):
 
 
 def upto_marker(herald, *clients):
-    """The herald (a client in no room) posts a group message; for each client, every event (presence aside) it
-    received before that message. Deliveries come in id order, so an event stored before the marker that did not
-    come before it never comes: this is how the tests prove who heard nothing."""
+    """The herald posts a group message; for each client, every event (presence aside) it received before that message.
+    Deliveries come in id order, so an event stored before the marker that did not come before it never comes: this is
+    how the tests prove who heard nothing. The herald is a user in no room with nothing unread (it must get only its
+    ack), or, for what has no id (typing), the sender itself, whose frames the server handles in order."""
     marker = post(herald, f"marker {uuid.uuid4().hex[:6]}")
     seen = []
     for client in clients:

@@ -464,6 +464,242 @@ async def scenario_fanout(args, server, stats):
     return plan.result()
 
 
+# ---- named rooms (the rooms scenario) --------------------------------------------------------------------
+
+
+ROOM_FIELD = b'"room":"'
+ROOM_TAG = b"#Q"  # room messages carry "#Q<round>:<room>#"; general ones "#G<round>#"
+
+
+class RoomClient(Client):
+    """A user in at most one named room. Counts its tagged frames like Client, and also every frame of a room it is
+    not in: a room message tagged for another room (`foreign_messages`, the figure), or any other frame whose "room"
+    field names another room (`foreign_other`: events, acks). "general" is everyone's room."""
+
+    def __init__(self, name, stats):
+        super().__init__(name, stats)
+        self.room = None  # bytes: the named room this user joined (None: general only)
+        self.field = None  # while counting room messages: b'"room":"R"', which every counted frame must carry
+        self.unlabelled = 0  # counted frames without that field
+        self.foreign_messages = 0
+        self.foreign_other = 0
+        self.foreign_examples = []
+        self.acks = 0  # acks are counted apart: a room member both sends and receives in the same burst
+        self.ack_target = 0
+        self.ack_done = None
+
+    def on_ws_frame(self, transport, frame):
+        if frame.msg_type is TEXT:
+            payload = frame.get_payload_as_bytes()
+            tag = self.tag
+            if tag is not None and tag in payload:  # the fast path: a delivery being counted
+                if self.field is not None and self.field not in payload:
+                    self.unlabelled += 1
+                self.count += 1
+                if self.count == self.target:
+                    self.done()
+                return
+            if ROOM_TAG in payload or ROOM_FIELD in payload:
+                self._check_rooms(payload)
+        Client.on_ws_frame(self, transport, frame)
+
+    def _check_rooms(self, payload):
+        allowed = (b"general", self.room)
+        i = payload.find(ROOM_TAG)
+        if i >= 0:
+            j = payload.find(b":", i)
+            k = payload.find(b"#", j)
+            if j > 0 and k > j and payload[j + 1 : k] not in allowed:
+                self.foreign_messages += 1
+                self._example(payload)
+                return
+        i = payload.find(ROOM_FIELD)
+        while i >= 0:
+            j = i + len(ROOM_FIELD)
+            k = payload.find(b'"', j)
+            if payload[j:k] not in allowed:
+                self.foreign_other += 1
+                self._example(payload)
+                return
+            i = payload.find(ROOM_FIELD, k)
+
+    def _example(self, payload):
+        if len(self.foreign_examples) < 3:
+            room = self.room.decode() if self.room else "no named room"
+            self.foreign_examples.append(f"{self.name} (in {room}): {payload[:200].decode('utf-8', 'replace')}")
+
+
+def _room_ack_counter(client, payload):
+    if b'"ack"' in payload[:16]:
+        client.acks += 1
+        if client.acks == client.ack_target and client.ack_done is not None:
+            client.ack_done()
+
+
+def arm_acks(completion, client, target):
+    client.handler = _room_ack_counter
+    client.acks = 0
+    client.ack_target = target
+    client.ack_done = completion._one
+
+
+def foreign_counts(clients):
+    return (sum(c.foreign_messages for c in clients), sum(c.foreign_other for c in clients),
+            [e for c in clients for e in c.foreign_examples][:5])
+
+
+async def scenario_rooms(args, server, stats):
+    """`clients` users in rooms of `room_size` (each joins exactly one, by create or join), everyone in general, plus
+    one more connection in general only that sends the general bursts.
+
+    Each round has two bursts on the same server and the same connections, each measured on its own (order alternates
+    per round): general, the sender writes `messages` group messages to all `clients` users (the fanout scenario's
+    load); rooms, every user writes `room_messages` messages to its room, each delivered to the room's other members.
+    Every frame any user gets is checked: a room message of another room, or any frame naming another room, is counted,
+    and must be 0."""
+    size, n = args.room_size, args.clients
+    if size < 2 or n % size:
+        return dict(ok=False, failure=f"--clients {n} is not a multiple of --room-size {size} (at least 2)")
+    n_rooms = n // size
+    users, f1 = await connect_many(args.url, [f"rm{i}" for i in range(n)], stats, factory=RoomClient)
+    observers, f2 = await connect_many(args.url, ["rmgeneral"], stats, factory=RoomClient)
+    if f1 or f2:
+        return connect_failed(f1 + f2)
+    users.sort(key=lambda c: int(c.name[2:]))
+    sender = observers[0]
+    everyone = users + observers
+    rooms = [f"room{k}" for k in range(n_rooms)]
+    for i, c in enumerate(users):
+        c.room = rooms[i // size].encode()
+    # Creators first (each user i with i % size == 0), then everyone else joins; each answers with an ack.
+    t_setup = time.monotonic()
+    for step, kind in ((0, "create"), (1, "join")):
+        group = [c for i, c in enumerate(users) if (i % size == 0) == (step == 0)]
+        acks = Completion(len(group))
+        for c in group:
+            arm_acks(acks, c, 1)
+            c.send(json.dumps({"type": kind, "room": c.room.decode()}))
+        if why := await wait_all(args.timeout, stats, acks):
+            return dict(ok=False, failure=f"setup ({kind}): {why}", acks_missing=sum(1 for c in group if c.acks < 1))
+    await server.settle(timeout=args.timeout)
+    setup_s = time.monotonic() - t_setup
+    setup_foreign = foreign_counts(everyone)
+    log(f"rooms: {n} users in {n_rooms} rooms of {size} ({n_rooms} created, {n - n_rooms} joined) in {setup_s:.1f} s; "
+        f"frames of other rooms during setup: {setup_foreign[0] + setup_foreign[1]}")
+    if setup_foreign[0] or setup_foreign[1]:
+        return dict(ok=False, failure=f"setup: {setup_foreign[0] + setup_foreign[1]} frames naming another room reached "
+                    "users not in it", foreign_examples=setup_foreign[2], setup_s=setup_s)
+
+    async def recount(phase):
+        """After a burst, once the server is idle: every user got exactly its count (no late duplicates)."""
+        await asyncio.sleep(0.1)
+        extra = [c for c in users if c.count != c.target]
+        return {f"{phase}_wrong_counts": len(extra),
+                f"{phase}_wrong_count_examples": [f"{c.name}: {c.count} of {c.target}" for c in extra[:3]]}
+
+    async def general(r):
+        """The fanout scenario's burst over these connections: the sender (in no named room) to all users."""
+        tag = f"#G{r}#".encode()
+        texts = [f"#G{r}# {i} {FILLER}".encode() for i in range(args.messages)]
+        deliveries, acks = Completion(n), Completion(1)
+        for c in users:
+            c.field = None
+            deliveries.arm(c, args.messages, tag)
+        arm_acks(acks, sender, args.messages)
+        measure = Round(server)
+        t0 = await measure.start()
+        send = sender.transport.send
+        for t in texts:
+            send(TEXT, t)
+        if why := await wait_all(args.timeout, stats, deliveries, acks):
+            missing, short = shortfall(users)
+            return dict(why=f"general burst: {why}", missing_deliveries=missing, receivers_short=short, acks=sender.acks)
+        cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
+        total = n * args.messages
+        wall = (deliveries.t_done - t0) / 1e9
+        return dict(**await recount("general"), general_cpu_s=cpu, general_cpu_source=measure.cpu_source, general_deliveries=total,
+                    general_cpu_us_per_delivery=cpu / total * 1e6, general_cpu_us_per_message=cpu / args.messages * 1e6,
+                    general_deliveries_per_s=total / wall, general_client_cpu_share=measure.client_cpu / measure.wall,
+                    general_server_cpu_share=cpu / measure.wall, general_interference=measure.interference)
+
+    async def rooms_burst(r):
+        """Every user writes `room_messages` messages to its room, all at once; each reaches the room's other members."""
+        m = args.room_messages
+        deliveries, acks = Completion(n), Completion(n)
+        batches = []
+        for i, c in enumerate(users):
+            room = c.room.decode()
+            c.field = ROOM_FIELD + c.room + b'"'
+            deliveries.arm(c, (size - 1) * m, f"#Q{r}:{room}#".encode())
+            arm_acks(acks, c, m)
+            batches.append((c.transport.send, [
+                json.dumps({"type": "message", "room": room, "msg": f"#Q{r}:{room}# {i}.{j} {FILLER}"}).encode()
+                for j in range(m)]))
+        measure = Round(server)
+        t0 = await measure.start()
+        for send, texts in batches:
+            for t in texts:
+                send(TEXT, t)
+        if why := await wait_all(args.timeout, stats, deliveries, acks):
+            missing, short = shortfall(users)
+            return dict(why=f"room burst: {why}", missing_deliveries=missing, receivers_short=short,
+                        missing_acks=sum(max(0, c.ack_target - c.acks) for c in users))
+        cpu = await measure.stop(max(deliveries.t_done, acks.t_done))
+        messages = n * m
+        total = messages * (size - 1)
+        wall = (deliveries.t_done - t0) / 1e9
+        return dict(**await recount("rooms"), rooms_cpu_s=cpu, rooms_cpu_source=measure.cpu_source, rooms_messages=messages, rooms_deliveries=total,
+                    rooms_cpu_us_per_delivery=cpu / total * 1e6, rooms_cpu_us_per_message=cpu / messages * 1e6,
+                    rooms_deliveries_per_s=total / wall, rooms_ack_wall_s=(acks.t_done - t0) / 1e9,
+                    rooms_client_cpu_share=measure.client_cpu / measure.wall, rooms_server_cpu_share=cpu / measure.wall,
+                    rooms_interference=measure.interference)
+
+    plan = Plan(args)
+    rounds = plan.kept
+    for r in plan:
+        row = dict(order="general,rooms" if r % 2 == 0 else "rooms,general")
+        before = foreign_counts(everyone)
+        for phase in row["order"].split(","):
+            got = await (general(r) if phase == "general" else rooms_burst(r))
+            if "why" in got:
+                return dict(ok=False, failure=f"round {r}: {got.pop('why')}", **got, rounds=rounds)
+            row.update(got)
+        after = foreign_counts(everyone)
+        unlabelled = sum(c.unlabelled for c in users)
+        row.update(foreign_messages=after[0] - before[0], foreign_other=after[1] - before[1], unlabelled_deliveries=unlabelled,
+                   ratio_per_delivery=row["rooms_cpu_us_per_delivery"] / row["general_cpu_us_per_delivery"],
+                   ratio_per_message=row["rooms_cpu_us_per_message"] / row["general_cpu_us_per_message"])
+        # The round counts as disturbed when either burst was.
+        worst = max((row["general_interference"], row["rooms_interference"]), key=disturbance)
+        row.update(worst)
+        note = plan.keep(r, row)
+        log(f"rooms round {r}{note}: rooms {row['rooms_cpu_us_per_delivery']:.2f} us/delivery, "
+            f"{row['rooms_cpu_us_per_message']:.1f} us/message, {row['rooms_deliveries_per_s']:,.0f}/s; "
+            f"general {row['general_cpu_us_per_delivery']:.2f} us/delivery; ratio {row['ratio_per_delivery']:.2f}; "
+            f"frames of other rooms {row['foreign_messages']} messages + {row['foreign_other']} other; "
+            f"server cpu {row['rooms_server_cpu_share']:.0%}/{row['general_server_cpu_share']:.0%}, "
+            f"client cpu {row['rooms_client_cpu_share']:.0%}/{row['general_client_cpu_share']:.0%}{_others(row)}")
+        wrong = []
+        if row["foreign_messages"] or row["foreign_other"]:
+            wrong.append(f"{row['foreign_messages']} room messages and {row['foreign_other']} other frames of a room "
+                         "reached users not in it")
+        for phase in ("general", "rooms"):
+            if row[f"{phase}_wrong_counts"]:
+                wrong.append(f"{phase} burst: {row[f'{phase}_wrong_counts']} users got more deliveries than sent to them "
+                             f"(e.g. {row[f'{phase}_wrong_count_examples'][0]})")
+        if unlabelled:
+            wrong.append(f"{unlabelled} room messages delivered without their \"room\" field")
+        if wrong:
+            return dict(ok=False, failure=f"round {r}: " + "; ".join(wrong), foreign_examples=after[2],
+                        failed_round=row, rounds=rounds, setup_s=setup_s)
+        for c in users:
+            c.unlabelled = 0
+    await close_all(everyone, stats)
+    result = plan.result()
+    result.update(setup_s=setup_s, rooms=n_rooms, room_size=size, users=n)
+    return result
+
+
 # ---- several processes over Redis (the cluster scenario) ---------------------------------------------
 
 
@@ -965,7 +1201,7 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(cluster=scenario_cluster, fanout=scenario_fanout, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
@@ -1017,7 +1253,9 @@ def main():
     p.add_argument("--quiet-budget", type=float, default=90.0, help="seconds all rounds together may wait for quiet")
     p.add_argument("--retries", type=int, default=3, help="extra rounds allowed to replace rounds disturbed by other processes")
     p.add_argument("--clients", type=int, default=1000)
-    p.add_argument("--messages", type=int, default=None, help="fanout: 300; direct: 100 per pair")
+    p.add_argument("--messages", type=int, default=None, help="fanout and rooms (its general burst): 300; direct: 100 per pair")
+    p.add_argument("--room-size", type=int, default=10, help="rooms: members per named room (--clients must be a multiple)")
+    p.add_argument("--room-messages", type=int, default=10, help="rooms: messages each user writes to its room per round")
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--duration", type=float, default=5.0)

@@ -1,9 +1,10 @@
 """The benchmark: our server (SQLite, MariaDB) and two peers side by side, one pinned core each for server and load.
 
-    python3 bench/run.py            # everything (about 18 minutes)
-    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 6 minutes)
+    python3 bench/run.py            # everything (about 20 minutes)
+    python3 bench/run.py --quick    # fewer rounds, shorter latency runs (about 7 minutes)
     python3 bench/run.py --servers sqlite,naive --scenarios fanout,direct
     python3 bench/run.py --scenarios cluster    # fan-out with 1 and 2 processes over Redis only
+    python3 bench/run.py --scenarios rooms --servers sqlite,mariadb   # named rooms against general, ours only
 
 Each server runs pinned to one core (`taskset -c 1`), the load client (bench/loadgen.py, picows on uvloop)
 to the other (`taskset -c 0`), and so does this script. Everything is on 127.0.0.1. Servers are killed at
@@ -39,7 +40,9 @@ SERVERS = {
     "naive": "naive seed",
     "websockets": "websockets",
 }
-SCENARIOS = ("fanout", "direct", "latency", "memory", "storm", "cluster")
+SCENARIOS = ("fanout", "rooms", "direct", "latency", "memory", "storm", "cluster")
+OURS = ("sqlite", "mariadb")
+ROOMS_SERVERS = OURS  # the peers have no rooms: the rooms scenario skips them
 
 # name: (label, unit, target from issue 3 or None, better: "low"/"high", scenario, how to get it from a result)
 FIGURES = [
@@ -53,6 +56,13 @@ FIGURES = [
     ("memory_10000", "memory: RSS per idle conn @10000", "KB", "<= 16", "low"),
     ("storm", "storm: s until 2000 connects upgraded", "s", "<= 1", "low"),
     ("memory_connect", "memory: s to open the 10000 (100 at a time)", "s", None, "low"),
+    ("rooms_cpu", "rooms: server CPU per delivery, room burst", "us", None, "low"),
+    ("rooms_msgcpu", "rooms: server CPU per room message", "us", None, "low"),
+    ("rooms_general", "rooms: server CPU per delivery, general burst (same run)", "us", None, "low"),
+    ("rooms_genmsg", "rooms: server CPU per general message (same run)", "us", None, "low"),
+    ("rooms_ratio", "rooms: room ÷ general CPU per delivery (same round)", "×", None, "low"),
+    ("rooms_rate", "rooms: room deliveries/s", "/s", None, "high"),
+    ("rooms_leaks", "rooms: frames of room messages at non-members, all rounds", "frames", "= 0", "low"),
 ]
 
 FULL = dict(
@@ -62,6 +72,7 @@ FULL = dict(
     memory=dict(rounds=2, steps="5000,10000"),
     storm=dict(rounds=5, clients=2000),
     cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
+    rooms=dict(rounds=7, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -70,6 +81,7 @@ QUICK = dict(
     memory=dict(rounds=1, steps="5000"),
     storm=dict(rounds=1, clients=2000),
     cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
+    rooms=dict(rounds=2, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
 )
 
 
@@ -357,11 +369,12 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
     if kind == "mariadb" and opts.db_pid:
         cmd += ["--db-pid", str(opts.db_pid)]
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
-    if scenario in ("fanout", "direct", "latency", "cluster"):
+    if scenario in ("fanout", "rooms", "direct", "latency", "cluster"):
         cmd += ["--retries", str(opts.retries)]
     budget = max(0.0, opts.quiet_budget - opts.quiet_used)
     cmd += ["--quiet-wait", str(min(opts.quiet_wait, budget)), "--quiet-budget", str(budget)]
-    limit = 120 + budget + (rounds + params.get("warmup", 0) + opts.retries) * per_round_s + (600 if scenario == "memory" else 0)
+    setup_s = {"memory": 600, "rooms": 120}.get(scenario, 0)  # connecting 10,000; creating and joining the rooms
+    limit = 120 + budget + (rounds + params.get("warmup", 0) + opts.retries) * per_round_s + setup_s
     with open(log_path, "ab") as errlog:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         CLEANUP.procs[proc.pid] = proc
@@ -399,7 +412,7 @@ def run_scenario(opts, kind, scenario, params, logdir):
             say(f"[{SERVERS[kind]}] {scenario}{f' round {i + 1}/{runs}' if per_round_server else ''}: "
                 f"pid {server.proc.pid} on core {opts.server_core}, {server.url}")
             result = run_load(opts, server, scenario, params, 1 if per_round_server else params["rounds"],
-                              os.path.join(logdir, f"{tag}.load.log"))
+                              os.path.join(logdir, f"{tag}.load.log"), per_round_s=150 if scenario == "rooms" else 90)
             if server.proc.poll() is not None:
                 result["ok"] = False
                 result["failure"] = (result.get("failure") or "") + f"; server exited with {server.proc.returncode}"
@@ -938,6 +951,15 @@ def figures_for(scenario, result):
         return out
     if scenario == "storm":
         return dict(storm=fig([r["seconds"] for r in rows]))
+    if scenario == "rooms":
+        leaks = [r["foreign_messages"] for r in rows]
+        return dict(rooms_cpu=fig([r["rooms_cpu_us_per_delivery"] for r in rows]),
+                    rooms_msgcpu=fig([r["rooms_cpu_us_per_message"] for r in rows]),
+                    rooms_general=fig([r["general_cpu_us_per_delivery"] for r in rows]),
+                    rooms_genmsg=fig([r["general_cpu_us_per_message"] for r in rows]),
+                    rooms_ratio=fig([r["ratio_per_delivery"] for r in rows]),
+                    rooms_rate=fig([r["rooms_deliveries_per_s"] for r in rows], [r["rooms_client_cpu_share"] for r in rows]),
+                    rooms_leaks=(sum(leaks), leaks, ""))  # a total, not a median: any leak at all fails the scenario
     return {}
 
 
@@ -948,6 +970,8 @@ def fmt(value, unit):
         return f"{value:,.0f}"
     if unit in ("KB",):
         return f"{value:.1f}"
+    if unit == "frames":
+        return f"{value:.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"
     if abs(value) >= 10:
@@ -973,6 +997,8 @@ def build_table(servers, figures, failures):
                 cells.append(fmt(value, unit) + flags)
             elif scen in failures.get(s, {}):
                 cells.append("FAIL")
+            elif scen == "rooms" and s not in ROOMS_SERVERS:
+                cells.append("no rooms")
             else:
                 cells.append("-")
         for o, p in ratio_cols:
@@ -1024,12 +1050,26 @@ def render_markdown(rows):
     return "\n".join(out)
 
 
+def rooms_note(params, servers):
+    """The footnote under the table that says what the rooms scenario did."""
+    n, size, m = params["clients"], params["room_size"], params["room_messages"]
+    skipped = [SERVERS[s] for s in servers if s not in ROOMS_SERVERS]
+    return (f"rooms: {n} users in {n // size} named rooms of {size} (each created or joined exactly one) and all in general, "
+            f"plus one sender in general only. Each round, on the same server and connections, one after the other (order "
+            f"alternating): a general burst ({params['messages']} group messages to all {n}, the fan-out load) and a room "
+            f"burst (every user writes {m} messages to its room at once: {n * m:,} messages, each to the {size - 1} other "
+            f"members, {n * m * (size - 1):,} deliveries). Per delivery and per message: each burst's own server CPU; the "
+            f"ratio is taken within each round, then the median. Non-members: frames of a room's messages received by "
+            f"users not in that room, summed over the rounds; any such frame, or any other frame naming another room, "
+            f"fails the scenario." + (f" Not run for {', '.join(skipped)}: no rooms." if skipped else ""))
+
+
 # ---- main ---------------------------------------------------------------------------------------------
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Side-by-side chat server benchmark (see bench/README.md).")
-    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 6 minutes)")
+    p.add_argument("--quick", action="store_true", help="fewer rounds and shorter latency runs (about 7 minutes)")
     p.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"comma-separated, from: {', '.join(SCENARIOS)}")
     p.add_argument("--rounds", type=int, default=None, help="measured rounds per scenario (overrides the mode's)")
@@ -1056,6 +1096,9 @@ def parse_args(argv=None):
     p.add_argument("--cluster-spread", action="store_true",
                    help="cluster scenario: run the second of the two processes on the load client's core instead of the "
                         "server core (default: every server process on the server core)")
+    p.add_argument("--rooms-users", type=int, default=None,
+                   help="rooms scenario: connected users (default 1000; a multiple of 10, the room size), e.g. 100 for a "
+                        "smoke run")
     p.add_argument("--server-core", type=int, default=1, help="the core the servers are pinned to (default 1)")
     p.add_argument("--client-core", type=int, default=0, help="the core the load client and this script are pinned to (default 0)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="where the JSON and markdown copies go")
@@ -1134,6 +1177,8 @@ def main(argv=None):
     if opts.rounds:
         for v in plan.values():
             v["rounds"] = opts.rounds
+    if opts.rooms_users:
+        plan["rooms"]["clients"] = opts.rooms_users
     info = machine_info(opts.mysql_admin)
     if "mariadb" in opts.servers and str(info.get("mariadb", "")).startswith("unreachable"):
         say(f"MariaDB {info['mariadb']}: skipping ours/MariaDB")
@@ -1173,6 +1218,9 @@ def main(argv=None):
                     say(f"[cluster] FAILED: {cluster_result.get('failure')}")
                 continue
             for kind in opts.servers:
+                if scenario == "rooms" and kind not in ROOMS_SERVERS:
+                    say(f"[{SERVERS[kind]}] rooms: skipped (the peers have no rooms)")
+                    continue
                 t0 = time.monotonic()
                 result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir)
                 result["scenario_wall_s"] = round(time.monotonic() - t0, 1)
@@ -1204,11 +1252,13 @@ def main(argv=None):
     if "!" in all_flags:
         footnotes.append("! other processes on this machine used over 10% of the pinned cores during those rounds "
                          "(see the load logs): the figure is disturbed; rerun on a quiet machine.")
+    if "rooms" in opts.scenarios:
+        footnotes.append(rooms_note(plan["rooms"], opts.servers))
     failure_text = []
     for kind in opts.servers:
         for scenario, result in failures[kind].items():
             failure_text.append(f"{SERVERS[kind]} / {scenario}: {result.get('failure')}")
-            for key in ("connect_failures", "error_examples", "close_examples", "failure_examples"):
+            for key in ("connect_failures", "error_examples", "close_examples", "failure_examples", "foreign_examples"):
                 if result.get(key):
                     failure_text.append(f"    {key}: {result[key][:3]}")
             if result.get("unexpected_disconnects"):

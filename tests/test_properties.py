@@ -18,6 +18,8 @@ from chat.messaging.protocol import (
     ProtocolError,
     SendDirect,
     CURRENT,
+    ROOM_ACTIONS,
+    RoomCommand,
     SendGroup,
     ack_event,
     ack_json,
@@ -28,6 +30,7 @@ from chat.messaging.protocol import (
     parse_inbound,
     read_event,
 )
+from chat.names import normalize_name
 from chat.records import MessageRecord
 from chat.store import Store
 from chat.store.conversations import ConversationQueries
@@ -265,3 +268,70 @@ def test_frame_parser_answers_any_bytes_alike_in_any_chunks(data, cuts, max_mess
     chunked = run_parser(data, cuts, max_message_size, require_mask)
     assert chunked == whole
     assert byte_by_byte == whole
+
+
+# ---- the room commands ---------------------------------------------------------------------------------------------
+
+room_frame = st.builds(
+    lambda fields, ensure_ascii: json.dumps(fields, ensure_ascii=ensure_ascii),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(list(ROOM_ACTIONS) + ["message", "members", "history"])},
+        optional={
+            "room": st.one_of(name_like, st.sampled_from(["general", "#dev", "Dev"]), field_value),
+            "user": st.one_of(name_like, field_value),
+            "role": st.one_of(st.sampled_from(["moderator", "member", "owner", "Member"]), field_value),
+            "private": field_value,
+            "topic": st.one_of(any_text, st.text(min_size=290, max_size=310), field_value),
+            "msg": any_text,
+            "ref": st.one_of(st.text(any_character, max_size=70), st.integers(), field_value),
+        },
+    ),
+    st.booleans(),
+)
+room_slash = st.builds(
+    lambda command, rest: f"/{command} {rest}",
+    st.sampled_from(["create", "join", "leave", "invite", "kick", "ban", "unban", "topic", "role", "say", "members", "room"]),
+    any_text,
+)
+
+
+def _room_command_frame(command):
+    """The JSON frame a client would send for a RoomCommand."""
+    fields = {"type": command.action, "room": command.room}
+    if command.user is not None:
+        fields["user"] = command.user
+    if command.role is not None:
+        fields["role"] = command.role
+    if command.action == "create":
+        fields["private"] = command.private
+    if command.topic is not None:
+        fields["topic"] = command.topic
+    if command.ref is not None:
+        fields["ref"] = command.ref
+    return json.dumps(fields)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=st.one_of(room_frame, room_slash), created_ms=st.integers(min_value=0, max_value=MAX_MS))
+def test_whatever_the_parser_accepts_of_the_room_commands_is_a_valid_room_and_its_event_stores_and_encodes(store, frame, created_ms):
+    command = parsed_or_refused(frame)
+    if command is None or not isinstance(command, (RoomCommand, SendGroup)):
+        return
+    if command.room == CURRENT:
+        return
+    assert normalize_name(command.room, 32) == command.room  # a valid name, lower case
+    if isinstance(command, SendGroup):
+        record = MessageRecord(next(_ids), SENDER, None, command.msg, created_ms, None, None if command.room == "general" else command.room)
+    else:
+        assert parse_inbound(_room_command_frame(command), **PARSE_OPTIONS) == command
+        if command.topic is not None:
+            assert len(command.topic) <= 300 and "\n" not in command.topic
+        details = {"topic": command.topic} if command.action == "topic" else {"change": command.action, "role": command.role}
+        record = MessageRecord(
+            next(_ids), SENDER, None, json.dumps(details, ensure_ascii=False), created_ms, None, command.room,
+            "topic" if command.action == "topic" else "member", command.user,
+        )
+    store.insert_messages([record])
+    assert store.messages_from(record.id, 1) == [record]
+    event = message_event(record)
+    assert decoded(message_json(record)) == event == decoded(encode_event(event))

@@ -293,9 +293,9 @@ class AuthService:
             raise WeakPassword(problem)
         self.limits.check_attempt(address or "?")
         digest = self.hashing.run(generate_password_hash, password, PASSWORD_METHOD)
+        self.floors.forget(name)  # before the floor: what it posts stays below it
         floor = self.floors.current()
         self.accounts.create_account(name, digest, floor)
-        self.floors.forget(name)
         self.floors.wait_delivered(floor)
         self.holds.drop(name)
         closed = self.close_sockets(name, REASON_NAME_REGISTERED, guests_only=True)
@@ -357,9 +357,9 @@ class AuthService:
         secret = secrets.token_urlsafe(32)
         if not self.holds.claim(name, secret_hash(secret), hold):
             raise NameHeld(name)
+        self.floors.forget(name)  # before the floor: what it posts stays below it
         floor = self.floors.current()
         self.accounts.new_holder(name, floor)
-        self.floors.forget(name)
         if not self.floors.wait_delivered(floor):
             raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
         log.info("guest name %s has a new holder (floor %d)", name, floor)

@@ -4,6 +4,8 @@ learn about rooms: the list, members, who is online in one, whether they may pos
 Every refusal about a room the user may not see is the same as for a room that does not exist."""
 import json
 
+from gevent.event import Event
+
 from chat.messaging.protocol import GENERAL, ProtocolError
 from chat.messaging.rooms import MEMBER, MODERATOR, OWNER
 from chat.messaging.writer import BufferFull
@@ -14,19 +16,24 @@ def no_such_room(room, ref=None):
     return ProtocolError("no_such_room", f"no room named {room}", ref)
 
 
-class ServerActor:
-    """Posts the events the server makes for a user (when a guest name changes hands): nobody to acknowledge."""
+FORGET_WAIT = 5.0  # seconds a name's hand-over waits for its `left` events to be stored (and, with Redis, delivered here)
 
-    __slots__ = ("user",)
+
+class ServerActor:
+    """Posts an event the server makes for a user (when a guest name changes hands); `settled` is set once it is stored
+    (with Redis: delivered here) or refused."""
+
+    __slots__ = ("user", "settled")
 
     def __init__(self, user):
         self.user = user
+        self.settled = Event()
 
     def acknowledge(self, record, ref):
-        pass
+        self.settled.set()
 
     def refuse(self, record, ref):
-        pass
+        self.settled.set()
 
 
 class RoomService:
@@ -186,16 +193,22 @@ class RoomService:
     # ---- a name changing hands ----------------------------------------------------------------------
 
     def forget(self, user):
-        """The name `user` changed hands: its rooms are not the new holder's. A `left` event for each; bans stay with
-        the name (a ban would otherwise end by leaving and taking the name again)."""
-        actor = ServerActor(user)
-        for name in sorted(self.directory.rooms_of(user)):
+        """The name `user` is changing hands: its rooms and invitations are not the new holder's. Posts a `left` event
+        for each (which also ends an invitation) and waits until they are stored, so that they get ids below the floor
+        the name gets next and the new holder is never told which rooms the earlier one was in. Bans stay with the name
+        (a ban would otherwise end by leaving and taking the name again). Raises StoreUnavailable."""
+        rooms = sorted(room.name for room in self.directory.rooms() if user in room.members or user in room.invited)
+        posted = []
+        for name in rooms:
+            actor = ServerActor(user)
             try:
                 self.delivery.post(actor, None, json.dumps({"change": "left"}), None, room=name, kind="member", subject=user)
             except (BufferFull, StoreUnavailable):
                 raise StoreUnavailable("the rooms of the name's earlier holder could not be left") from None
-        for room in self.directory.rooms():
-            room.invited.discard(user)  # in this process at once; an invitation is not an event anyone waits on
+            posted.append(actor)
+        for actor in posted:
+            if not actor.settled.wait(FORGET_WAIT):
+                raise StoreUnavailable("the rooms of the name's earlier holder were not left in time")
 
     # ---- listings ------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Atheris target: the protocol parser, fed any text (lone surrogates too), either refuses it with a ProtocolError
 whose error event encodes, or returns a command whose events (delivery, ack, history, read, typing, conversations,
-who, help) encode as UTF-8 JSON
+who, help, room events, rooms, members, room) encode as UTF-8 JSON
 that decodes back to the same values; anything else is a crash.
 
 Run: python3 tests/fuzz/fuzz_protocol.py NEW_CORPUS_DIR tests/fuzz/corpus/protocol -max_total_time=15 (libFuzzer flags).
@@ -19,10 +19,14 @@ with atheris.instrument_imports():
         Conversations,
         Help,
         History,
+        Members,
         ProtocolError,
         Read,
+        RoomCommand,
+        Rooms,
         SendDirect,
         SendGroup,
+        SetRoom,
         Typing,
         Who,
         ack_event,
@@ -38,7 +42,7 @@ with atheris.instrument_imports():
     )
     from chat.records import MessageRecord
 
-OPTIONS = dict(max_name_length=32, default_history=50, max_history=200)
+OPTIONS = dict(max_name_length=32, default_history=50, max_history=200, max_topic_length=300)
 
 
 def on_the_wire(text):
@@ -67,7 +71,8 @@ def test_one_input(data):
         return
     kind = type(command)
     if kind in (SendGroup, SendDirect):
-        record = MessageRecord(1, "alice", command.to if kind is SendDirect else None, command.msg, 1_700_000_000_000)
+        room = command.room if kind is SendGroup and command.room not in ("general", "#current") else None
+        record = MessageRecord(1, "alice", command.to if kind is SendDirect else None, command.msg, 1_700_000_000_000, None, room)
         check(message_event(record), message_json(record))
         check(ack_event(record, command.ref), ack_json(record, command.ref))
     elif kind is History:
@@ -82,6 +87,23 @@ def test_one_input(data):
         event = typing_event("alice", seen, 6)
         check(event, encode_event(event))
         check(read_event(command.conversation, 1), encode_event(read_event(command.conversation, 1)))
+    elif kind is RoomCommand:
+        # The event the command would store, as the room's members are sent it and history returns it.
+        details = {"change": "joined", "role": "owner", "created": True, "private": command.private, "topic": command.topic}
+        if command.action == "topic":
+            record = MessageRecord(1, "alice", None, json.dumps({"topic": command.topic}), 1_700_000_000_000, None, command.room, "topic")
+        else:
+            if command.user is not None:
+                details = {"change": command.action, **({"role": command.role} if command.role else {})}
+            record = MessageRecord(
+                1, "alice", None, json.dumps(details, ensure_ascii=False), 1_700_000_000_000, None, command.room, "member",
+                command.user or "alice",
+            )
+        check(message_event(record), message_json(record))
+        check(ack_event(record, command.ref), ack_json(record, command.ref))
+    elif kind in (Rooms, Members, SetRoom):
+        event = with_ref({"type": kind.__name__.lower(), "room": getattr(command, "room", None), "topic": ""}, command.ref)
+        check(event, encode_event(event))
     elif kind in (Who, Help, Conversations):
         event = with_ref({"type": kind.__name__.lower()}, command.ref)
         check(event, encode_event(event))

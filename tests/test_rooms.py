@@ -8,9 +8,10 @@ connection's events before that marker are exactly what it heard (a connection r
 import uuid
 
 import pytest
+import requests
 
 from tests.support.bystanders import Bystanders
-from tests.support.clients import online_everywhere, post, wait_presence
+from tests.support.clients import ChatClient, online_everywhere, post, wait_presence
 from tests.support.databases import fresh_database_url
 from tests.support.polling import wait_until
 from tests.support.rooms import (
@@ -30,6 +31,7 @@ from tests.support.rooms import (
     upto_marker,
 )
 from tests.support.servers import Chat, ServerProcess, health
+from tests.support.webusers import PASSWORD, get_token
 from tests.support.wscat import Wscat
 
 TOPIC_LIMIT = 20  # max_topic_length of the `limited` server
@@ -926,3 +928,191 @@ def test_kicked_and_banned_users_stop_hearing_a_room_on_both_processes_at_once(p
     said = say(carol, room, "welcome back")
     heard = delivered(said, room, "carol", "welcome back")
     assert upto_marker(herald, alice, bob_a, bob_b, carol) == [[heard], [heard], [heard], []]
+
+
+@pytest.fixture
+def cluster(start_server, database_url, redis_server):
+    """start(**settings) -> two processes on one database and one Redis, each counting the other."""
+
+    def start(**settings):
+        a, b = (start_server(database_url, redis_url=redis_server.url, bots="", **settings) for _ in range(2))
+        wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=10,
+                   message="both processes to see each other")
+        return a, b
+
+    return start
+
+
+def outcome(client, ref):
+    """The ack or error that answers the frame sent with `ref` (other events pass)."""
+    while True:
+        event = client.recv()
+        if event.get("ref") == ref and event["type"] in ("ack", "error"):
+            return event
+
+
+def test_two_creates_of_one_name_at_once_on_two_processes_leave_one_room_both_agree_on(cluster, clients):
+    a, b = cluster()
+    alice, bob = named(clients(a, "alice"), "alice"), named(clients(b, "bob"), "bob")
+    herald_a, herald_b = clients(a, "herald"), clients(b, "herald")
+    names = [f"race{i}" for i in range(6)]
+    for name in names:  # alice's room is private, bob's public: the loser must not get into the winner's room
+        alice.send({"type": "create", "room": name, "private": True, "topic": "alice's", "ref": f"a-{name}"})
+        bob.send({"type": "create", "room": name, "private": False, "topic": "bob's", "ref": f"b-{name}"})
+    answers = {name: (outcome(alice, f"a-{name}"), outcome(bob, f"b-{name}")) for name in names}
+    for name, pair_ in answers.items():
+        for answer_ in pair_:
+            assert answer_["type"] == "ack" or answer_["code"] == "room_exists", answer_
+    upto_marker(herald_a, herald_b, alice, bob)  # both processes have delivered every create
+
+    for name in names:
+        owners = []
+        for client in (alice, bob):
+            rooms = {r["room"]: r for r in answer(client, {"type": "rooms"}, "rooms")["rooms"]}
+            owners.append((client.name, rooms.get(name, {}).get("role")))
+        # exactly one of them owns it; the other is not in it
+        assert sorted(role for _, role in owners if role is not None) == ["owner"], (name, owners)
+        winner, loser = (alice, bob) if owners[0][1] == "owner" else (bob, alice)
+        # alice's room is private: only she may list it; bob's is public: both processes list the same one member
+        for viewer in (alice, bob) if winner is bob else (alice,):
+            listed = answer(viewer, {"type": "members", "room": name}, "members")
+            assert listed["members"] == [{"user": winner.name, "role": "owner", "online": True}], (name, listed)
+        if winner is alice:  # private: the loser may not see it at all
+            assert code_and_text(refused(loser, {"type": "join", "room": name})) == no_room_error(name)
+        said = say(winner, name, f"in {name}")
+        heard = upto_marker(herald_a, loser)[0]
+        assert [e for e in heard if e.get("id") == said["id"]] == [], (name, heard)
+
+
+def test_a_flood_of_creates_on_one_process_of_two_stays_within_max_rooms_per_user(cluster, clients):
+    a, b = cluster(max_rooms_per_user=ROOMS_PER_USER)
+    mallory, herald = named(clients(a, "mallory"), "mallory"), clients(b, "herald")
+    watch = Bystanders(b)
+    watch.check()
+    names = [f"flood{i}" for i in range(30)]
+    for name in names:
+        mallory.send({"type": "create", "room": name, "ref": name})
+    answers = [outcome(mallory, name) for name in names]
+    acked = [name for name, event in zip(names, answers) if event["type"] == "ack"]
+    refused_codes = {event["code"] for event in answers if event["type"] == "error"}
+    upto_marker(herald, mallory)
+    rooms = [r for r in answer(mallory, {"type": "rooms"}, "rooms")["rooms"] if r["joined"] and r["room"] != "general"]
+    assert (len(acked), len(rooms), refused_codes) == (ROOMS_PER_USER, ROOMS_PER_USER, {"too_many_rooms"})
+    watch.check()
+    watch.close()
+
+
+# ---- a guest name changing hands ------------------------------------------------------------------------------------------
+
+GUEST_HOLD = 2  # seconds: a short hold, so that the name changes hands soon
+
+
+def take_when_free(server, name):
+    """Connect as guest `name` without its resume token once the earlier holder's hold has run out."""
+    import websocket  # websocket-client
+
+    def taken():
+        try:
+            client = server.connect(name, resume=False)
+        except websocket.WebSocketBadStatusException as e:
+            assert e.status_code == 409, e
+            return None
+        return client
+
+    client = wait_until(taken, timeout=30, interval=0.1, message=f"{name} to be freed")
+    client.name = name
+    return client
+
+
+def victim_in_rooms(server, clients, name):
+    """alice's private rooms den (the victim in it) and den2 (the victim invited), and a public plaza the victim is in;
+    the id of a secret said in den."""
+    alice = named(clients(server, "alice"), "alice")
+    victim = named(clients(server, name), name)
+    create(alice, "den", private=True, topic="the plan")
+    create(alice, "den2", private=True, topic="the other plan")
+    create(alice, "plaza")
+    invite(alice, "den", name)
+    join(victim, "den")
+    invite(alice, "den2", name)  # invited, never joined
+    join(victim, "plaza")
+    said = say(alice, "den", "the door code is 4711")
+    return alice, victim, said
+
+
+def nothing_of_the_rooms(client):
+    """`client` (the name's new holder) is in none of the earlier holder's rooms, invited to none, sees neither den."""
+    listing = {r["room"]: r for r in answer(client, {"type": "rooms"}, "rooms")["rooms"]}
+    assert "den" not in listing and "den2" not in listing, listing
+    assert (listing["plaza"]["joined"], listing["plaza"]["role"]) == (False, None)
+    for room in ("den", "den2"):
+        assert code_and_text(refused(client, {"type": "join", "room": room})) == no_room_error(room)
+        assert code_and_text(refused(client, {"type": "history", "room": room})) == no_room_error(room)
+    assert refused(client, {"type": "message", "room": "plaza", "msg": "still in?"})["code"] == "not_member"
+
+
+def test_the_next_holder_of_a_guest_name_gets_none_of_the_earlier_holders_rooms_or_invitations(start_server, database_url,
+                                                                                                 clients):
+    server = start_server(database_url, guest_hold=GUEST_HOLD, bots="")
+    name = f"victim-{uuid.uuid4().hex[:6]}"
+    alice, victim, said = victim_in_rooms(server, clients, name)
+    victim.close()
+
+    attacker = take_when_free(server, name)
+    welcome = attacker.recv_type("welcome")
+    attacker.recv_type("history")
+    assert [e["room"] for e in welcome["conversations"] if "room" in e] == ["general"]
+    nothing_of_the_rooms(attacker)
+    members = answer(alice, {"type": "members", "room": "den"}, "members")["members"]
+    assert [m["user"] for m in members] == ["alice"]
+    # a ?since= replay from before it all has nothing of the rooms, nor of the earlier holder's invitations
+    replay = clients(server, name, "?since=1", handshake=False)
+    _, messages = history_events(replay)
+    assert [m for m in messages if m.get("room") in ("den", "den2")] == []
+    attacker.close()
+
+
+def test_an_account_registered_under_a_guests_name_gets_none_of_its_rooms_even_after_a_restart(start_server, database_url,
+                                                                                                 clients):
+    server = start_server(database_url, bots="")
+    name = f"victim-{uuid.uuid4().hex[:6]}"
+    victim_in_rooms(server, clients, name)
+    response = requests.post(server.http_url + "/api/register", json={"username": name, "password": PASSWORD}, timeout=10)
+    assert response.status_code == 201, response.text
+    token = get_token(server, name)
+
+    def as_account():
+        client = named(ChatClient.connect(server.ws_url(f"/ws/{name}?token={token}"), suppress_origin=True), name)
+        client.handshake()
+        return client
+
+    account = as_account()
+    nothing_of_the_rooms(account)
+    account.close()
+    server.restart()  # the server folds the rooms' events again: the earlier holder's invitation must stay gone
+    account = as_account()
+    nothing_of_the_rooms(account)
+    account.close()
+
+
+def test_the_next_holder_of_a_guest_name_is_not_invited_on_the_other_process_either(cluster, clients):
+    a, b = cluster(guest_hold=GUEST_HOLD)
+    name = f"victim-{uuid.uuid4().hex[:6]}"
+    alice = named(clients(a, "alice"), "alice")
+    herald = clients(b, "herald")
+    victim = named(b.connect(name, resume=False), name)
+    victim.handshake()
+    create(alice, "den", private=True)
+    invite(alice, "den", name)
+    upto_marker(herald, alice, victim)  # both processes know the invitation
+    victim.close()
+
+    attacker = take_when_free(a, name)  # the name changes hands on A
+    attacker.handshake()
+    on_b = named(b.connect(name), name)  # and the new holder opens a second tab on B
+    on_b.handshake()
+    for client in (attacker, on_b):
+        assert code_and_text(refused(client, {"type": "join", "room": "den"})) == no_room_error("den")
+        assert "den" not in {r["room"] for r in answer(client, {"type": "rooms"}, "rooms")["rooms"]}
+    for client in (attacker, on_b):
+        client.close()

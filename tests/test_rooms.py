@@ -463,14 +463,16 @@ def test_a_since_replay_holds_a_rooms_items_for_its_members_once_in_order_and_no
     alice, tab1, tab2, carol = chat.connect("alice"), chat.connect("bob"), chat.connect("bob"), chat.connect("carol")
     dave = chat.connect("dave")
     bob = chat.name("bob")
-    den = room_name("den")
+    den, public = room_name("den"), room_name("porch")
     create(alice, den, private=True)
+    create(alice, public)
     invite(alice, den, bob)
     joined = join(tab1, den)
     upto_marker(herald, alice, tab1, tab2, carol)
     since = joined["id"]
 
     general_before = post(carol, "general words")
+    say(alice, public, "public, but carol is not in it")
     say(alice, den, "first secret")
     act(alice, {"type": "topic", "room": den, "topic": "plans"})
     mine = say(tab1, den, "bob's secret")
@@ -632,10 +634,13 @@ def test_conversations_list_the_users_rooms_and_a_read_clears_the_count_on_the_o
     assert entry(tab2) == {**expected, "unread": 0, "read": said[2]["id"]}
     # a read is clamped to the room's newest message
     newer = say(alice, room, "one more")
+    post(carol, "a newer message in general")
     assert answer(tab2, {"type": "read", "room": room, "id": MAX_ID}, "read")["id"] == newer["id"]
-    assert tab1.recv_type("message", "read")["type"] == "message"
-    assert tab1.recv_type("read")["id"] == newer["id"]
-    assert bob in {m["user"] for m in answer(alice, {"type": "members", "room": room}, "members")["members"]}
+    assert [tab1.recv_type("message", "read")["type"] for _ in range(3)] == ["message", "message", "read"]
+    # left, the room is no longer among bob's conversations
+    act(tab1, {"type": "leave", "room": room})
+    assert entry(tab2) is None
+    assert bob not in {m["user"] for m in answer(alice, {"type": "members", "room": room}, "members")["members"]}
 
 
 def test_typing_in_a_room_reaches_its_members_only(chat, herald):

@@ -36,6 +36,8 @@ from tests.support.wscat import Wscat
 
 TOPIC_LIMIT = 20  # max_topic_length of the `limited` server
 ROOMS_PER_USER = 3  # max_rooms_per_user of the `limited` server
+ROOMS_LISTED = 4  # max_rooms_listed of the `limited` server
+MEMBERS_LISTED = 3  # max_members_listed of the `limited` server
 DEFAULT_TOPIC_LIMIT = 300  # max_topic_length's default (chat/config.py)
 
 
@@ -540,6 +542,19 @@ def test_a_rooms_history_is_for_its_members_when_private_and_for_anyone_when_pub
     assert [m for m in general["messages"] if "room" in m] == []
 
 
+def test_an_offline_users_replay_holds_the_invitation_about_them_and_nothing_else_of_the_room(chat):
+    alice, dave = chat.connect("alice"), chat.connect("dave")
+    den = room_name("den")
+    create(alice, den, private=True)
+    before = say(alice, den, "before the invitation")
+    dave.close()
+    invited = invite(alice, den, dave.name)
+    say(alice, den, "after the invitation")
+    replay = chat.connect("dave", f"?since={before['id'] - 1}", handshake=False)
+    _, messages = history_events(replay)
+    assert room_items(messages, den) == [invited]
+
+
 # ---- kicked and banned: at once, on every tab -------------------------------------------------------------------------
 
 
@@ -743,7 +758,8 @@ def limited(request, tmp_path_factory):
     """One server per store for this module's hostile tests, with small room limits."""
     directory = tmp_path_factory.mktemp("rooms_limited")
     server = ServerProcess(fresh_database_url(request, request.param, directory), directory / "server.log",
-                           max_topic_length=TOPIC_LIMIT, max_rooms_per_user=ROOMS_PER_USER, bots="")
+                           max_topic_length=TOPIC_LIMIT, max_rooms_per_user=ROOMS_PER_USER, max_rooms_listed=ROOMS_LISTED,
+                           max_members_listed=MEMBERS_LISTED, bots="")
     server.start()
     yield server
     server.stop()
@@ -806,6 +822,26 @@ def test_hostile_room_input_is_refused_and_an_honest_bystander_loses_nothing(lim
     assert say(alice, room, "still mine")["room"] == room
     watch.check()
     watch.close()
+
+
+def test_the_rooms_and_members_lists_stop_at_their_limits_and_say_there_is_more(limited_chat):
+    chat = limited_chat
+    owners = [chat.connect(f"owner{i}") for i in range(3)]
+    rooms = [room_name(f"r{i}") for i in range(6)]
+    for i, room in enumerate(rooms):
+        create(owners[i % 3], room)
+    for joiner in [chat.connect(f"joiner{i}") for i in range(3)]:
+        join(joiner, rooms[0])
+    viewer = chat.connect("viewer")
+    listing = answer(viewer, {"type": "rooms"}, "rooms")
+    names = [r["room"] for r in listing["rooms"]]
+    assert listing["more"] is True and names[0] == "general"
+    assert len(names) <= ROOMS_LISTED + 1 and len(set(names)) == len(names)
+    members = answer(viewer, {"type": "members", "room": rooms[0]}, "members")
+    assert (len(members["members"]), members["more"]) == (MEMBERS_LISTED, True)
+    assert len({m["user"] for m in members["members"]}) == MEMBERS_LISTED
+    everyone = answer(owners[0], {"type": "members", "room": rooms[3]}, "members")  # 1 member: all of it
+    assert (everyone["members"], everyone["more"]) == ([{"user": owners[0].name, "role": "owner", "online": True}], False)
 
 
 # ---- wscat ------------------------------------------------------------------------------------------------------------

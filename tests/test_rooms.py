@@ -373,6 +373,34 @@ def test_a_member_of_two_rooms_gets_each_rooms_messages_with_its_own_room(chat, 
     ]
 
 
+def test_a_room_everyone_left_keeps_its_name_and_history(chat, herald):
+    alice, bob = chat.connect("alice"), chat.connect("bob")
+    room = room_name("attic")
+    create(alice, room, topic="dusty")
+    said = say(alice, room, "remember me")
+    act(alice, {"type": "leave", "room": room})
+    listing = {r["room"]: r for r in answer(bob, {"type": "rooms"}, "rooms")["rooms"]}
+    assert listing[room] == {"room": room, "private": False, "topic": "dusty", "members": 0, "joined": False, "role": None,
+                             "invited": False}
+    assert refused(bob, {"type": "create", "room": room})["code"] == "room_exists"
+    history = answer(bob, {"type": "history", "room": room}, "history")
+    assert [m for m in history["messages"] if m["type"] == "message"] == [delivered(said, room, alice.name, "remember me")]
+    join(bob, room)
+    assert say(bob, room, "anyone here?")["room"] == room
+
+
+def test_no_room_is_created_past_max_rooms(start_server, database_url, clients):
+    server = start_server(database_url, max_rooms=2, bots="")
+    alice, bob, carol = (named(clients(server, n), n) for n in ("alice", "bob", "carol"))
+    create(alice, "one")
+    create(bob, "two")
+    assert refused(carol, {"type": "create", "room": "three"})["code"] == "too_many_rooms"
+    assert refused(alice, {"type": "create", "room": "four", "private": True})["code"] == "too_many_rooms"
+    join(carol, "one")  # joining is not creating
+    names = [r["room"] for r in answer(carol, {"type": "rooms"}, "rooms")["rooms"]]
+    assert (names[0], sorted(names[1:])) == ("general", ["one", "two"])
+
+
 # ---- private rooms stay secret ----------------------------------------------------------------------------------------
 
 
@@ -578,6 +606,9 @@ def test_a_kicked_or_banned_member_stops_hearing_the_room_at_once_on_every_tab(c
     carol.send({"type": "typing", "room": room})
     assert upto_marker(carol, alice, tab1, tab2) == [[{"type": "typing", "user": carol.name, "room": room, "ttl": 6}], [], []]
     assert refused(tab2, {"type": "message", "room": room, "msg": "still here?"})["code"] == "not_member"
+    # the room is no longer among bob's conversations, so not even its last message reaches him that way
+    listing = answer(tab1, {"type": "conversations"}, "conversations")["conversations"]
+    assert [e for e in listing if e.get("room") == room] == []
     if change == "ban":
         assert refused(tab2, {"type": "join", "room": room})["code"] == "banned"
 
@@ -677,6 +708,7 @@ def test_slash_commands_create_join_and_talk_in_a_room_from_plain_text(chat, her
     alice, bob, carol = chat.connect("alice"), chat.connect("bob"), chat.connect("carol")
     room, den = room_name("porch"), room_name("attic")
 
+    assert answer_text(alice, "/room", "room")["room"] == "general"  # the current room at first
     ack, created = act_text(alice, f"/create #{room}")
     assert ack == room_ack(ack, room)
     assert created == member_event(ack, room, alice.name, alice.name, "joined", role="owner", created=True, private=False,
@@ -707,6 +739,8 @@ def test_slash_commands_create_join_and_talk_in_a_room_from_plain_text(chat, her
     history = answer_text(alice, "/history", "history")
     assert history["room"] == room
     assert [m["msg"] for m in history["messages"] if m["type"] == "message"] == ["hello porch", "hello back"]
+    last = answer_text(alice, "/history 1", "history")
+    assert (last["room"], [m.get("msg") for m in last["messages"]]) == (room, ["hello back"])
     members = answer_text(alice, f"/members #{room}", "members")
     assert sorted(m["user"] for m in members["members"]) == sorted([alice.name, bob.name])
     assert answer_text(alice, "/members", "members")["room"] == room  # the current room

@@ -226,6 +226,7 @@ OUR_FLAGS = [
     ("--rate-burst", "1000000000"),
     ("--bots", ""),  # no chat bots: they would be extra recipients of every group message
     ("--max-connections-per-address", "1000000"),  # every load client connects from 127.0.0.1
+    ("--rooms-created-per-address", "1000000"),  # the rooms scenario creates 100 rooms from 127.0.0.1
 ]
 OUR_FLAGS_SHARED_NAMES = [("--max-connections-per-user", "1000000")]  # --memory-names shared only
 

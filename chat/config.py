@@ -28,6 +28,9 @@ class Settings:
     # Rooms (chat/messaging/roomservice.py)
     max_rooms: int = _setting(10000, "named rooms the server holds at most; creating more is refused (too_many_rooms)")
     max_rooms_per_user: int = _setting(200, "named rooms one user may be in at once; joining or creating more is refused")
+    rooms_created_per_address: int = _setting(
+        20, "rooms one client address may create per hour (per server process); more are refused (too_many_rooms)"
+    )
     max_topic_length: int = _setting(300, "longest room topic in characters (one line)")
     max_rooms_listed: int = _setting(500, "rooms one rooms event lists at most (general, then the user's, then by name)")
     max_members_listed: int = _setting(1000, "members one members event lists at most (owners and moderators first)")
@@ -216,7 +219,7 @@ class Settings:
 
     def _validate_conversations(self):
         for name in (
-            "max_unread_count", "max_conversations", "typing_ttl", "max_rooms", "max_rooms_per_user", "max_topic_length",
+            "max_unread_count", "max_conversations", "typing_ttl", "max_rooms", "max_rooms_per_user", "max_topic_length", "rooms_created_per_address",
             "max_rooms_listed", "max_members_listed",
         ):
             if getattr(self, name) < 1:

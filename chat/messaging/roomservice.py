@@ -9,6 +9,7 @@ from gevent.event import Event
 from chat.messaging.protocol import GENERAL, ProtocolError
 from chat.messaging.rooms import MEMBER, MODERATOR, OWNER
 from chat.messaging.writer import BufferFull
+from chat.ratelimit import FailureThrottle
 from chat.store import StoreUnavailable
 
 
@@ -45,6 +46,9 @@ class RoomService:
         self.directory = directory
         self.delivery = delivery
         self.is_known = is_known
+        # Rooms outlive their members, and guest names are free: a creation budget per client address keeps one
+        # address from filling max_rooms for everyone.
+        self._creations = FailureThrottle(settings.rooms_created_per_address, 3600.0)
 
     # ---- what a user may see and do -------------------------------------------------------------
 
@@ -93,6 +97,15 @@ class RoomService:
         if len(self.directory) >= self.settings.max_rooms:
             raise ProtocolError("too_many_rooms", f"the server holds its limit of {self.settings.max_rooms} rooms", ref)
         self._check_room_count(user, ref)
+        address = getattr(session, "address", None) or ""
+        wait = self._creations.retry_after(address)
+        if wait:
+            raise ProtocolError(
+                "too_many_rooms",
+                f"your address created {self.settings.rooms_created_per_address} rooms within an hour: try again in {int(wait) + 1} s",
+                ref,
+            )
+        self._creations.failed(address)
         details = {"change": "joined", "role": OWNER, "created": True, "private": command.private, "topic": command.topic}
         self._post(session, name, "member", user, details, ref)
 

@@ -103,7 +103,7 @@ def chat_socket(username):
         if refusal is not None:
             admission.release()
             return refusal
-        gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission).run)
+        gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission, address).run)
         upgraded = True
     finally:
         if not upgraded:

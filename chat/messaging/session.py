@@ -45,11 +45,12 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
-        "_typing", "room",
+        "_typing", "room", "address",
     )
 
-    def __init__(self, service, user, conn, since=None):
+    def __init__(self, service, user, conn, since=None, address=None):
         self.service = service
+        self.address = address  # the client's address (room creations are throttled per address)
         self.user = user
         self.conn = conn
         self.since = since
@@ -264,8 +265,8 @@ class GuardedSession(ChatSession):
 
     __slots__ = ("admission", "_bucket", "_strikes")
 
-    def __init__(self, service, user, conn, since, admission):
-        super().__init__(service, user, conn, since)
+    def __init__(self, service, user, conn, since, admission, address=None):
+        super().__init__(service, user, conn, since, address)
         settings = service.settings
         self.admission = admission
         self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)

@@ -401,6 +401,21 @@ def test_no_room_is_created_past_max_rooms(start_server, database_url, clients):
     assert (names[0], sorted(names[1:])) == ("general", ["one", "two"])
 
 
+def test_one_address_creates_at_most_rooms_created_per_address_rooms_whatever_the_names(start_server, database_url, clients):
+    server = start_server(database_url, rooms_created_per_address=2, bots="")
+    watch = Bystanders(server)
+    guests = [named(clients(server, f"guest{i}"), f"guest{i}") for i in range(4)]  # free names, one address
+    create(guests[0], "first")
+    create(guests[1], "second")
+    for guest in guests[2:]:
+        assert refused(guest, {"type": "create", "room": f"more-{guest.name}"})["code"] == "too_many_rooms"
+    watch.check()
+    join(guests[2], "first")  # joining costs no creation
+    names = [r["room"] for r in answer(guests[3], {"type": "rooms"}, "rooms")["rooms"]]
+    assert sorted(names[1:]) == ["first", "second"]
+    watch.close()
+
+
 # ---- private rooms stay secret ----------------------------------------------------------------------------------------
 
 

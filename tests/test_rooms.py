@@ -982,6 +982,20 @@ def test_rooms_work_across_two_processes(pair, clients):
     secret = say(alice, den, "from A, secretly")
     assert upto_marker(herald, alice, bob, carol) == [[], [delivered(secret, den, "alice", "from A, secretly")], []]
 
+    # bob reconnects to the other process: his replay holds the rooms' items once, in order, and carol's none
+    bob.close()
+    replay = clients(a, "bob", f"?since={joined['id']}", handshake=False)
+    _, messages = history_events(replay)
+    items = [m for m in messages if "room" in m]
+    assert [m["id"] for m in items] == sorted({m["id"] for m in items})
+    assert [m["id"] for m in items if m["id"] in (said["id"], topic["id"], secret["id"])] == sorted(
+        [said["id"], topic["id"], secret["id"]])
+    assert {m["room"] for m in items} == {room, den}
+    carol.close()
+    nosy = clients(a, "carol", f"?since={joined['id']}", handshake=False)
+    _, messages = history_events(nosy)
+    assert [m for m in messages if "room" in m] == []
+
 
 def test_kicked_and_banned_users_stop_hearing_a_room_on_both_processes_at_once(pair, clients):
     a, b = pair

@@ -1106,6 +1106,49 @@ def test_a_flood_of_creates_on_one_process_of_two_stays_within_max_rooms_per_use
     watch.close()
 
 
+def test_a_flood_of_joins_on_one_process_of_two_stays_within_max_rooms_per_user(cluster, clients):
+    a, b = cluster(max_rooms_per_user=ROOMS_PER_USER)
+    owners = [named(clients(b, f"owner{i}"), f"owner{i}") for i in range(4)]
+    names = [f"open{i}" for i in range(4 * ROOMS_PER_USER)]
+    for i, name in enumerate(names):
+        create(owners[i % 4], name)
+    mallory, herald = named(clients(a, "mallory"), "mallory"), clients(b, "herald")
+    upto_marker(herald, mallory)  # A has delivered every created event: it knows every room
+    for name in names:
+        mallory.send({"type": "join", "room": name, "ref": name})
+    answers = [outcome(mallory, name) for name in names]
+    acked = [name for name, event in zip(names, answers) if event["type"] == "ack"]
+    upto_marker(herald, mallory)
+    rooms = [r for r in answer(mallory, {"type": "rooms"}, "rooms")["rooms"] if r["joined"] and r["room"] != "general"]
+    assert (len(acked), len(rooms)) == (ROOMS_PER_USER, ROOMS_PER_USER)
+
+
+def test_an_action_sent_twice_at_once_on_one_process_of_two_is_done_once(cluster, clients):
+    a, b = cluster()
+    alice, bob, herald = named(clients(a, "alice"), "alice"), named(clients(a, "bob"), "bob"), clients(b, "herald")
+    create(alice, "twice")
+    upto_marker(herald, alice, bob)
+    for frame in ({"type": "join", "room": "twice"}, {"type": "leave", "room": "twice"}):
+        bob.send({**frame, "ref": "first"})
+        bob.send({**frame, "ref": "second"})
+        first, second = outcome(bob, "first"), outcome(bob, "second")
+        assert (first["type"], second["type"], second.get("code")) == ("ack", "error", {"join": "already_member", "leave": "not_member"}[frame["type"]]), (frame, second)
+        heard = upto_marker(herald, alice)[0]
+        assert [e["change"] for e in heard if e["type"] == "member"] == [{"join": "joined", "leave": "left"}[frame["type"]]]
+
+
+def test_an_acknowledged_join_or_create_is_in_effect_at_once_for_the_next_frame_on_one_process_of_two(cluster, clients):
+    a, b = cluster()
+    alice, bob, herald = named(clients(a, "alice"), "alice"), named(clients(a, "bob"), "bob"), clients(b, "herald")
+    for i in range(5):
+        room = f"quick{i}"
+        create(alice, room)  # the ack, then at once a message to the new room
+        assert say(alice, room, "first words")["room"] == room
+        upto_marker(herald, bob)  # A has delivered the created event: bob's join is not what waits on it
+        join(bob, room)  # the ack, then at once a message as a member
+        assert say(bob, room, "hello")["room"] == room
+
+
 # ---- a guest name changing hands ------------------------------------------------------------------------------------------
 
 GUEST_HOLD = 2  # seconds: a short hold, so that the name changes hands soon

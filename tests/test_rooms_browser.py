@@ -578,16 +578,19 @@ def test_bans_and_roles_in_a_public_room_and_the_servers_topic_length(start_serv
     expect(bob.page.locator("#chat-sub")).to_have_text("twelve chars")
 
 
-def test_a_room_read_in_one_tab_clears_its_count_in_the_other(chat_server, open_page, clients):
+def test_two_tabs_share_a_rooms_read_marker_and_invitations(chat_server, open_page, clients):
     dave = clients(chat_server, "dave")
-    acked(dave, [{"type": "create", "room": "news", "private": False, "topic": ""}])
+    acked(dave, [{"type": "create", "room": "news", "private": False, "topic": ""}, {"type": "create", "room": "hush", "private": True, "topic": ""}])
     tab_a = open_page(chat_server, "bob")
     join_from_list(tab_a, "news")
     tab_a.open("*")
+    acked(dave, [{"type": "invite", "room": "hush", "user": "bob"}])
+    expect(tab_a.page.locator('#invitations li[data-room="hush"] .invitation-text')).to_have_text("dave invited you to #hush")
     tab_b = open_page(chat_server, context=tab_a.context)  # same profile: the remembered name joins again
     tab_b.wait_online()
     expect(tab_b.conv("#news")).to_have_count(1)
 
+    # A room read in one tab is read in the other: its count and the tab titles follow the server's marker.
     acked(dave, [{"type": "message", "room": "news", "msg": f"news {i}"} for i in range(1, 4)])
     for tab in (tab_a, tab_b):
         expect(tab.conv("#news").locator(".badge")).to_have_text("3")
@@ -597,3 +600,17 @@ def test_a_room_read_in_one_tab_clears_its_count_in_the_other(chat_server, open_
     for tab in (tab_a, tab_b):
         expect(tab.conv("#news").locator(".badge")).to_be_hidden()
         expect(tab.page).to_have_title("Chat")
+
+    # The tab opened after the invitation learns of it from the listing; dismissed there, it stays in the other tab,
+    # whose Join puts the (private) room in both lists.
+    invitation_b = tab_b.page.locator('#invitations li[data-room="hush"]')
+    expect(invitation_b.locator(".invitation-text")).to_have_text("You are invited to #hush")
+    invitation_b.locator(".invitation-dismiss").click()
+    expect(tab_b.page.locator("#invitations")).to_be_hidden()
+    tab_a.page.locator('#invitations li[data-room="hush"] .invitation-join').click()
+    expect(tab_a.conv("#hush")).to_have_class(ACTIVE)
+    expect(tab_a.page.locator("#invitations")).to_be_hidden()
+    expect(tab_b.conv("#hush")).to_have_count(1)
+    for tab in (tab_a, tab_b):
+        expect(private_mark(tab, "#hush")).to_be_visible()
+    expect(private_mark(tab_a, "#news")).to_be_hidden()

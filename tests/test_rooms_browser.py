@@ -1,6 +1,7 @@
 """Named rooms on the chat page, in headless Chromium: created and joined from the Rooms dialog, their messages kept
 apart from general, unread counts, member and topic events as system lines, a kick that takes the room off the list
-live, and user text (messages, topics) shown as text.
+live, user text (messages, topics) shown as text, and the moderation in the page: private rooms marked, invitations
+sent from the Members dialog and accepted from their notice, roles, bans by name and by member, the topic editor.
 
 Each test runs against the real server (a subprocess on a free port, SQLite store). Nothing here sleeps to
 synchronise: Playwright's expect() and wait_until() poll an observable condition until their timeout.
@@ -38,6 +39,13 @@ def record_sent(chat):
     return sent
 
 
+def record_received(chat):
+    """The JSON events `chat`'s page receives on its sockets from now on."""
+    received = []
+    chat.page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: isinstance(payload, str) and payload.startswith("{") and received.append(json.loads(payload))))
+    return received
+
+
 def without_ref(frame):
     return {k: v for k, v in frame.items() if k != "ref"}
 
@@ -72,6 +80,31 @@ def join_from_list(chat, name):
     item.locator("button.room-join").click()
     expect(chat.page.locator("#rooms-dialog")).to_be_hidden()
     expect(chat.conv("#" + name)).to_have_class(re.compile(r"\bactive\b"))
+
+
+def commands(sent):
+    """The JSON frames of record_sent()'s list, without their refs."""
+    return [without_ref(f) for f in sent if isinstance(f, dict)]
+
+
+def open_members(chat):
+    chat.page.locator("#room-members").click()
+    expect(chat.page.locator("#members-dialog")).to_be_visible()
+    expect(chat.page.locator("#members-status")).to_be_hidden()  # the list came
+
+
+def by_name(chat, action, name):
+    """Invite, ban or unban `name` with the Members dialog's name field."""
+    chat.page.locator("#member-tools-name").fill(name)
+    chat.page.locator(f"#member-{action}").click()
+
+
+def member_row(chat, name):
+    return chat.page.locator(f'#members-list li[data-user="{name}"]')
+
+
+def private_mark(chat, key):
+    return chat.conv(key).get_by_role("img", name="private")
 
 
 def listed_keys(chat):
@@ -282,9 +315,10 @@ def test_after_a_reconnect_the_rooms_are_as_the_server_says(chat_server, open_pa
     alice = open_page(chat_server, "alice")
     join_from_list(alice, "one")
     acked(dave, [{"type": "invite", "room": "two", "user": "alice"}])
-    expect(alice.page.locator("#notice-text")).to_have_text("dave invited you to #two: open Rooms to join it.")
+    expect(alice.page.locator('#invitations li[data-room="two"] .invitation-text')).to_have_text("dave invited you to #two")
     expect(alice.conv("#two")).to_have_count(0)  # invited is not in
     join_from_list(alice, "two")
+    expect(alice.page.locator("#invitations")).to_be_hidden()  # joined: the invitation is settled
     expect(alice.messages("before")).to_have_count(1)
     alice.open("*")
 
@@ -350,3 +384,233 @@ def test_say_and_msg_typed_in_the_composer_show_where_they_went(chat_server, ope
     alice.open("#side")
     expect(alice.messages("from general")).to_have_attribute("data-id", re.compile(r"^\d+$"))
     assert no_horizontal_overflow(alice.page) is True
+
+
+ACTIVE = re.compile(r"\bactive\b")
+
+
+def test_a_private_room_is_shared_by_invitation_and_moderated_from_the_page(chat_server, open_page):
+    alice = open_page(chat_server)
+    alice_sent = record_sent(alice)
+    alice.join("alice")
+    bob = open_page(chat_server)
+    bob_sent = record_sent(bob)
+    bob.join("bob")
+    carol = open_page(chat_server)
+    carol_got = record_received(carol)
+    carol.join("carol")
+
+    # Alice creates a private room: the list marks it, and she, its owner, may set its topic.
+    create_room(alice, "secret", topic="plans", private=True)
+    expect(private_mark(alice, "#secret")).to_be_visible()
+    expect(alice.conv("#secret").locator("button")).to_have_attribute("aria-label", "#secret, private")
+    expect(alice.conv("*").locator(".conv-lock")).to_be_hidden()
+    expect(alice.page.locator("#room-topic")).to_be_visible()
+
+    # She invites from the Members dialog: refusals show there, an invitation says it was sent.
+    open_members(alice)
+    expect(alice.page.locator("#member-tools")).to_be_visible()
+    by_name(alice, "invite", "nobody")
+    expect(alice.page.locator("#members-error")).to_have_text("no user named 'nobody' has ever connected")
+    by_name(alice, "invite", "bob")
+    expect(alice.page.locator("#members-done")).to_have_text("Invited bob to #secret.")
+    expect(alice.page.locator("#members-error")).to_be_hidden()
+    assert {"type": "invite", "room": "secret", "user": "bob"} in commands(alice_sent)
+    by_name(alice, "invite", "bob")
+    expect(alice.page.locator("#members-error")).to_have_text("bob is already invited to #secret")
+    alice.page.locator("#members-close").click()
+    expect(system_lines(alice).last).to_have_text("bob was invited by alice")
+
+    # Bob sees the invitation, and the room (private, invited) in the Rooms dialog; he joins from the invitation.
+    invitation = bob.page.locator('#invitations li[data-room="secret"]')
+    expect(invitation.locator(".invitation-text")).to_have_text("alice invited you to #secret")
+    bob.page.locator("#rooms-open").click()
+    item = bob.page.locator('#rooms-list li[data-room="secret"]')
+    expect(item.locator(".room-tag")).to_have_text(["private", "invited"])
+    expect(item.locator("button.room-join")).to_have_text("Join")
+    bob.page.locator("#rooms-close").click()
+    invitation.locator(".invitation-join").click()
+    expect(bob.conv("#secret")).to_have_class(ACTIVE)
+    assert {"type": "join", "room": "secret"} in commands(bob_sent)
+    expect(bob.page.locator("#invitations")).to_be_hidden()
+    expect(private_mark(bob, "#secret")).to_be_visible()  # his "joined" event does not say: the listing asked after it does
+    expect(bob.page.locator("#chat-sub")).to_have_text("plans")
+    expect(bob.page.locator("#room-topic")).to_be_hidden()  # a member may not set the topic
+    expect(system_lines(alice).last).to_have_text("bob joined")
+
+    # They talk in the room, and each sees the other typing there.
+    bob.input.press_sequentially("psst")
+    expect(alice.page.locator("#typing")).to_have_text("bob is typing…")
+    bob.input.press("Enter")
+    expect(alice.messages("psst")).to_have_count(1)
+    expect(alice.page.locator("#typing")).to_be_hidden()
+    alice.input.press_sequentially("secret plan")
+    expect(bob.page.locator("#typing")).to_have_text("alice is typing…")
+    alice.input.press("Enter")
+    expect(bob.messages("secret plan")).to_have_count(1)
+
+    # Carol never sees the room: not in her list, not in her Rooms dialog, not one of its frames. (A group message sent
+    # after the room's reaches her, so the room's would have come before it.)
+    alice.open("*")
+    alice.send("after the secret")
+    expect(carol.messages("after the secret")).to_have_count(1)
+    assert [e for e in carol_got if e.get("room") == "secret"] == []
+    assert listed_keys(carol) == ["*"]
+    carol.page.locator("#rooms-open").click()
+    expect(carol.page.locator('#rooms-list li[data-room="general"]')).to_have_count(1)
+    expect(carol.page.locator('#rooms-list li[data-room="secret"]')).to_have_count(0)
+    carol.page.locator("#rooms-close").click()
+    expect(carol.messages("psst")).to_have_count(0)
+    alice.open("#secret")
+
+    # Bob, a member, sees no moderation in the Members dialog.
+    open_members(bob)
+    expect(member_row(bob, "alice").locator(".room-tag")).to_have_text("owner")
+    expect(bob.page.locator("#members-list button")).to_have_count(0)
+    expect(bob.page.locator("#member-tools")).to_be_hidden()
+
+    # Alice makes him a moderator: his open dialog, his header and her dialog follow.
+    open_members(alice)
+    row = member_row(alice, "bob")
+    expect(row.locator("button")).to_have_text(["Make moderator", "Kick", "Ban"])
+    row.locator(".member-role").click()
+    assert {"type": "role", "room": "secret", "user": "bob", "role": "moderator"} in commands(alice_sent)
+    expect(row.locator(".room-tag")).to_have_text("moderator")
+    expect(row.locator("button")).to_have_text(["Make member", "Kick", "Ban"])
+    expect(alice.page.locator("#members-done")).to_have_text("bob is now a moderator of #secret.")
+    expect(member_row(bob, "bob").locator(".room-tag")).to_have_text("moderator")
+    expect(bob.page.locator("#member-tools")).to_be_visible()
+    expect(bob.page.locator("#members-list button")).to_have_count(0)  # the owner outranks him; roles are hers to give
+    bob.page.locator("#members-close").click()
+    expect(bob.page.locator("#room-topic")).to_be_visible()
+    expect(system_lines(bob).last).to_have_text("alice made bob a moderator")
+
+    # Alice bans carol, who is not in the room, by name; a ban is not an invitation.
+    by_name(alice, "ban", "carol")
+    expect(alice.page.locator("#members-done")).to_have_text("carol is banned from #secret.")
+    assert {"type": "ban", "room": "secret", "user": "carol"} in commands(alice_sent)
+    expect(alice.page.locator("#member-tools-name")).to_have_value("")
+    expect(carol.page.locator("#notice-text")).to_have_text("You were banned from #secret by alice.")
+    by_name(alice, "invite", "carol")
+    expect(alice.page.locator("#members-error")).to_have_text("carol is banned from #secret: /unban first")
+    alice.page.locator("#members-close").click()
+    expect(system_lines(bob).last).to_have_text("carol was banned by alice")
+    carol.send("/join #secret")
+    expect(carol.page.locator("#notice-text")).to_have_text("no room named secret")
+    assert listed_keys(carol) == ["*"]
+
+    # The topic, edited from alice's header, shows in bob's; Escape or Cancel leaves it as it was.
+    alice.page.locator("#room-topic").click()
+    editor = alice.page.locator("#topic-input")
+    expect(editor).to_have_value("plans")
+    expect(editor).to_be_focused()
+    editor.press("Escape")
+    expect(alice.page.locator("#topic-form")).to_be_hidden()
+    alice.page.locator("#room-topic").click()
+    editor.fill("  ship   on friday ")
+    alice.page.locator("#topic-save").click()
+    expect(alice.page.locator("#topic-form")).to_be_hidden()
+    assert {"type": "topic", "room": "secret", "topic": "ship on friday"} in commands(alice_sent)
+    expect(bob.page.locator("#chat-sub")).to_have_text("ship on friday")
+    expect(system_lines(bob).last).to_have_text("alice set the topic to “ship on friday”")
+    expect(alice.page.locator("#chat-sub")).to_have_text("ship on friday")
+    assert [e for e in carol_got if e.get("room") == "secret" and e.get("type") != "member"] == []
+
+
+def test_bans_and_roles_in_a_public_room_and_the_servers_topic_length(start_server, sqlite_url, open_page):
+    server = start_server(sqlite_url, max_topic_length=12)
+    alice = open_page(server, "alice")
+    bob = open_page(server, "bob")
+    carol = open_page(server, "carol")
+    create_room(alice, "lobby", topic="hi all")
+    join_from_list(bob, "lobby")
+
+    # Carol, banned by name before she ever came, cannot join: the Rooms dialog says why.
+    open_members(alice)
+    by_name(alice, "ban", "carol")
+    expect(alice.page.locator("#members-done")).to_have_text("carol is banned from #lobby.")
+    expect(carol.page.locator("#notice-text")).to_have_text("You were banned from #lobby by alice.")
+    carol.page.locator("#rooms-open").click()
+    carol.page.locator('#rooms-list li[data-room="lobby"] button.room-join').click()
+    expect(carol.page.locator("#rooms-error")).to_have_text("you are banned from #lobby")
+    expect(carol.conv("#lobby")).to_have_count(0)
+    carol.page.locator("#rooms-close").click()
+
+    # Unbanned, she may join; unbanning her twice is refused.
+    by_name(alice, "unban", "carol")
+    expect(alice.page.locator("#members-done")).to_have_text("carol may join #lobby again.")
+    by_name(alice, "unban", "carol")
+    expect(alice.page.locator("#members-error")).to_have_text("carol is not banned from #lobby")
+    by_name(alice, "ban", "not a name!")
+    expect(alice.page.locator("#members-error")).to_have_text("“not a name!” is not a user name.")
+    join_from_list(carol, "lobby")
+    expect(member_row(alice, "carol")).to_have_count(1)  # the open dialog follows
+
+    # Bob, made moderator, may kick and ban carol but not alice; he bans her from her row.
+    member_row(alice, "bob").locator(".member-role").click()
+    expect(member_row(alice, "bob").locator(".room-tag")).to_have_text("moderator")
+    open_members(bob)
+    expect(member_row(bob, "alice").locator("button")).to_have_count(0)
+    expect(member_row(bob, "carol").locator("button")).to_have_text(["Kick", "Ban"])
+    member_row(bob, "carol").locator(".member-ban").click()
+    expect(carol.conv("#lobby")).to_have_count(0)
+    expect(carol.page.locator("#notice-text")).to_have_text("You were banned from #lobby by bob.")
+    expect(bob.page.locator("#members-done")).to_have_text("carol is banned from #lobby.")
+    expect(member_row(bob, "carol")).to_have_count(0)
+    expect(member_row(alice, "carol")).to_have_count(0)
+
+    # Made a member again, bob loses the controls in his open dialog and his header.
+    member_row(alice, "bob").locator(".member-role").click()
+    expect(member_row(alice, "bob").locator(".room-tag")).to_have_count(0)
+    expect(bob.page.locator("#member-tools")).to_be_hidden()
+    bob.page.locator("#members-close").click()
+    alice.page.locator("#members-close").click()
+    expect(bob.page.locator("#room-topic")).to_be_hidden()
+
+    # The topic editor takes no more than the server's max_topic_length (12 here), which the page was told.
+    alice.page.locator("#room-topic").click()
+    editor = alice.page.locator("#topic-input")
+    expect(editor).to_have_attribute("maxlength", "12")
+    editor.fill("")
+    editor.press_sequentially("twelve chars and more")
+    expect(editor).to_have_value("twelve chars")
+    editor.press("Enter")
+    expect(bob.page.locator("#chat-sub")).to_have_text("twelve chars")
+
+
+def test_two_tabs_share_a_rooms_read_marker_and_invitations(chat_server, open_page, clients):
+    dave = clients(chat_server, "dave")
+    acked(dave, [{"type": "create", "room": "news", "private": False, "topic": ""}, {"type": "create", "room": "hush", "private": True, "topic": ""}])
+    tab_a = open_page(chat_server, "bob")
+    join_from_list(tab_a, "news")
+    tab_a.open("*")
+    acked(dave, [{"type": "invite", "room": "hush", "user": "bob"}])
+    expect(tab_a.page.locator('#invitations li[data-room="hush"] .invitation-text')).to_have_text("dave invited you to #hush")
+    tab_b = open_page(chat_server, context=tab_a.context)  # same profile: the remembered name joins again
+    tab_b.wait_online()
+    expect(tab_b.conv("#news")).to_have_count(1)
+
+    # A room read in one tab is read in the other: its count and the tab titles follow the server's marker.
+    acked(dave, [{"type": "message", "room": "news", "msg": f"news {i}"} for i in range(1, 4)])
+    for tab in (tab_a, tab_b):
+        expect(tab.conv("#news").locator(".badge")).to_have_text("3")
+        expect(tab.page).to_have_title("(3) Chat")
+    tab_a.open("#news")
+    expect(tab_a.messages("news 3")).to_have_count(1)
+    for tab in (tab_a, tab_b):
+        expect(tab.conv("#news").locator(".badge")).to_be_hidden()
+        expect(tab.page).to_have_title("Chat")
+
+    # The tab opened after the invitation learns of it from the listing; dismissed there, it stays in the other tab,
+    # whose Join puts the (private) room in both lists.
+    invitation_b = tab_b.page.locator('#invitations li[data-room="hush"]')
+    expect(invitation_b.locator(".invitation-text")).to_have_text("You are invited to #hush")
+    invitation_b.locator(".invitation-dismiss").click()
+    expect(tab_b.page.locator("#invitations")).to_be_hidden()
+    tab_a.page.locator('#invitations li[data-room="hush"] .invitation-join').click()
+    expect(tab_a.conv("#hush")).to_have_class(ACTIVE)
+    expect(tab_a.page.locator("#invitations")).to_be_hidden()
+    expect(tab_b.conv("#hush")).to_have_count(1)
+    for tab in (tab_a, tab_b):
+        expect(private_mark(tab, "#hush")).to_be_visible()
+    expect(private_mark(tab_a, "#news")).to_be_hidden()

@@ -4,6 +4,7 @@ import { ACCOUNT, GROUP, GUESTS, MAX_NAME } from "./config.js";
 import { setAvatar, ui } from "./dom.js";
 import { keyOfRoom, normalizeName } from "./format.js";
 import * as history from "./history.js";
+import * as invitations from "./invitations.js";
 import { openConv } from "./navigation.js";
 import * as outbox from "./outbox.js";
 import * as reads from "./reads.js";
@@ -14,7 +15,10 @@ import * as state from "./state.js";
 import { load, NAME_KEY, resumeKey, save } from "./storage.js";
 import * as typing from "./typing.js";
 import { renderOnline } from "./views/people.js";
-import { closeMembers, closeRooms } from "./views/roomspanel.js";
+import { renderInvitations } from "./views/invitations.js";
+import { closeMembers } from "./views/memberspanel.js";
+import { closeTopicEditor } from "./views/roomheader.js";
+import { closeRooms } from "./views/roomspanel.js";
 
 // {name, valid, registered, held, signed_in, guests} from the server, or null when it cannot say.
 // With this page's resume token, "held" means held by another guest.
@@ -66,9 +70,12 @@ export function leave() {
   reads.clear();
   typing.clear();
   rooms.reset();
+  invitations.reset();
+  renderInvitations([]);
   roomcommands.connectionLost();
   closeRooms();
   closeMembers();
+  closeTopicEditor();
   ui.conversations.replaceChildren();
   ui.online.replaceChildren();
   ui.thread.replaceChildren();

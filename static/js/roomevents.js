@@ -1,17 +1,19 @@
-// Room membership as it changes: the welcome's list says which rooms this user is in, then live "member" and "topic" events add their system line and move the conversation list, the header and the open room along.
+// Room membership as it changes: the welcome's list says which rooms this user is in, then live "member" and "topic" events add their system line and move the conversation list, the header, the invitations and the open room along.
 
 import { GROUP } from "./config.js";
 import { nearBottom, scrollToBottom, showNotice } from "./dom.js";
 import { keyOfRoom, keyOfWire, normalizeName, roomKey } from "./format.js";
 import { openConv } from "./navigation.js";
+import * as invitations from "./invitations.js";
 import * as reads from "./reads.js";
 import { addRoomEvent } from "./receive.js";
-import { listMembers, openOnJoin } from "./roomcommands.js";
+import { listMembers, openOnJoin, refreshRooms } from "./roomcommands.js";
 import * as rooms from "./rooms.js";
 import * as state from "./state.js";
 import { renderConvList, renderHeader } from "./views/conversations.js";
+import { renderInvitations } from "./views/invitations.js";
+import { closeMembers, membersRoomShown } from "./views/memberspanel.js";
 import { renderThreadChrome } from "./views/messages.js";
-import { closeMembers, membersRoomShown } from "./views/roomspanel.js";
 
 const GONE = { left: "You left", kicked: "You were kicked from", banned: "You were banned from" };
 
@@ -39,19 +41,27 @@ export function onWelcome(list) {
   if (active && active.key.charAt(0) === "#" && !rooms.isMember(active.key.slice(1))) forget(active.key.slice(1)); // ?room= of a room not joined
 }
 
+// A change about this user, who may not be in the room (an invitation, or its withdrawal by a kick or a ban).
 function onOwnChange(room, ev) {
+  const by = ev.by && ev.by !== state.me() ? ev.by : null;
+  const wasMember = rooms.isMember(room);
   if (ev.change === "joined") {
     rooms.joinRoom(room, ev.role);
+    invitations.settled(room);
     if (openOnJoin(room)) openConv(roomKey(room));
+    if (!ev.created) refreshRooms(); // only the listing says whether a room joined (not created) is private
   } else if (ev.change in GONE) {
-    if (ev.change !== "left" || ev.by !== state.me()) showNotice(GONE[ev.change] + " #" + room + (ev.by && ev.by !== state.me() ? " by " + ev.by : "") + ".");
+    invitations.settled(room);
+    if (!wasMember && ev.change === "kicked") showNotice((by || "Someone") + " withdrew your invitation to #" + room + ".");
+    else if (ev.change !== "left" || by) showNotice(GONE[ev.change] + " #" + room + (by ? " by " + by : "") + ".");
     forget(room);
   } else if (ev.change === "role") {
     rooms.note(room, { role: ev.role });
   } else if (ev.change === "invited") {
     rooms.note(room, { invited: true });
-    showNotice((ev.by || "Someone") + " invited you to #" + room + ": open Rooms to join it.");
+    invitations.invited(room, ev.by);
   }
+  renderInvitations(invitations.list());
 }
 
 // A live "member" or "topic" event in a named room.

@@ -49,6 +49,16 @@ export function leaveRoom(room) {
   note(room, { role: null });
 }
 
+// This user may moderate `room` (invite, kick, ban, unban, set the topic): they are its owner or a moderator.
+export function canModerate(room) {
+  return isMember(room) && (RANK[infoOf(room).role] || 0) >= RANK.moderator;
+}
+
+// This user owns `room`: they give roles.
+export function isOwner(room) {
+  return isMember(room) && infoOf(room).role === "owner";
+}
+
 // This user may act on `target` (kick, ban) in `room`: they rank lower.
 export function outranks(room, targetRole) {
   const mine = RANK[infoOf(room).role] || 0;

@@ -1,10 +1,11 @@
-// The conversation list view (previews, times, unread badges; rooms while this user is in them) and the open conversation's header (a room's topic).
+// The conversation list view (previews, times, unread badges; rooms while this user is in them, private ones with a lock) and the open conversation's header (a room's topic and controls).
 
 import { GROUP } from "../config.js";
-import { el, setAvatar, ui } from "../dom.js";
+import { el, lockIcon, setAvatar, ui } from "../dom.js";
 import { badgeCount, isRoomKey, listTime, oneLine, roomOfKey, titleOf } from "../format.js";
 import * as rooms from "../rooms.js";
 import * as state from "../state.js";
+import { syncRoomControls } from "./roomheader.js";
 
 const items = new WeakMap(); // conversation -> its list entry's nodes
 
@@ -21,8 +22,14 @@ function convItem(c) {
   const main = el("span", "conv-main");
   const top = el("span", "conv-top");
   const name = el("span", "conv-name", titleOf(c.key));
+  const lock = el("span", "conv-lock");
+  lock.setAttribute("role", "img");
+  lock.setAttribute("aria-label", "private");
+  lock.title = "Private room";
+  lock.appendChild(lockIcon());
+  lock.hidden = true;
   const time = el("span", "conv-time");
-  top.append(name, time);
+  top.append(name, lock, time);
   const bottom = el("span", "conv-bottom");
   const preview = el("span", "conv-preview");
   const badge = el("span", "badge");
@@ -31,7 +38,7 @@ function convItem(c) {
   main.append(top, bottom);
   btn.append(avatar, main);
   li.appendChild(btn);
-  it = { li: li, btn: btn, time: time, preview: preview, badge: badge };
+  it = { li: li, btn: btn, lock: lock, time: time, preview: preview, badge: badge };
   items.set(c, it);
   return it;
 }
@@ -58,7 +65,9 @@ function renderConvItem(c) {
   it.li.classList.toggle("unread", c.unread > 0);
   it.li.classList.toggle("online", c.key !== GROUP && !room && state.isOnline(c.key));
   it.li.classList.toggle("room", room);
-  it.btn.setAttribute("aria-label", titleOf(c.key) + (c.unread ? ", " + c.unread + " unread" : ""));
+  const locked = room && rooms.infoOf(roomOfKey(c.key)).private;
+  it.lock.hidden = !locked;
+  it.btn.setAttribute("aria-label", titleOf(c.key) + (locked ? ", private" : "") + (c.unread ? ", " + c.unread + " unread" : ""));
 }
 
 // A named room is listed while this user is in it; the group and one-to-ones always.
@@ -97,6 +106,7 @@ export function renderHeader() {
   ui.chatTitle.textContent = titleOf(c.key);
   const room = isRoomKey(c.key);
   ui.roomActions.hidden = !room;
+  syncRoomControls(room ? roomOfKey(c.key) : null);
   ui.chatSub.classList.toggle("topic", room);
   ui.chatSub.title = "";
   if (room) {

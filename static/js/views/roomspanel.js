@@ -1,23 +1,12 @@
-// The rooms dialog (the server's list with Join/Open buttons, the create form) and the members dialog (members, roles, online, Kick for those this user outranks); they show what they are given and send nothing.
+// The rooms dialog: the server's list (private and invited rooms marked) with Join/Open buttons, and the create form; it shows what it is given and sends nothing.
 
 import { MAX_TOPIC } from "../config.js";
 import { el, setAvatar, ui } from "../dom.js";
-import * as rooms from "../rooms.js";
-
-let membersRoom = null; // the room the members dialog shows
 
 ui.createRoomTopic.maxLength = MAX_TOPIC;
 
 export function roomsOpen() {
   return ui.roomsDialog.open;
-}
-
-export function membersOpen() {
-  return ui.membersDialog.open;
-}
-
-export function membersRoomShown() {
-  return membersOpen() ? membersRoom : null;
 }
 
 function setStatus(node, text) {
@@ -66,47 +55,6 @@ export function renderRooms(list, more) {
   ui.roomsList.replaceChildren(...list.map(roomItem));
   const others = list.filter((r) => !r.joined).length;
   setStatus(ui.roomsStatus, more ? "More rooms exist than the list shows." : others ? "" : "No other rooms yet: create one below.");
-}
-
-// Open the members dialog for `room`, its list to be filled by renderMembers.
-export function openMembers(room) {
-  membersRoom = room;
-  ui.membersTitle.textContent = room === "general" ? "Everyone online" : "Members of #" + room;
-  ui.membersList.replaceChildren();
-  setStatus(ui.membersStatus, "Loading members…");
-  if (!ui.membersDialog.open) ui.membersDialog.showModal();
-}
-
-export function closeMembers() {
-  if (ui.membersDialog.open) ui.membersDialog.close();
-}
-
-export function showMembersError(text) {
-  setStatus(ui.membersStatus, text);
-}
-
-function memberItem(room, m, me) {
-  const li = el("li", "member" + (m.online ? " online" : ""));
-  li.dataset.user = m.user;
-  const avatar = el("span");
-  setAvatar(avatar, m.user);
-  avatar.appendChild(el("span", "presence-dot"));
-  li.append(avatar, el("span", "member-name", m.user === me ? m.user + " (you)" : m.user));
-  if (typeof m.role === "string" && m.role !== "member") li.appendChild(el("span", "room-tag", m.role));
-  if (m.user !== me && rooms.outranks(room, m.role)) {
-    const kick = el("button", "btn-ghost member-kick", "Kick");
-    kick.type = "button";
-    kick.title = "Remove " + m.user + " from #" + room;
-    li.appendChild(kick);
-  }
-  return li;
-}
-
-// The "members" answer for `room` (ignored when the dialog shows another room, or none).
-export function renderMembers(room, members, more, me) {
-  if (!membersOpen() || room !== membersRoom) return;
-  ui.membersList.replaceChildren(...members.map((m) => memberItem(room, m, me)));
-  setStatus(ui.membersStatus, more ? "More members than the list shows." : members.length ? "" : "Nobody is in this room.");
 }
 
 // The create form's fields: {room, private, topic}.

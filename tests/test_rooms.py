@@ -979,7 +979,10 @@ def test_rooms_work_across_two_processes(pair, clients):
     assert code_and_text(refused(alice, {"type": "join", "room": den})) == no_room_error(den)
     invited = invite(bob, den, "alice")
     assert upto_marker(herald, alice)[0] == [invited]
-    join(alice, den)
+    den_joined = join(alice, den)
+    # B has the join once bob got it (the ack says it is in effect on A, where alice is): then both list her
+    on_a, on_b = upto_marker(herald, alice, bob)
+    assert on_a == [] and den_joined in on_b
     assert {r["room"] for r in answer(alice, {"type": "rooms"}, "rooms")["rooms"]} >= {room, den}
     assert den not in {r["room"] for r in answer(carol, {"type": "rooms"}, "rooms")["rooms"]}
     assert answer(alice, {"type": "members", "room": den}, "members")["members"] == answer(

@@ -5,11 +5,13 @@ import json
 import uuid
 
 import pytest
+import requests
 
 from tests.support.clients import online_everywhere, post
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
 from tests.support.servers import health
+from tests.support.webusers import account, token_socket
 
 NOWHERE = 2**62  # a message id nobody has
 
@@ -334,6 +336,27 @@ def test_history_of_a_direct_and_of_a_room_show_the_current_state(chat):
     page = acked_history(alice, {"type": "history", "room": room})
     assert page[-1] == {"type": "message", "id": said["id"], "room": room, "user": bob.name, "ts": said["ts"], "deleted": True}
     assert [m["type"] for m in page] == ["member"] * 3 + ["message", "message"]  # create, invite, join; setup marker
+
+
+def test_deleting_a_message_deletes_the_file_it_carries(chat):
+    server = chat.server
+    _, alice, token = account(server, "lifecycle")
+    response = requests.post(server.http_url + "/files", headers={"Authorization": f"Bearer {token}"},
+                             files={"file": ("note.txt", b"the secret file\n", "text/plain")}, timeout=30)
+    assert response.status_code == 201, response.text
+    sent = response.json()
+    url = server.http_url + sent["attachment"]["url"]
+    assert requests.get(url, timeout=30).content == b"the secret file\n"
+    (total_before,) = rows(server, "SELECT bytes FROM upload_totals")
+    with token_socket(server, alice, token) as ws:
+        error = refused(ws, {"type": "edit", "of": sent["id"], "msg": "another text"})
+        assert (error["code"], error["message"]) == ("forbidden", "a message that carries a file cannot be edited")
+        acked(ws, {"type": "delete", "of": sent["id"]})
+    assert requests.get(url, timeout=30).status_code == 410
+    (data, deleted_ms), = rows(server, "SELECT data, deleted_ms FROM attachments WHERE id = ?", [sent["attachment"]["id"]])
+    assert bytes(data) == b"" and deleted_ms is not None
+    assert rows(server, "SELECT bytes FROM upload_totals") == [(total_before[0] - sent["attachment"]["size"],)]
+    assert rows(server, "SELECT body FROM messages WHERE id = ?", [sent["id"]]) == [("",)]
 
 
 # ---- hostile input -------------------------------------------------------------------------------------------------------

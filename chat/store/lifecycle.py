@@ -3,7 +3,8 @@
 current state of a page of messages (edited, deleted, reactions, the quote of what a reply answers).
 
 An edit's text replaces its message's body (the edit row keeps it too, for ?since= replays); a delete empties the
-message's body and those of its edits, and drops its reactions. A message whose body is empty was deleted.
+message's body and those of its edits, drops its reactions, and deletes the file it carries (its bytes go, GET /files/ID
+answers 410, and the server's stored total is counted down). A message whose body is empty was deleted.
 
 No import of chat.store here: chat/store/__init__.py imports this module (Effects) for its insert path."""
 from chat.records import LIFECYCLE_KINDS, reaction_details
@@ -16,12 +17,17 @@ class Effects:
 
     def __init__(self, dialect):
         q = dialect.sql
-        self._body_of = q("SELECT body FROM messages WHERE id = ?")
+        self._body_of = q("SELECT body, attachment_id FROM messages WHERE id = ?")
         self._set_body = q("UPDATE messages SET body = ? WHERE id = ?")
         self._erase_edits = q("UPDATE messages SET body = '' WHERE target_id = ? AND kind = 'edit'")
         self._drop_reactions = q("DELETE FROM reactions WHERE message_id = ?")
         self._add_reaction = q(f"{dialect.insert_ignore} INTO reactions (message_id, user, emoji, event_id) VALUES (?, ?, ?, ?)")
         self._remove_reaction = q("DELETE FROM reactions WHERE message_id = ? AND user = ? AND emoji = ?")
+        self._free_total = q(
+            "UPDATE upload_totals SET bytes = bytes - (SELECT size + COALESCE(LENGTH(thumbnail), 0) FROM attachments "
+            "WHERE id = ? AND deleted_ms IS NULL) WHERE id = 1 AND EXISTS (SELECT 1 FROM attachments WHERE id = ? AND deleted_ms IS NULL)"
+        )
+        self._drop_file = q("UPDATE attachments SET deleted_ms = ?, data = ?, thumbnail = NULL WHERE id = ? AND deleted_ms IS NULL")
 
     def apply(self, cur, records):
         """Run the effects of the lifecycle events among `records` (stored, with their ids), in id order."""
@@ -38,6 +44,9 @@ class Effects:
             cur.execute(self._set_body, ("", target))
             cur.execute(self._erase_edits, (target,))
             cur.execute(self._drop_reactions, (target,))
+            if row is not None and row[1] is not None:
+                cur.execute(self._free_total, (row[1], row[1]))
+                cur.execute(self._drop_file, (record.created_ms, b"", row[1]))
         elif record.kind == "edit":
             # An edit that lost a race with the message's deletion (another process) keeps no text either.
             cur.execute(self._set_body, ("", record.id) if gone else (record.body, target))

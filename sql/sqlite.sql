@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS upload_totals (
     bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO upload_totals (id, bytes) SELECT 1, COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments;
+-- Server admins (python3 -m chat.admin grant-admin NAME): they delete any message of general and of every room. Only an
+-- enabled account counts (chat/store/accounts.py joins accounts), so a removed or released name is no admin.
+CREATE TABLE IF NOT EXISTS admins (
+    name TEXT PRIMARY KEY,
+    granted_ms INTEGER NOT NULL
+);
 -- Reactions as they stand (chat/store/lifecycle.py), kept in the transaction that stores each reaction event: one row per
 -- message, user and emoji (so the same user and emoji count once); event_id is the event that added it (their order).
 CREATE TABLE IF NOT EXISTS reactions (

@@ -2,6 +2,8 @@
 edits, deletions, reactions and replies as events in the message stream, reaching exactly those who see the message,
 their rules, the database after a delete, `?since=` replays, history in the current state, and hostile input."""
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -10,7 +12,7 @@ import requests
 from tests.support.clients import online_everywhere, post
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
-from tests.support.servers import health
+from tests.support.servers import ROOT, health
 from tests.support.webusers import account, token_socket
 
 NOWHERE = 2**62  # a message id nobody has
@@ -175,6 +177,37 @@ def test_a_member_cannot_delete_anothers_message_a_moderator_can(chat):
     # a deleted message is gone for every purpose
     for payload in ({"type": "delete", "of": sent["id"]}, {"type": "react", "of": sent["id"], "key": "👍"}):
         assert refused(bob, payload)["code"] == "not_found"
+
+
+def admin_command(server, *args):
+    done = subprocess.run([sys.executable, "-m", "chat.admin", *args, "--database", server.database_url], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_server_admin_deletes_in_any_room_but_not_in_others_one_to_one(chat):
+    server = chat.server
+    _, root, token = account(server, "root")
+    bob, carol = chat.connect("bob"), chat.connect("carol")
+    room = make_room(bob, [carol])  # private: root is not in it
+    said = acked(carol, {"type": "message", "room": room, "msg": "abuse"})
+    general = post(carol, "more abuse")
+    direct = post(carol, "private words", to=bob.name)
+    skip_to(bob, direct["id"])
+    assert admin_command(server, "grant-admin", chat.name("guest"))[0] == 1  # a guest name has no account
+    with token_socket(server, root, token) as admin:
+        assert refused(admin, {"type": "delete", "of": said["id"]})["code"] == "not_found"  # not an admin yet
+        assert admin_command(server, "grant-admin", root) == (0, f"{root} is now a server admin\n")
+        delete = acked(admin, {"type": "delete", "of": said["id"]})
+        assert next_event(bob) == {"type": "delete", "id": delete["id"], "of": said["id"], "room": room, "user": root,
+                                   "ts": delete["ts"]}
+        acked(admin, {"type": "delete", "of": general["id"]})
+        assert refused(admin, {"type": "delete", "of": direct["id"]})["code"] == "not_found"
+        assert refused(admin, {"type": "edit", "of": general["id"], "msg": "x"})["code"] == "not_found"  # deleted
+        assert admin_command(server, "revoke-admin", root)[0] == 0
+        again = acked(carol, {"type": "message", "msg": "abuse again"})
+        assert refused(admin, {"type": "delete", "of": again["id"]})["code"] == "forbidden"
+    assert rows(server, "SELECT body FROM messages WHERE id IN (?, ?)", [said["id"], general["id"]]) == [("",), ("",)]
 
 
 def test_after_a_delete_the_text_and_its_edits_are_gone_from_the_database(chat):

@@ -490,3 +490,30 @@ def test_events_cross_processes_to_exactly_those_who_see_the_message(pair, clien
     assert got[:3] == [("message", sent["id"]), ("reaction", reaction["id"]), ("edit", edit["id"])]
     assert ("delete", delete["id"]) in got
     assert [i for _, i in got] == sorted(i for _, i in got)
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one-process", "over-redis"])
+def test_a_burst_of_edits_and_reactions_sent_before_any_commit_stays_within_the_limits(start_server, database_url, redis_server,
+                                                                                        clients, several):
+    extra = {"redis_url": redis_server.url} if several else {}
+    server = start_server(database_url, max_edits=2, max_reaction_keys=2, bots="", **extra)
+    alice = clients(server, "alice")
+    sent = post(alice, "v0")
+    keys = ["😀", "😁", "😂", "🤣", "😃"]
+    frames = [json.dumps({"type": "edit", "of": sent["id"], "msg": f"v{i}", "ref": f"e{i}"}) for i in range(1, 6)]
+    frames += [json.dumps({"type": "react", "of": sent["id"], "key": k, "ref": f"r{i}"}) for i, k in enumerate(keys)]
+    for frame in frames:  # all sent before the first answer is read
+        alice.ws.send(frame)
+    answers = {}
+    while len(answers) < len(frames):
+        event = alice.recv()
+        if event["type"] in ("ack", "error"):
+            answers[event["ref"]] = event["type"] if event["type"] == "ack" else event["code"]
+    edits = [answers[f"e{i}"] for i in range(1, 6)]
+    if several:  # an edit committing just as the next is checked may count twice there: never more than the limit
+        assert 1 <= edits.count("ack") <= 2 and edits.count("forbidden") == 5 - edits.count("ack"), edits
+    else:
+        assert edits == ["ack", "ack", "forbidden", "forbidden", "forbidden"]
+    assert [answers[f"r{i}"] for i in range(5)] == ["ack", "ack", "forbidden", "forbidden", "forbidden"]
+    assert rows(server, "SELECT COUNT(*) FROM messages WHERE target_id = ? AND kind = 'edit'", [sent["id"]]) == [(edits.count("ack"),)]
+    assert rows(server, "SELECT COUNT(*) FROM reactions WHERE message_id = ?", [sent["id"]]) == [(2,)]

@@ -85,7 +85,11 @@ class LifecycleService:
         if record.attachment is not None:
             raise ProtocolError("forbidden", "a message that carries a file cannot be edited", ref)
         limit = self.settings.max_edits
-        edits = self.queries.edit_count(record.id) + sum(1 for r in pending if r.kind == "edit" and r.target_id == record.id)
+        # Read after `pending`: an edit committed in between is in both, and counted once by its id (with several
+        # processes a waiting edit has no id yet, and one committing in that moment counts twice: the limit holds).
+        waiting = [r for r in pending if r.kind == "edit" and r.target_id == record.id]
+        stored = self.queries.edit_ids(record.id)
+        edits = len(stored | {r.id for r in waiting if r.id is not None}) + sum(1 for r in waiting if r.id is None)
         if edits >= limit:
             raise ProtocolError("forbidden", f"a message may be edited at most {limit} times", ref)
         self._post(session, record, "edit", command.msg, ref)
@@ -136,8 +140,10 @@ class LifecycleService:
         return record
 
     def _pending(self):
-        """Records accepted but not committed yet (one process; none with ids assigned at commit)."""
-        return self.delivery.writer.uncommitted()
+        """Records accepted but not committed yet, here: with several processes they have no ids yet, but their edits and
+        reactions count against the limits all the same (only a change on another process, in the moment before its
+        commit, is not seen)."""
+        return self.delivery.writer.waiting()
 
     def _moderates(self, user, record):
         if record.room is None:

@@ -64,13 +64,14 @@ class LifecycleQueries:
     def __init__(self, store):
         self._store = store
         q = store.dialect.sql
-        self._q_edit_count = q("SELECT COUNT(*) FROM messages WHERE target_id = ? AND kind = 'edit'")
+        self._q_edits = q("SELECT id FROM messages WHERE target_id = ? AND kind = 'edit'")
         self._q_keys = q("SELECT DISTINCT emoji FROM reactions WHERE message_id = ?")
 
-    def edit_count(self, message_id):
+    def edit_ids(self, message_id):
+        """The ids of the stored edits of message `message_id` (at most max_edits of them)."""
         with self._store.cursor() as cur:
-            cur.execute(self._q_edit_count, (message_id,))
-            return int(cur.fetchone()[0])
+            cur.execute(self._q_edits, (message_id,))
+            return {int(row[0]) for row in cur.fetchall()}
 
     def reaction_keys(self, message_id):
         """The distinct reaction keys message `message_id` carries now."""

@@ -21,9 +21,10 @@ _SELECT = (
 
 # The floor of the name bound to the next "?": the last message id of the name's earlier holders, 0 for none.
 # History pages hold messages (and a room's member/topic events), not the edit/delete/reaction events: those change the
-# messages the page shows in their current state (chat/store/lifecycle.py).
-_MESSAGES_ONLY = "m.kind IS NULL"
-_MESSAGES_AND_ROOM_EVENTS = "(m.kind IS NULL OR m.kind IN ('member', 'topic'))"
+# messages the page shows in their current state (chat/store/lifecycle.py). Spelled with COALESCE so that no planner
+# takes the (kind, id) index for them: the (room, recipient, id) and (sender, recipient, id) ones serve these pages.
+_MESSAGES_ONLY = "COALESCE(m.kind, '') = ''"
+_MESSAGES_AND_ROOM_EVENTS = "COALESCE(m.kind, '') NOT IN ('edit', 'delete', 'reaction')"
 
 # Public: every query of a name's direct messages (here, chat/store/conversations.py) is bounded by it.
 NAME_FLOOR = "COALESCE((SELECT u.floor_id FROM users u WHERE u.name = ?), 0)"

@@ -13,8 +13,9 @@ _COUNTS_PER_STATEMENT = 100  # SQLite allows 500 terms in one compound SELECT
 
 # Messages only: the edit, delete and reaction events (chat/store/lifecycle.py) are neither a conversation's last message
 # nor unread; a named room's member and topic events are its last (not unread).
-_MESSAGE = "kind IS NULL"
-_MESSAGE_OR_ROOM_EVENT = "(kind IS NULL OR kind IN ('member', 'topic'))"
+# (COALESCE: no planner takes the (kind, id) index for these; the conversation's own indexes serve them.)
+_MESSAGE = "COALESCE(kind, '') = ''"
+_MESSAGE_OR_ROOM_EVENT = "COALESCE(kind, '') NOT IN ('edit', 'delete', 'reaction')"
 _GENERAL_NEWEST = f"SELECT MAX(id) FROM messages WHERE room IS NULL AND recipient IS NULL AND id <= ? AND {_MESSAGE}"
 _ROOM_NEWEST = f"SELECT MAX(id) FROM messages WHERE room = ? AND recipient IS NULL AND id <= ? AND {_MESSAGE_OR_ROOM_EVENT}"
 _PAIR = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"

@@ -517,3 +517,27 @@ def test_a_burst_of_edits_and_reactions_sent_before_any_commit_stays_within_the_
     assert [answers[f"r{i}"] for i in range(5)] == ["ack", "ack", "forbidden", "forbidden", "forbidden"]
     assert rows(server, "SELECT COUNT(*) FROM messages WHERE target_id = ? AND kind = 'edit'", [sent["id"]]) == [(edits.count("ack"),)]
     assert rows(server, "SELECT COUNT(*) FROM reactions WHERE message_id = ?", [sent["id"]]) == [(2,)]
+
+
+def test_the_conversation_list_shows_its_last_message_as_it_stands_and_counts_no_events(chat):
+    alice, bob = chat.connect("alice"), chat.connect("bob")
+    sent = post(alice, "lunch at 12?", to=bob.name)
+    edit = acked(alice, {"type": "edit", "of": sent["id"], "msg": "lunch at 1?"})
+    acked(alice, {"type": "react", "of": sent["id"], "key": "🍕"})
+
+    def entry(client, other):
+        client.send({"type": "conversations", "ref": "c"})
+        while True:
+            event = client.recv()
+            if event["type"] == "conversations":
+                (found,) = [e for e in event["conversations"] if e.get("with") == other]
+                return found
+
+    assert entry(bob, alice.name) == {
+        "with": alice.name, "unread": 1, "read": 0,
+        "last": {"type": "direct", "id": sent["id"], "user": alice.name, "to": bob.name, "msg": "lunch at 1?", "ts": sent["ts"],
+                 "edited": edit["ts"], "reactions": {"🍕": [alice.name]}},
+    }
+    acked(alice, {"type": "delete", "of": sent["id"]})
+    assert entry(bob, alice.name)["last"] == {"type": "direct", "id": sent["id"], "user": alice.name, "to": bob.name,
+                                              "ts": sent["ts"], "deleted": True}

@@ -19,6 +19,7 @@ from gevent.pywsgi import LoggingLogAdapter, WSGIServer  # noqa: E402
 
 from chat import create_app  # noqa: E402
 from chat.config import load_settings  # noqa: E402
+from chat.startup import explain  # noqa: E402
 from chat.websocket.handler import ChatWebSocketHandler  # noqa: E402
 from chat.store import Store  # noqa: E402
 
@@ -40,7 +41,11 @@ def listening_socket(settings):
 def announce(listener):
     host, port = listener.getsockname()[:2]
     # Tests and scripts wait for this line; it carries the real port when --port 0 was asked for.
-    print(f"chat server listening on http://{host}:{port}/ (websocket ws://{host}:{port}/ws/NAME)", flush=True)
+    print(
+        f"chat server listening on http://{host}:{port}/ (websocket ws://{host}:{port}/ws/NAME); "
+        "Ctrl-C or SIGTERM stops it",
+        flush=True,
+    )
 
 
 def stop_event():
@@ -56,8 +61,8 @@ def stop_event():
     return stopping, handlers
 
 
-def serve(settings, listener, announce_ready=True):
-    """One server process on `listener` until SIGTERM/SIGINT; the exit status."""
+def serve(settings, listener, announce_ready=True, ready=None):
+    """One server process on `listener` until SIGTERM/SIGINT; the exit status. `ready()` is called once it accepts."""
     app = create_app(settings)
     service = app.extensions["chat"]
     server = WSGIServer(
@@ -72,6 +77,8 @@ def serve(settings, listener, announce_ready=True):
     log.info("store: %s", service.store.describe())
     if announce_ready:
         announce(listener)
+    if ready is not None:
+        ready()
     stopping.wait()
     server.close()  # stop accepting
     flushed = service.shutdown(settings.shutdown_timeout)
@@ -88,19 +95,23 @@ def prefork(settings, listener):
     """The parent of --workers N: start them, replace any that dies, pass SIGTERM/SIGINT on and wait for them."""
     # The schema once, here, so the workers do not all race to create (or migrate) it.
     store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
-    store.ensure_schema()
-    store.close()
+    try:
+        store.ensure_schema()
+    finally:
+        store.close()
     stopping, handlers = stop_event()
     workers = {}  # pid -> worker number
+    ready_read, ready_write = os.pipe()  # each worker writes one byte once it accepts
 
     def spawn(number):
         pid = os.fork()  # gevent's fork: the child gets a fresh event loop
         if pid == 0:
             for handler in handlers:
                 handler.cancel()
+            os.close(ready_read)
             code = 1
             try:
-                code = serve(settings, listener, announce_ready=False)
+                code = serve(settings, listener, announce_ready=False, ready=lambda: os.write(ready_write, b"r"))
             except BaseException:
                 log.exception("worker %d failed", number)
             finally:
@@ -111,7 +122,7 @@ def prefork(settings, listener):
 
     for number in range(1, settings.workers + 1):
         spawn(number)
-    announce(listener)
+    _announce_when_ready(listener, ready_read, settings.workers, stopping)
     worst = 0
     deadline = None  # set when the workers are told to stop
     while workers:
@@ -143,6 +154,23 @@ def prefork(settings, listener):
     return 0 if worst == 0 else 1
 
 
+def _announce_when_ready(listener, ready_read, count, stopping):
+    """Announce once `count` workers said they accept (a respawned worker is not announced again)."""
+
+    def wait_for_workers():
+        seen = 0
+        while seen < count:
+            gevent.socket.wait_read(ready_read)
+            data = os.read(ready_read, count - seen)
+            if not data:
+                return
+            seen += len(data)
+        log.info("all %d workers accept connections", count)
+        announce(listener)
+
+    gevent.spawn(wait_for_workers)
+
+
 def main(argv=None):
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv)
@@ -151,10 +179,19 @@ def main(argv=None):
         return 2
     process = " [%(process)d]" if settings.workers > 1 else ""
     logging.basicConfig(level=settings.log_level.upper(), format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s")
-    listener = listening_socket(settings)
-    if settings.workers == 1:
-        return serve(settings, listener)
-    return prefork(settings, listener)
+    try:
+        listener = listening_socket(settings)
+        if settings.workers == 1:
+            return serve(settings, listener)
+        return prefork(settings, listener)
+    except Exception as e:
+        reason = explain(e, settings)
+        if reason is None:
+            raise
+        if settings.log_level.upper() == "DEBUG":
+            log.exception("could not start")
+        print(f"run_server.py: error: {reason}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

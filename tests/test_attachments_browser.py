@@ -235,3 +235,18 @@ def test_uploads_refused_for_their_rate_are_sent_again_after_retry_after(browser
         assert refused and set(refused) == {"1"}  # it was refused at first, and waited as told
     finally:
         context.close()
+
+
+def test_a_file_dropped_in_a_room_is_not_sent(signed_in):
+    alice, _ = signed_in("alice")
+    alice.page.locator("#rooms-open").click()
+    alice.page.locator("#create-room-name").fill("files")
+    alice.page.locator("#create-room-submit").click()
+    expect(alice.page.locator("#chat-title")).to_have_text("#files")
+    # Rooms take no files (docs/protocol.md, Rooms): the page says so instead of uploading to general.
+    text = drop_files(alice, ("cat.png", "image/png", samples.png(40, 30)))
+    assert text == "Files cannot be shared in rooms yet"
+    expect(alice.page.locator("#notice-text")).to_have_text("Files can be shared with everyone or in a one-to-one chat, not in rooms yet.")
+    expect(alice.page.locator("#uploads")).to_be_hidden()
+    alice.open("*")
+    expect(alice.messages()).to_have_count(0)

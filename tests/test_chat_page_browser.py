@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from tests.support.browser import DESKTOP, PHONE, require_browser
+from tests.support.browser import DESKTOP, PHONE, no_horizontal_overflow, require_browser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
@@ -35,21 +35,6 @@ def save_screenshot(page, name):
     path = os.path.join(ARTIFACTS, name)
     page.screenshot(path=path)
     return path
-
-
-def no_horizontal_overflow(page):
-    """True when nothing visible sticks out of the viewport sideways."""
-    return page.evaluate(
-        """() => {
-            const w = document.documentElement.clientWidth;
-            if (document.documentElement.scrollWidth > w || document.body.scrollWidth > w) return false;
-            for (const e of document.querySelectorAll('body *')) {
-                const r = e.getBoundingClientRect();
-                if (r.width && r.height && (r.right > w + 1 || r.left < -1)) return e.outerHTML.slice(0, 120);
-            }
-            return true;
-        }"""
-    )
 
 
 def presence_changes(event):

@@ -344,6 +344,35 @@ def test_whatever_the_parser_accepts_of_the_room_commands_is_a_valid_room_and_it
     assert decoded(message_json(record)) == event == decoded(encode_event(event))
 
 
+# Slash commands built the way a terminal user types them: a room word (with or without "#"), then the rest.
+room_word = st.builds(lambda mark, name: mark + name, st.sampled_from(["", "#"]), name_like)
+slash_room_line = st.one_of(
+    st.builds(lambda room, private, topic: f"/create {room}{' private' if private else ''} {topic}", room_word, st.booleans(), any_text),
+    st.builds(lambda room: f"/join {room}", room_word),
+    st.builds(lambda room: f"/leave {room}", room_word),
+    st.builds(lambda room, topic: f"/topic {room} {topic}", room_word, any_text),
+    st.builds(lambda room, text: f"/say {room} {text}", room_word, any_text),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(line=slash_room_line)
+def test_a_slash_room_command_the_parser_accepts_names_the_room_typed_and_encodes_back_as_json(line):
+    command = parsed_or_refused(line)
+    if command is None:
+        return
+    typed = line.split()[1]
+    assert command.room == normalize_name(typed[1:] if typed.startswith("#") else typed, 32)
+    if isinstance(command, SendGroup):
+        assert command.msg.strip()
+        assert parse_inbound(json.dumps({"type": "message", "room": command.room, "msg": command.msg}), **PARSE_OPTIONS) == command
+        return
+    assert isinstance(command, RoomCommand) and command.action == line[1:].split()[0]
+    if command.topic is not None:
+        assert command.topic == " ".join(command.topic.split()) and len(command.topic) <= 300
+    assert parse_inbound(_room_command_frame(command), **PARSE_OPTIONS) == command
+
+
 # ---- the message lifecycle (edit, delete, react, reply) -------------------------------------------------------------------
 
 # The pieces emoji are made of, and their look-alikes: pictographs, joiners, variation selectors, skin tones, regional

@@ -32,6 +32,8 @@ class ClusterDelivery(LocalDelivery):
     """`presence` is who is online in every process (chat/cluster/presence.py); `presence_may_have_changed(user)` is
     told when another process reports a change (chat/messaging/presence.py); `on_kick` as for LocalDelivery."""
 
+    applies_at_post = False  # a room event takes effect when it is delivered here in id order, after its commit
+
     def __init__(self, settings, store, hub, on_kick, rooms, instance_id, presence, presence_may_have_changed):
         super().__init__(settings, store, hub, on_kick, rooms)
         self.instance_id = instance_id

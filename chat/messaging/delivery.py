@@ -16,6 +16,8 @@ class LocalDelivery:
     """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py); `rooms` is
     the RoomDirectory (chat/messaging/rooms.py) that room events are folded into and room records are routed by."""
 
+    applies_at_post = True  # a room event is in effect once posted (ids are assigned at post, delivery follows at once)
+
     def __init__(self, settings, store, hub, on_kick, rooms):
         self.settings = settings
         self.store = store

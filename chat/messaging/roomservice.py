@@ -5,6 +5,7 @@ Every refusal about a room the user may not see is the same as for a room that d
 import json
 
 from gevent.event import Event
+from gevent.lock import BoundedSemaphore
 
 from chat.messaging.protocol import GENERAL, ProtocolError
 from chat.messaging.rooms import MEMBER, MODERATOR, OWNER
@@ -18,6 +19,32 @@ def no_such_room(room, ref=None):
 
 
 FORGET_WAIT = 5.0  # seconds a name's hand-over waits for its `left` events to be stored (and, with Redis, delivered here)
+IN_EFFECT_WAIT = 10.0  # seconds one user's next room command waits for the last one to take effect here (Redis only)
+
+
+class InEffect:
+    """Stands in for the session a room change is posted for: passes its ack (or refusal) on and sets `settled`, which
+    with several processes is when the change has taken effect in this one."""
+
+    __slots__ = ("session", "settled")
+
+    def __init__(self, session):
+        self.session = session
+        self.settled = Event()
+
+    @property
+    def user(self):
+        return self.session.user
+
+    def acknowledge(self, record, ref):
+        self.session.acknowledge(record, ref)
+        self.settled.set()
+
+    def refuse(self, record, ref):
+        refuse = getattr(self.session, "refuse", None)
+        if refuse is not None:
+            refuse(record, ref)
+        self.settled.set()
 
 
 class ServerActor:
@@ -49,6 +76,7 @@ class RoomService:
         # Rooms outlive their members, and guest names are free: a creation budget per client address keeps one
         # address from filling max_rooms for everyone.
         self._creations = FailureThrottle(settings.rooms_created_per_address, 3600.0)
+        self._locks = {}  # user -> the lock their room commands take in turn (several processes only)
 
     # ---- what a user may see and do -------------------------------------------------------------
 
@@ -79,7 +107,25 @@ class RoomService:
     # ---- commands ----------------------------------------------------------------------------------
 
     def act(self, session, command):
-        """Carry out a RoomCommand from `session`, or raise ProtocolError. The actor gets an ack and the event."""
+        """Carry out a RoomCommand from `session`, or raise ProtocolError. The actor gets an ack and the event.
+
+        With several processes a change takes effect here when its event comes back in id order, after the commit: one
+        user's commands in this process run one at a time, each after the last took effect, so that a burst of them is
+        checked against the state each one leaves (limits, already a member). Two processes, or two users, racing on
+        one room are settled by the fold: the first event in id order wins."""
+        if self.delivery.applies_at_post:
+            return self._act(session, command)
+        lock = self._locks.get(session.user)
+        if lock is None:
+            lock = self._locks[session.user] = BoundedSemaphore()
+        try:
+            with lock:
+                return self._act(session, command)
+        finally:
+            if not lock.locked() and not lock.linkcount():  # nobody holds or waits for it: forget it
+                self._locks.pop(session.user, None)
+
+    def _act(self, session, command):
         handler = getattr(self, "_" + command.action)
         user, ref = session.user, command.ref
         if command.room == GENERAL:
@@ -198,10 +244,13 @@ class RoomService:
             raise ProtocolError("too_many_rooms", f"you are in {limit} rooms, the most one user may be in: leave one first", ref)
 
     def _post(self, session, room, kind, subject, details, ref):
+        poster = session if self.delivery.applies_at_post else InEffect(session)
         try:
-            self.delivery.post(session, None, json.dumps(details, ensure_ascii=False), ref, room=room, kind=kind, subject=subject)
+            self.delivery.post(poster, None, json.dumps(details, ensure_ascii=False), ref, room=room, kind=kind, subject=subject)
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store changes right now; nothing was changed", ref) from None
+        if poster is not session:
+            poster.settled.wait(IN_EFFECT_WAIT)
 
     # ---- a name changing hands ----------------------------------------------------------------------
 

@@ -75,39 +75,70 @@ def _close_upgraded(ws):
     ws.closed = True  # so gevent-websocket sends no second close frame
 
 
+# A refused handshake from a client that sends no Origin (a terminal client: wscat prints no HTTP body) is upgraded and
+# closed with a code that says why: 4000 + (the HTTP status - 400) for 4xx (401 -> 4001), 1013 ("try again later") for 503.
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+def _close_code(status):
+    return CLOSE_TRY_AGAIN_LATER if status == 503 else 4000 + status - 400 if 400 <= status < 500 else frames.CLOSE_POLICY_VIOLATION
+
+
+def _readable(settings, address, refusal):
+    """`refusal` (an HTTP error response) as a terminal client can read it: after the upgrade, a close frame with its
+    code and reason, when the client sent no Origin; else (a browser, or no upgrade possible) the HTTP refusal itself.
+    The socket counts against its address until the close handshake ends (close_timeout at most)."""
+    if request.headers.get("Origin") is not None:
+        return refusal
+    conn, failed = _upgrade(settings)
+    if failed is not None:
+        return refusal
+    body = refusal.get_json(silent=True) or {}
+    conn.close(_close_code(refusal.status_code), str(body.get("error", "refused")))  # cut to fit a close frame
+    _addresses.admit(address, 2**31)  # released when the close handshake ends
+    gevent.spawn(_run_counted, address, lambda: conn.run(_ignore_text))
+    return Response()
+
+
+def _ignore_text(text):
+    return None
+
+
 @bp.route("/ws", defaults={"username": ""}, websocket=True, strict_slashes=False)
 @bp.route("/ws/<path:username>", websocket=True)
 def chat_socket(username):
     service = current_app.extensions["chat"]
     settings = service.settings
+    address, refusal = _admit_address(settings)
+    if refusal is not None:
+        return refusal  # over its address's cap: no socket at all, not even to close it
+    try:
+        return _chat_socket(service, settings, username, address)
+    finally:
+        _addresses.release(address)  # a session (or a refusal's close) counts itself while it runs
+
+
+def _chat_socket(service, settings, username, address):
     user = normalize_name(username, settings.max_name_length)
     if user is None or username != username.strip():
-        return json_error(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}")
+        return _readable(settings, address, json_error(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}"))
     if service.is_reserved(user):
-        return json_error(403, f"the name {user!r} is reserved for a bot")
+        return _readable(settings, address, json_error(403, f"the name {user!r} is reserved for a bot"))
     since = request.args.get("since")
     if since is not None:
         since = parse_message_id(since)
         if since is None:
-            return json_error(400, "since must be a message id (a whole number)")
-    address, refusal = _admit_address(settings)
+            return _readable(settings, address, json_error(400, "since must be a message id (a whole number)"))
+    # Origin, credentials, guests and the connection cap: see chat/accounts/admission.py.
+    admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
     if refusal is not None:
+        return _readable(settings, address, refusal)
+    conn, refusal = _upgrade(settings)
+    if refusal is not None:
+        admission.release()
         return refusal
-    upgraded = False
-    try:
-        # Origin, credentials, guests and the connection cap: see chat/accounts/admission.py.
-        admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
-        if refusal is not None:
-            return refusal
-        conn, refusal = _upgrade(settings)
-        if refusal is not None:
-            admission.release()
-            return refusal
-        gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission, address).run)
-        upgraded = True
-    finally:
-        if not upgraded:
-            _addresses.release(address)
+    _addresses.admit(address, 2**31)  # the session's own count, released when it ends
+    gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission, address).run)
     return Response()  # the handler's greenlet ends here; the session's goes on
 
 

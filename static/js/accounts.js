@@ -2,16 +2,23 @@
 
 import { ACCOUNT, GROUP, GUESTS, MAX_NAME } from "./config.js";
 import { setAvatar, ui } from "./dom.js";
-import { normalizeName } from "./format.js";
+import { keyOfRoom, normalizeName } from "./format.js";
 import * as history from "./history.js";
+import * as invitations from "./invitations.js";
 import { openConv } from "./navigation.js";
 import * as outbox from "./outbox.js";
 import * as reads from "./reads.js";
+import * as roomcommands from "./roomcommands.js";
+import * as rooms from "./rooms.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { load, NAME_KEY, resumeKey, save } from "./storage.js";
 import * as typing from "./typing.js";
 import { renderOnline } from "./views/people.js";
+import { renderInvitations } from "./views/invitations.js";
+import { closeMembers } from "./views/memberspanel.js";
+import { closeTopicEditor } from "./views/roomheader.js";
+import { closeRooms } from "./views/roomspanel.js";
 
 // {name, valid, registered, held, signed_in, guests} from the server, or null when it cannot say.
 // With this page's resume token, "held" means held by another guest.
@@ -45,8 +52,10 @@ function join(name) {
   setAvatar(ui.meAvatar, name);
   ui.meName.textContent = name;
   state.conversation(GROUP);
-  const wanted = normalizeName(new URLSearchParams(location.search).get("with"));
-  openConv(wanted && wanted !== name ? wanted : GROUP);
+  const params = new URLSearchParams(location.search);
+  const wanted = normalizeName(params.get("with"));
+  const room = params.has("room") ? keyOfRoom(params.get("room")) : null; // kept once the welcome says this user is in it
+  openConv(room || (wanted && wanted !== name ? wanted : GROUP));
   renderOnline();
   socket.start();
 }
@@ -60,6 +69,13 @@ export function leave() {
   history.clear();
   reads.clear();
   typing.clear();
+  rooms.reset();
+  invitations.reset();
+  renderInvitations([]);
+  roomcommands.connectionLost();
+  closeRooms();
+  closeMembers();
+  closeTopicEditor();
   ui.conversations.replaceChildren();
   ui.online.replaceChildren();
   ui.thread.replaceChildren();

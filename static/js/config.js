@@ -16,6 +16,8 @@ export const UPLOADS = data.uploads === "true"; // the server accepts some kinds
 export const MAX_UPLOAD = Number(data.maxUpload) || 0; // bytes; the server says the same with a 413
 // The server's typing_interval: it forwards at most one "typing" a connection and conversation this often.
 export const TYPING_INTERVAL_MS = (data.typingInterval && Number(data.typingInterval) >= 0 ? Number(data.typingInterval) : 2) * 1000;
+// The server's max_topic_length (characters of one line): a longer topic is refused (bad_field).
+export const MAX_TOPIC = Number(data.maxTopicLength) > 0 ? Number(data.maxTopicLength) : 300;
 
 export const PAGE_SIZE = 50; // messages per history page
 export const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];

@@ -46,6 +46,36 @@ export const ui = {
   uploadForm: $("upload-form"),
   fileInput: $("file-input"),
   attach: $("attach"),
+  roomsOpen: $("rooms-open"),
+  roomActions: $("room-actions"),
+  roomTopic: $("room-topic"),
+  roomMembers: $("room-members"),
+  roomLeave: $("room-leave"),
+  roomsDialog: $("rooms-dialog"),
+  roomsClose: $("rooms-close"),
+  roomsStatus: $("rooms-status"),
+  roomsList: $("rooms-list"),
+  roomsError: $("rooms-error"),
+  createRoom: $("create-room"),
+  createRoomName: $("create-room-name"),
+  createRoomTopic: $("create-room-topic"),
+  createRoomPrivate: $("create-room-private"),
+  membersDialog: $("members-dialog"),
+  membersTitle: $("members-title"),
+  membersClose: $("members-close"),
+  membersStatus: $("members-status"),
+  membersList: $("members-list"),
+  membersError: $("members-error"),
+  membersDone: $("members-done"),
+  memberTools: $("member-tools"),
+  memberToolsName: $("member-tools-name"),
+  memberBan: $("member-ban"),
+  memberUnban: $("member-unban"),
+  topicForm: $("topic-form"),
+  topicInput: $("topic-input"),
+  topicCancel: $("topic-cancel"),
+  topicError: $("topic-error"),
+  invitations: $("invitations"),
 };
 
 export function el(tag, className, text) {
@@ -56,9 +86,24 @@ export function el(tag, className, text) {
 }
 
 export function setAvatar(node, key) {
-  node.className = "avatar " + (key === GROUP ? "group" : colorClass(key));
+  node.className = "avatar " + (key === GROUP ? "group" : colorClass(key)) + (key.charAt(0) === "#" ? " room" : "");
   const letter = key === GROUP ? "#" : ((key.match(/[a-z0-9]/) || [key.charAt(0)])[0] || "?").toUpperCase();
   node.textContent = letter;
+}
+
+// A small padlock (decorative: whoever shows it gives it a label).
+export function lockIcon() {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "12");
+  svg.setAttribute("height", "12");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(NS, "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("d", "M17 9h-1V7a4 4 0 0 0-8 0v2H7a2 2 0 0 0-2 2v9a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2v-9a2 2 0 0 0-2-2zm-7-2a2 2 0 0 1 4 0v2h-4z");
+  svg.appendChild(path);
+  return svg;
 }
 
 // A link-styled button (Retry, Delete, Cancel) that calls `action` when clicked.

@@ -7,6 +7,9 @@ import * as history from "./history.js";
 import * as outbox from "./outbox.js";
 import * as reads from "./reads.js";
 import { onLive } from "./receive.js";
+import * as roomcommands from "./roomcommands.js";
+import * as roomevents from "./roomevents.js";
+import * as slash from "./slash.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { resumeKey, save } from "./storage.js";
@@ -19,18 +22,21 @@ function onWelcome(ev) {
   state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
   renderOnline();
   socket.markWelcomed();
+  roomevents.onWelcome(ev.conversations);
   reads.onWelcome(ev);
+  roomcommands.listRooms(); // the topics and roles of the rooms this user is in
 }
 
 function onAck(ev) {
   state.noteId(ev.id);
-  outbox.acknowledge(ev);
+  if (!roomcommands.acknowledge(ev)) outbox.acknowledge(ev);
 }
 
 function onError(ev) {
   const message = typeof ev.message === "string" ? ev.message : "the server refused that";
   if (ev.ref !== undefined) {
     if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    if (roomcommands.refuse(ev.ref, message)) return; // shown in the dialog it was asked from, or as a notice
     if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show
     history.refuse(ev.ref);
   }
@@ -77,6 +83,21 @@ export function handle(ev) {
       break;
     case "typing":
       typing.onTyping(ev);
+      break;
+    case "member":
+    case "topic":
+      roomevents.onRoomEvent(ev);
+      break;
+    case "rooms":
+      roomcommands.onRooms(ev);
+      break;
+    case "members":
+      roomcommands.onMembers(ev);
+      break;
+    case "who":
+    case "help":
+    case "room":
+      slash.onAnswer(ev);
       break;
     default:
       break;

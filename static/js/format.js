@@ -7,17 +7,41 @@ export function normalizeName(raw) {
   return NAME_RE.test(name) ? name : null;
 }
 
-// The conversation key of a server event or list entry: {"room":"general"} is the group, {"with":NAME} a one-to-one;
-// null for anything else (other rooms do not exist yet).
+// Conversation keys: GROUP for general, "#NAME" for a named room, a user's name for a one-to-one (names cannot
+// start with "#", so the three never meet).
+export function roomKey(room) {
+  return "#" + room;
+}
+
+export function isRoomKey(key) {
+  return typeof key === "string" && key.charAt(0) === "#";
+}
+
+// The room a key names ("general" for GROUP), or null for a one-to-one.
+export function roomOfKey(key) {
+  if (key === GROUP) return "general";
+  return isRoomKey(key) ? key.slice(1) : null;
+}
+
+// The conversation key of a room name on the wire: "general" is the group, any other valid name a named room.
+export function keyOfRoom(raw) {
+  const room = normalizeName(raw);
+  if (!room) return null;
+  return room === "general" ? GROUP : roomKey(room);
+}
+
+// The conversation key of a server event or list entry: {"room":"general"} is the group, {"room":R} a named room,
+// {"with":NAME} a one-to-one; null for anything else.
 export function keyOfWire(obj) {
   if (!obj || typeof obj !== "object") return null;
-  if (obj.room !== undefined) return obj.room === "general" ? GROUP : null;
+  if (obj.room !== undefined) return keyOfRoom(obj.room);
   return normalizeName(obj.with);
 }
 
 // The fields that name conversation `key` in a command.
 export function wireOfKey(key) {
-  return key === GROUP ? { room: "general" } : { with: key };
+  const room = roomOfKey(key);
+  return room ? { room: room } : { with: key };
 }
 
 export function titleOf(key) {

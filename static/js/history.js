@@ -2,6 +2,7 @@
 
 import { GROUP, PAGE_SIZE } from "./config.js";
 import { nearBottom, scrollToBottom, ui } from "./dom.js";
+import { wireOfKey } from "./format.js";
 import { flushPending } from "./outbox.js";
 import * as reads from "./reads.js";
 import { addMessage } from "./receive.js";
@@ -17,7 +18,7 @@ export function requestHistory(c, kind) {
   if (!socket.isOpen()) return;
   const ref = "h" + state.nextSeq();
   const req = { type: "history", limit: PAGE_SIZE, ref: ref };
-  if (c.key !== GROUP) req.with = c.key;
+  if (c.key !== GROUP) Object.assign(req, wireOfKey(c.key)); // {"with":NAME} or {"room":R}; general: neither
   if (kind === "older") {
     const first = c.list.querySelector("li[data-id]");
     if (!first) return;

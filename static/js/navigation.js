@@ -1,7 +1,8 @@
-// Opening a conversation: it becomes the thread shown, its history loads, and the address says which one (?with=NAME).
+// Opening a conversation: it becomes the thread shown, its history loads, and the address says which one (?with=NAME, ?room=NAME).
 
 import { GROUP } from "./config.js";
 import { scrollToBottom, ui } from "./dom.js";
+import { isRoomKey } from "./format.js";
 import { loadIfNeeded } from "./history.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
@@ -22,7 +23,8 @@ export function openConv(key, opts) {
   loadIfNeeded(c);
   renderThreadChrome();
   scrollToBottom();
-  const url = key === GROUP ? location.pathname : location.pathname + "?with=" + encodeURIComponent(key);
+  const query = key === GROUP ? "" : isRoomKey(key) ? "?room=" + encodeURIComponent(key.slice(1)) : "?with=" + encodeURIComponent(key);
+  const url = location.pathname + query;
   if (location.pathname + location.search !== url) history.replaceState(null, "", url);
   ui.app.classList.remove("show-list");
   if (!opts.noFocus) ui.input.focus();

@@ -2,7 +2,7 @@
 
 import { GROUP, MAX_MESSAGE_SIZE } from "./config.js";
 import { scrollToBottom, showNotice, ui } from "./dom.js";
-import { fileSize, parseTs } from "./format.js";
+import { fileSize, isRoomKey, parseTs } from "./format.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { renderConvList } from "./views/conversations.js";
@@ -29,11 +29,18 @@ function refuseOversize(payload) {
   return true;
 }
 
-// Send `text` to the open conversation; false (with a notice) when it is too long to send.
-export function sendText(text) {
-  const c = state.activeConv();
+// The command that sends `text` to conversation `key`: the group, a named room, or a one-to-one.
+function payloadFor(key, text, ref) {
+  if (key === GROUP) return { type: "message", msg: text, ref: ref };
+  if (isRoomKey(key)) return { type: "message", room: key.slice(1), msg: text, ref: ref };
+  return { type: "direct", to: key, msg: text, ref: ref };
+}
+
+// Send `text` to conversation `key` (default: the open one); false (with a notice) when it is too long to send.
+export function sendText(text, key) {
+  const c = key === undefined ? state.activeConv() : state.conversation(key);
   const ref = newRef();
-  const payload = c.key === GROUP ? { type: "message", msg: text, ref: ref } : { type: "direct", to: c.key, msg: text, ref: ref };
+  const payload = payloadFor(c.key, text, ref);
   if (refuseOversize(payload)) return false;
   const t = Date.now();
   const li = buildMessage(state.me(), text, t, true);
@@ -48,7 +55,7 @@ export function sendText(text) {
   transmit(p);
   renderConvList();
   renderThreadChrome();
-  scrollToBottom();
+  if (c === state.activeConv()) scrollToBottom();
   return true;
 }
 
@@ -138,7 +145,7 @@ function discardFailed(p) {
   removeMessage(p.li);
   if (c.last === p.last) {
     // The list preview showed the discarded message: show the newest one left instead.
-    const li = c.list.lastElementChild;
+    const li = Array.from(c.list.querySelectorAll("li.msg")).pop(); // not a room's system line
     state.setLast(c, li ? { id: Number(li.dataset.id) || 0, user: li.dataset.user, msg: li.querySelector(".text").textContent, t: Number(li.dataset.t) } : null);
   }
   renderConvList();

@@ -1,23 +1,44 @@
-// Messages that arrive (live, in history, or in an upload's answer): each shown once per id, in its conversation.
+// Messages that arrive (live, in history, or in an upload's answer), and room events as system lines: each shown once per id, in its conversation.
 
 import { GROUP } from "./config.js";
 import { nearBottom, scrollToBottom } from "./dom.js";
-import { normalizeName, parseTs } from "./format.js";
+import { keyOfRoom, normalizeName, parseTs } from "./format.js";
 import { claimUnconfirmed } from "./outbox.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
 import * as typing from "./typing.js";
 import { renderConvList } from "./views/conversations.js";
 import { attachmentOf, buildMessage, insertOrdered, previewOf, renderThreadChrome } from "./views/messages.js";
+import { buildSystemLine, isRoomEvent, systemText } from "./views/systemlines.js";
 
+// A message's conversation: a one-to-one, a named room ("room":R), or the group (no "room").
 function convKeyOf(m) {
   if (m.type === "direct") return m.user === state.me() ? normalizeName(m.to) : normalizeName(m.user);
+  if (m.room !== undefined) return keyOfRoom(m.room);
   return GROUP;
 }
 
-// Show message event `m` unless it is already shown; opts.unread counts it as unread (unless the user sees it or the
-// server's count has it already), opts.replay may settle a pending one.
+// Show room event `ev` (member, topic) as a system line in its room unless it is already shown; never unread.
+export function addRoomEvent(ev) {
+  if (typeof ev.id !== "number") return false;
+  const key = keyOfRoom(ev.room);
+  const text = systemText(ev);
+  if (!key || key === GROUP || !text) return false;
+  const c = state.conversation(key);
+  if (state.hasMessage(c, ev.id)) return false;
+  const t = parseTs(ev.ts);
+  const li = buildSystemLine(text, t);
+  li.dataset.id = String(ev.id);
+  state.keepMessage(c, ev.id, li);
+  insertOrdered(c, li, ev.id);
+  state.noteLast(c, previewOf(ev));
+  return true;
+}
+
+// Show message event `m` (or a room event, as a system line) unless it is already shown; opts.unread counts it as
+// unread (unless the user sees it or the server's count has it already), opts.replay may settle a pending one.
 export function addMessage(m, opts) {
+  if (isRoomEvent(m)) return addRoomEvent(m);
   if (!m || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return false;
   const key = convKeyOf(m);
   if (!key) return false;

@@ -38,6 +38,11 @@ export function send(command) {
   ws.send(JSON.stringify(command));
 }
 
+// A plain text frame (a slash command, as a terminal would type it).
+export function sendText(text) {
+  ws.send(text);
+}
+
 export function markWelcomed() {
   welcomed = true;
   attempts = 0;

@@ -20,7 +20,7 @@ export function setMe(name) {
 
 // ---- conversations: read their fields anywhere, change them only here ----
 
-// The conversation with `key` ("*" or a user name), created empty on first use.
+// The conversation with `key` ("*", "#ROOM" or a user name), created empty on first use.
 export function conversation(key) {
   let c = convs.get(key);
   if (!c) {
@@ -46,6 +46,14 @@ export function conversation(key) {
 // The conversation with `key` if this page has it, or null.
 export function findConversation(key) {
   return convs.get(key) || null;
+}
+
+// Forget conversation `key` (a room this user is no longer in): its messages, markers and counts.
+export function dropConversation(key) {
+  const c = convs.get(key);
+  if (!c) return;
+  convs.delete(key);
+  if (active === c) active = null;
 }
 
 export function conversations() {

@@ -3,6 +3,7 @@
 import { TYPING_INTERVAL_MS } from "./config.js";
 import { ui } from "./dom.js";
 import { keyOfWire, normalizeName, wireOfKey } from "./format.js";
+import { isCommand } from "./slash.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 
@@ -16,7 +17,7 @@ const typers = new Map(); // conversation key -> Map(user -> timer that ends the
 // The composer's text changed: say so in the open conversation, unless said recently or there is nothing written.
 export function onInput() {
   const c = state.activeConv();
-  if (!c || !ui.input.value.trim() || !socket.isOpen()) return;
+  if (!c || !ui.input.value.trim() || isCommand(ui.input.value.trim()) || !socket.isOpen()) return; // a command is no message
   const now = Date.now();
   const last = lastSent.get(c.key);
   if (last !== undefined && now - last < TYPING_INTERVAL_MS) return;

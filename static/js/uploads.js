@@ -2,7 +2,7 @@
 
 import { ACCOUNT, GROUP, MAX_UPLOAD, RETRY_LIMITS, UPLOADS, UPLOAD_RETRIES } from "./config.js";
 import { el, linkButton, showNotice, ui } from "./dom.js";
-import { fileSize } from "./format.js";
+import { fileSize, isRoomKey } from "./format.js";
 import { onLive } from "./receive.js";
 import * as state from "./state.js";
 
@@ -19,6 +19,10 @@ function uploadFiles(files) {
   }
   const c = state.activeConv();
   if (!c) return;
+  if (isRoomKey(c.key)) {
+    showNotice("Files can be shared with everyone or in a one-to-one chat, not in rooms yet."); // the server takes none
+    return;
+  }
   Array.from(files).forEach((file) => uploadFile(file, c.key));
 }
 
@@ -115,7 +119,9 @@ let dragDepth = 0;
 function showDropOverlay(show) {
   if (show) {
     const c = state.activeConv();
-    ui.dropText.textContent = !ACCOUNT ? "Sign in to share files" : "Drop to share with " + (!c || c.key === GROUP ? "everyone" : c.key);
+    if (!ACCOUNT) ui.dropText.textContent = "Sign in to share files";
+    else if (c && isRoomKey(c.key)) ui.dropText.textContent = "Files cannot be shared in rooms yet";
+    else ui.dropText.textContent = "Drop to share with " + (!c || c.key === GROUP ? "everyone" : c.key);
   }
   ui.dropOverlay.hidden = !show;
 }

@@ -1,5 +1,5 @@
 """The chat page in headless Chromium (Debian's, via Python Playwright): launch settings, the skip when either is
-missing, and ChatPage, one tab of the page with what it reported."""
+missing, no_horizontal_overflow(), and ChatPage, one tab of the page with what it reported."""
 import os
 import re
 import shutil
@@ -50,6 +50,21 @@ def require_browser(module_name):
             pytest.fail(f"browser tests are mandatory in CI: {reason}", pytrace=False)
         pytest.skip(reason, allow_module_level=True)
     expect.set_options(timeout=TIMEOUT_MS)
+
+
+def no_horizontal_overflow(page):
+    """True when nothing visible sticks out of the viewport sideways."""
+    return page.evaluate(
+        """() => {
+            const w = document.documentElement.clientWidth;
+            if (document.documentElement.scrollWidth > w || document.body.scrollWidth > w) return false;
+            for (const e of document.querySelectorAll('body *')) {
+                const r = e.getBoundingClientRect();
+                if (r.width && r.height && (r.right > w + 1 || r.left < -1)) return e.outerHTML.slice(0, 120);
+            }
+            return true;
+        }"""
+    )
 
 
 class ChatPage:

@@ -20,13 +20,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # (default 20 messages/s, burst 40) is not what they test, so test servers lift it unless a test sets its own.
 # tests/test_access_control.py tests the limit; tests/test_accounts_browser.py runs the page with the real defaults.
 # Likewise sign-ins per address (tests/test_hostile_signin.py) and the upload rate (tests/test_hostile_uploads.py tests it
-# and the upload quotas, which stay at their defaults).
+# and the upload quotas, which stay at their defaults), and room creations per address (every test client shares
+# 127.0.0.1; tests/test_rooms.py tests the budget).
 SUITE_SETTINGS = {
     "rate_limit": 1_000_000,
     "rate_burst": 1_000_000,
     "login_rate_per_address": 1_000_000,
     "upload_rate": 1_000_000,
     "upload_burst": 1_000_000,
+    "rooms_created_per_address": 1_000_000,
 }
 
 _tags = itertools.count(1)

@@ -166,17 +166,36 @@ def token_socket(server, name, token, header=False, handshake=True):
 
 
 def handshake_status(server, path, *headers):
-    """(status, JSON body or None) of an upgrade request to `path` with raw `headers` (no Origin unless given)."""
+    """(status, JSON body or None) of an upgrade request to `path` with raw `headers` (no Origin unless given).
+
+    A refusal of a client without Origin comes after the upgrade, as a close frame (4000 + status - 400, 1013 for
+    503): it is given back here as that status and {"error": reason}, with "closed": the close code."""
     raw, response = RawWebSocket.open_http(server.port, path, extra_headers=headers)
     try:
+        if response.status == 101 and not any(h.lower().startswith("origin:") for h in headers):
+            refusal = _refusal_close(raw)
+            if refusal is not None:
+                return refusal
         body = response.json() if response.status != 101 and response.body else None
         return response.status, body
     finally:
         raw.sock.close()
 
 
+def _refusal_close(raw):
+    """(status, body) of a refusal sent as the first frame after the upgrade, or None when the first is no close."""
+    fin, opcode, payload = raw.recv_frame()
+    if opcode != 0x8:
+        return None  # an event: the socket was admitted
+    code = int.from_bytes(payload[:2], "big")
+    assert code == 1013 or 4000 <= code < 4100, f"a refusal closes with 4000 + a 4xx status or 1013, not {code}"
+    raw.finish_close(code)
+    return (503 if code == 1013 else code - 4000 + 400), {"error": payload[2:].decode("utf-8"), "closed": code}
+
+
 def refused(server, path, *headers):
-    """The status and reason of a handshake that must be refused before the upgrade."""
+    """The status and reason of a handshake that must be refused: before the upgrade (HTTP), or for a client without
+    Origin right after it with a close code that carries the status (see handshake_status)."""
     status, body = handshake_status(server, path, *headers)
     assert status != 101, f"{path} was upgraded"
     return status, body["error"]

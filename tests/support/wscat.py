@@ -1,6 +1,9 @@
 """The real `wscat` (npm) driven as a terminal user would: stdin held open, stdout read line by line as JSON events."""
 import json
 import os
+import pty
+import re
+import select
 import queue
 import subprocess
 import threading
@@ -68,3 +71,29 @@ class Wscat:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def wscat_on_a_terminal(wscat_path, url, timeout=20):
+    """What wscat shows on a terminal (a pseudo-terminal here) until the server disconnects it, colours removed."""
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([wscat_path, "-c", url], stdin=terminal, stdout=terminal, stderr=terminal, env=dict(os.environ, NO_COLOR="1"))
+    os.close(terminal)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"Disconnected" not in shown or not shown.rstrip().endswith(b">"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([controller], [], [], remaining)[0]:
+                break
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: wscat exited
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        os.close(controller)
+    return re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", shown.decode("utf-8", "replace"))

@@ -1,9 +1,11 @@
-// The conversation list view (previews, times, unread badges) and the open conversation's header.
+// The conversation list view (previews, times, unread badges; rooms while this user is in them, private ones with a lock) and the open conversation's header (a room's topic and controls).
 
 import { GROUP } from "../config.js";
-import { el, setAvatar, ui } from "../dom.js";
-import { badgeCount, listTime, oneLine, titleOf } from "../format.js";
+import { el, lockIcon, setAvatar, ui } from "../dom.js";
+import { badgeCount, isRoomKey, listTime, oneLine, roomOfKey, titleOf } from "../format.js";
+import * as rooms from "../rooms.js";
 import * as state from "../state.js";
+import { syncRoomControls } from "./roomheader.js";
 
 const items = new WeakMap(); // conversation -> its list entry's nodes
 
@@ -20,8 +22,14 @@ function convItem(c) {
   const main = el("span", "conv-main");
   const top = el("span", "conv-top");
   const name = el("span", "conv-name", titleOf(c.key));
+  const lock = el("span", "conv-lock");
+  lock.setAttribute("role", "img");
+  lock.setAttribute("aria-label", "private");
+  lock.title = "Private room";
+  lock.appendChild(lockIcon());
+  lock.hidden = true;
   const time = el("span", "conv-time");
-  top.append(name, time);
+  top.append(name, lock, time);
   const bottom = el("span", "conv-bottom");
   const preview = el("span", "conv-preview");
   const badge = el("span", "badge");
@@ -30,7 +38,7 @@ function convItem(c) {
   main.append(top, bottom);
   btn.append(avatar, main);
   li.appendChild(btn);
-  it = { li: li, btn: btn, time: time, preview: preview, badge: badge };
+  it = { li: li, btn: btn, lock: lock, time: time, preview: preview, badge: badge };
   items.set(c, it);
   return it;
 }
@@ -38,12 +46,14 @@ function convItem(c) {
 function renderConvItem(c) {
   const it = convItem(c);
   const last = c.last;
+  const room = isRoomKey(c.key);
   if (last) {
-    const who = last.user === state.me() ? "You: " : c.key === GROUP ? last.user + ": " : "";
+    const who = last.system ? "" : last.user === state.me() ? "You: " : c.key === GROUP || room ? last.user + ": " : "";
     it.preview.textContent = who + oneLine(last.msg, 90);
     it.time.textContent = listTime(last.t);
   } else {
-    it.preview.textContent = c.key === GROUP ? "Group chat with everyone" : "No messages yet";
+    const topic = room ? rooms.infoOf(roomOfKey(c.key)).topic : "";
+    it.preview.textContent = c.key === GROUP ? "Group chat with everyone" : topic ? oneLine(topic, 90) : "No messages yet";
     it.time.textContent = "";
   }
   it.badge.textContent = badgeCount(c.unread);
@@ -53,13 +63,21 @@ function renderConvItem(c) {
   if (active) it.btn.setAttribute("aria-current", "true");
   else it.btn.removeAttribute("aria-current");
   it.li.classList.toggle("unread", c.unread > 0);
-  it.li.classList.toggle("online", c.key !== GROUP && state.isOnline(c.key));
-  it.btn.setAttribute("aria-label", titleOf(c.key) + (c.unread ? ", " + c.unread + " unread" : ""));
+  it.li.classList.toggle("online", c.key !== GROUP && !room && state.isOnline(c.key));
+  it.li.classList.toggle("room", room);
+  const locked = room && rooms.infoOf(roomOfKey(c.key)).private;
+  it.lock.hidden = !locked;
+  it.btn.setAttribute("aria-label", titleOf(c.key) + (locked ? ", private" : "") + (c.unread ? ", " + c.unread + " unread" : ""));
+}
+
+// A named room is listed while this user is in it; the group and one-to-ones always.
+function listed(c) {
+  return !isRoomKey(c.key) || rooms.isMember(roomOfKey(c.key));
 }
 
 // The group first, then the newest conversation first; the unread total on the back button and the tab's title.
 export function renderConvList() {
-  const convs = state.conversations();
+  const convs = state.conversations().filter(listed);
   convs.sort((a, b) => {
     if (a.key === GROUP) return -1;
     if (b.key === GROUP) return 1;
@@ -75,6 +93,7 @@ export function renderConvList() {
     if (ui.conversations.children[i] !== li) ui.conversations.insertBefore(li, ui.conversations.children[i] || null);
     total += c.unread;
   });
+  while (ui.conversations.children.length > convs.length) ui.conversations.lastElementChild.remove(); // rooms left
   ui.backBadge.textContent = badgeCount(total);
   ui.backBadge.hidden = total === 0;
   document.title = (total ? "(" + total + ") " : "") + "Chat";
@@ -85,7 +104,17 @@ export function renderHeader() {
   if (!c) return;
   setAvatar(ui.chatAvatar, c.key);
   ui.chatTitle.textContent = titleOf(c.key);
-  if (c.key === GROUP) {
+  const room = isRoomKey(c.key);
+  ui.roomActions.hidden = !room;
+  syncRoomControls(room ? roomOfKey(c.key) : null);
+  ui.chatSub.classList.toggle("topic", room);
+  ui.chatSub.title = "";
+  if (room) {
+    const info = rooms.infoOf(roomOfKey(c.key));
+    ui.chatSub.textContent = info.topic || (info.private ? "Private room" : "Room") + " · no topic";
+    ui.chatSub.title = info.topic;
+    ui.chatAvatar.classList.remove("online");
+  } else if (c.key === GROUP) {
     const n = state.onlineCount();
     ui.chatSub.textContent = n ? n + (n === 1 ? " person online" : " people online") : "Group chat";
     ui.chatAvatar.classList.remove("online");

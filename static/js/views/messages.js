@@ -2,8 +2,9 @@
 
 import { GROUP, SAME_BLOCK_MS } from "../config.js";
 import { el, linkButton, scrollToBottom, setAvatar, ui } from "../dom.js";
-import { fileSize, messageTime, parseTs } from "../format.js";
+import { fileSize, isRoomKey, messageTime, parseTs } from "../format.js";
 import * as state from "../state.js";
+import { isRoomEvent, systemText } from "./systemlines.js";
 
 export function buildMessage(user, text, t, own, attachment) {
   const li = el("li", own ? "msg own" : "msg");
@@ -61,8 +62,13 @@ export function attachmentPreview(a) {
   return (a.image ? "Picture: " : "File: ") + a.name;
 }
 
-// A message event as the conversation list previews it ({id, user, msg, t}), or null when it is not one.
+// A message event (or room event) as the conversation list previews it ({id, user, msg, t, system}), or null when it is
+// not one.
 export function previewOf(m) {
+  if (isRoomEvent(m)) {
+    const text = systemText(m);
+    return typeof m.id === "number" && text ? { id: m.id, user: null, msg: text, t: parseTs(m.ts), system: true } : null;
+  }
   if (!m || typeof m !== "object" || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return null;
   const attachment = attachmentOf(m);
   return { id: m.id, user: m.user, msg: attachment ? attachmentPreview(attachment) : m.msg, t: parseTs(m.ts) };
@@ -161,6 +167,7 @@ export function renderThreadChrome() {
     ui.empty.hidden = false;
     if (!c.loaded) ui.empty.textContent = "Loading messages…";
     else if (c.key === GROUP) ui.empty.textContent = "No messages yet. Say hello to everyone!";
+    else if (isRoomKey(c.key)) ui.empty.textContent = "No messages in " + c.key + " yet.";
     else ui.empty.textContent = "This is the start of your conversation with " + c.key + ".";
   }
 }

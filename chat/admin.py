@@ -1,5 +1,6 @@
 """Operator commands: `python3 -m chat.admin remove-user NAME` disables an account, revokes its sessions and tokens,
-and has the running server close that user's websockets (4001 "account removed")."""
+and has the running server close that user's websockets (4001 "account removed"); `grant-admin NAME` and
+`revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room) or not."""
 import argparse
 import json
 import sys
@@ -12,6 +13,7 @@ from chat.config import load_settings
 from chat.names import normalize_name
 from chat.security import load_secret_key
 from chat.store import Store, StoreUnavailable
+from chat.store.accounts import AccountQueries
 
 USAGE_EPILOG = """\
 Pass the same settings as the server (flags or CHAT_* variables) so this reaches the same database, Redis and
@@ -78,6 +80,29 @@ def remove_user(settings, raw_name, release=False, server=None, out=print):
     return 0
 
 
+def set_admin(settings, raw_name, grant, out=print):
+    """Grant or revoke server admin; takes effect at the user's next delete (the server reads it from the database)."""
+    name = normalize_name(raw_name, settings.max_name_length)
+    if name is None:
+        out(f"{raw_name!r} is not a valid user name")
+        return 2
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        queries = AccountQueries(store)
+        done = queries.grant_admin(name) if grant else queries.revoke_admin(name)
+    except StoreUnavailable as e:
+        out(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    if not done:
+        out(f"no account named {name}: only registered accounts can be admins" if grant else f"{name} is no admin")
+        return 1
+    out(f"{name} is {'now' if grant else 'no longer'} a server admin")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m chat.admin", description="Chat server operator commands.", epilog=USAGE_EPILOG,
@@ -91,8 +116,15 @@ def main(argv=None):
     remove.add_argument("name")
     remove.add_argument("--release", action="store_true", help="delete the account so the name is free again (default: keep it reserved)")
     remove.add_argument("--server", help="URL of the running server (default: http://HOST:PORT from the settings)")
+    for command, grant, text in (("grant-admin", True, "make an account a server admin: it may delete any message of "
+                                  "general and of every room"), ("revoke-admin", False, "end an account's server admin rights")):
+        sub = commands.add_parser(command, help=text, epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("name")
+        sub.set_defaults(grant=grant)
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings(rest)
+    if args.command in ("grant-admin", "revoke-admin"):
+        return set_admin(settings, args.name, args.grant)
     return remove_user(settings, args.name, release=args.release, server=args.server)
 
 

@@ -34,6 +34,11 @@ class Settings:
     max_topic_length: int = _setting(300, "longest room topic in characters (one line)")
     max_rooms_listed: int = _setting(500, "rooms one rooms event lists at most (general, then the user's, then by name)")
     max_members_listed: int = _setting(1000, "members one members event lists at most (owners and moderators first)")
+    # Message lifecycle (chat/messaging/lifecycle.py)
+    max_edits: int = _setting(10, "times one message may be edited (by its author); more edits are refused (forbidden)")
+    max_reaction_keys: int = _setting(
+        20, "different reaction emoji one message may carry; a new one past it is refused (forbidden), adding to one it has is not"
+    )
     typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
     typing_interval: float = _setting(
         2.0, "seconds between typing notices one connection may have forwarded per conversation; more are dropped silently"
@@ -226,6 +231,10 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if not self.typing_interval >= 0:
             raise ValueError("typing_interval must be at least 0")
+        if self.max_edits < 0:
+            raise ValueError("max_edits must be at least 0")
+        if self.max_reaction_keys < 1:
+            raise ValueError("max_reaction_keys must be at least 1")
 
     def _validate_signin(self):
         for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):

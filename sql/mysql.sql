@@ -12,6 +12,9 @@ CREATE TABLE IF NOT EXISTS messages (
     room VARCHAR(64) NULL,
     kind VARCHAR(16) NULL,
     subject VARCHAR(64) NULL,
+    -- The message lifecycle (chat/messaging/lifecycle.py): the message an 'edit', 'delete' or 'reaction' event changes,
+    -- or the one a message replies to (NULL: none). Added to older databases at start, with its index.
+    target_id BIGINT NULL,
     KEY messages_recipient_id (recipient, id),
     KEY messages_sender_recipient_id (sender, recipient, id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
@@ -93,3 +96,18 @@ CREATE TABLE IF NOT EXISTS upload_totals (
     bytes BIGINT NOT NULL
 ) ENGINE=InnoDB;
 INSERT IGNORE INTO upload_totals (id, bytes) SELECT 1, COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments;
+-- Server admins (python3 -m chat.admin grant-admin NAME): they delete any message of general and of every room. Only an
+-- enabled account counts (chat/store/accounts.py joins accounts), so a removed or released name is no admin.
+CREATE TABLE IF NOT EXISTS admins (
+    name VARCHAR(64) NOT NULL PRIMARY KEY,
+    granted_ms BIGINT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Reactions as they stand (chat/store/lifecycle.py), kept in the transaction that stores each reaction event: one row per
+-- message, user and emoji (so the same user and emoji count once); event_id is the event that added it (their order).
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id BIGINT NOT NULL,
+    user VARCHAR(64) NOT NULL,
+    emoji VARCHAR(64) NOT NULL,
+    event_id BIGINT NOT NULL,
+    PRIMARY KEY (message_id, user, emoji)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -11,7 +11,10 @@ CREATE TABLE IF NOT EXISTS messages (
     -- event's details are JSON in body. Room membership is the fold of these events: there is no members table.
     room TEXT,
     kind TEXT,
-    subject TEXT
+    subject TEXT,
+    -- The message lifecycle (chat/messaging/lifecycle.py): the message an 'edit', 'delete' or 'reaction' event changes,
+    -- or the one a message replies to (NULL: none). Added to older databases at start, with its index.
+    target_id INTEGER
 );
 CREATE INDEX IF NOT EXISTS messages_recipient_id ON messages (recipient, id);
 CREATE INDEX IF NOT EXISTS messages_sender_recipient_id ON messages (sender, recipient, id);
@@ -92,3 +95,18 @@ CREATE TABLE IF NOT EXISTS upload_totals (
     bytes INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO upload_totals (id, bytes) SELECT 1, COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments;
+-- Server admins (python3 -m chat.admin grant-admin NAME): they delete any message of general and of every room. Only an
+-- enabled account counts (chat/store/accounts.py joins accounts), so a removed or released name is no admin.
+CREATE TABLE IF NOT EXISTS admins (
+    name TEXT PRIMARY KEY,
+    granted_ms INTEGER NOT NULL
+);
+-- Reactions as they stand (chat/store/lifecycle.py), kept in the transaction that stores each reaction event: one row per
+-- message, user and emoji (so the same user and emoji count once); event_id is the event that added it (their order).
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    emoji TEXT NOT NULL,
+    event_id INTEGER NOT NULL,
+    PRIMARY KEY (message_id, user, emoji)
+);

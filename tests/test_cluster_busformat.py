@@ -20,6 +20,9 @@ def test_a_batch_round_trips_every_kind_of_entry():
         BusMessage(4, "ivy", None, b"event frame", "dev", "member", "jack", '{"change":"kicked"}'),
         BusMessage(5, "ivy", None, b"topic frame", "dev", "topic", None, '{"topic":"ünïcode"}'),
         BusNotice(None, "ivy", b"room typing", "dev"),
+        BusMessage(6, "ivy", None, b"edit frame", "dev", "edit", None, "", 3),
+        BusMessage(7, "jack", "ivy", b"reaction frame", None, "reaction", None, "", 2**63 - 1),
+        BusMessage(8, "kate", None, b"reply frame", None, None, None, "", 1),
     ]
     origin, decoded = decode_batch(encode_batch("host-1-abc", entries))
     assert origin == "host-1-abc"
@@ -44,14 +47,14 @@ def test_an_unknown_entry_type_is_refused():
 
 def test_bad_utf8_is_refused():
     with pytest.raises(BusFormatError, match="bad text"):
-        decode_batch(b"\x03\x00\x02\xff\xfe")  # version 3, then an origin of two bad bytes
+        decode_batch(b"\x04\x00\x02\xff\xfe")  # version 4, then an origin of two bad bytes
 
 
 def test_a_batch_starts_with_its_format_version():
-    assert encode_batch("o", [])[0] == 3
+    assert encode_batch("o", [])[0] == 4
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 255])
 def test_an_unknown_format_version_is_refused(version):
     data = bytes([version]) + encode_batch("origin", [BusPresence("alice", True)])[1:]
     with pytest.raises(BusFormatError, match=f"format version {version}"):
@@ -63,6 +66,13 @@ def test_a_notice_with_a_bad_optional_text_flag_is_refused():
     flag_at = len(encode_batch("o", [])) + 1
     with pytest.raises(BusFormatError, match="optional-text flag"):
         decode_batch(data[:flag_at] + b"\x07" + data[flag_at + 1 :])
+
+
+def test_a_message_with_a_bad_target_flag_is_refused():
+    data = encode_batch("o", [BusMessage(9, "ann", None, b"f", None, "edit", None, "", 1)])
+    flag_at = len(data) - 9  # the target's flag byte, then its 8 bytes
+    with pytest.raises(BusFormatError, match="optional-id flag"):
+        decode_batch(data[:flag_at] + b"\x02" + data[flag_at + 1 :])
 
 
 def test_encoding_refuses_what_is_not_an_entry():

@@ -11,6 +11,12 @@ from hypothesis import strategies as st
 from chat.websocket import frames
 from chat.messaging.protocol import (
     MAX_ID,
+    MAX_KEY_CHARS,
+    Delete,
+    Edit,
+    React,
+    Reply,
+    reaction_key,
     Conversations,
     History,
     Read,
@@ -31,8 +37,9 @@ from chat.messaging.protocol import (
     read_event,
 )
 from chat.names import normalize_name
-from chat.records import MessageRecord
+from chat.records import MessageRecord, reaction_body
 from chat.store import Store
+from chat.store.lifecycle import LifecycleQueries
 from chat.store.conversations import ConversationQueries
 from tests.support.databases import fresh_database_url
 from tests.support.rawws import build_frame
@@ -364,3 +371,96 @@ def test_a_slash_room_command_the_parser_accepts_names_the_room_typed_and_encode
     if command.topic is not None:
         assert command.topic == " ".join(command.topic.split()) and len(command.topic) <= 300
     assert parse_inbound(_room_command_frame(command), **PARSE_OPTIONS) == command
+
+
+# ---- the message lifecycle (edit, delete, react, reply) -------------------------------------------------------------------
+
+# The pieces emoji are made of, and their look-alikes: pictographs, joiners, variation selectors, skin tones, regional
+# indicators, tag characters, keycap parts, and plain letters and spaces.
+emoji_piece = st.sampled_from(
+    ["👍", "❤", "🏴", "👩", "💻", "🎉", "©", "\u200d", "\ufe0f", "\ufe0e", "\U0001F3FD", "\U0001F1EB", "\U0001F1F7",
+     "\U000E0067", "\U000E007F", "\u20e3", "1", "#", "*", "a", " ", "\ud83d"]
+)
+emoji_like = st.one_of(
+    st.sampled_from(["👍", "❤️", "👩‍💻", "🇫🇷", "1️⃣", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "👍🏽"]),
+    st.lists(emoji_piece, min_size=1, max_size=12).map("".join), any_text, field_value,
+)
+message_id = st.one_of(
+    st.integers(min_value=1, max_value=MAX_ID), st.integers(min_value=-2, max_value=2**64), st.sampled_from([1, MAX_ID, MAX_ID + 1]),
+    field_value,
+)
+lifecycle_frame = st.builds(
+    lambda fields, ensure_ascii: json.dumps(fields, ensure_ascii=ensure_ascii),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["edit", "delete", "react", "message", "direct"])},
+        optional={
+            "of": message_id,
+            "reply_to": message_id,
+            "msg": st.one_of(any_text, field_value),
+            "to": name_like,
+            "key": emoji_like,
+            "op": st.one_of(st.sampled_from(["add", "remove", "toggle"]), field_value, st.just("add")),
+            "ref": st.one_of(st.text(any_character, max_size=70), st.integers(), field_value),
+        },
+    ),
+    st.booleans(),
+)
+lifecycle_slash = st.builds(
+    lambda command, target, rest: f"/{command} {target} {rest}",
+    st.sampled_from(["edit", "delete", "react", "unreact", "reply", "EDIT"]),
+    st.one_of(st.integers(min_value=-1, max_value=2**64).map(str), st.integers(min_value=1, max_value=MAX_ID).map(str), any_text),
+    st.one_of(emoji_like.filter(lambda v: isinstance(v, str)), any_text),
+)
+
+
+def _lifecycle_command_frame(command):
+    """The JSON frame a client would send for an Edit, Delete or React."""
+    if isinstance(command, Edit):
+        fields = {"type": "edit", "of": command.of, "msg": command.msg}
+    elif isinstance(command, Delete):
+        fields = {"type": "delete", "of": command.of}
+    else:
+        fields = {"type": "react", "of": command.of, "key": command.key, "op": command.op}
+    if command.ref is not None:
+        fields["ref"] = command.ref
+    return json.dumps(fields)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=st.one_of(lifecycle_frame, lifecycle_slash), created_ms=st.integers(min_value=0, max_value=MAX_MS))
+def test_whatever_the_parser_accepts_of_the_lifecycle_commands_stores_takes_effect_and_encodes(store, frame, created_ms):
+    command = parsed_or_refused(frame)
+    if command is None or not isinstance(command, (Edit, Delete, React, Reply, SendGroup, SendDirect)):
+        return
+    target = MessageRecord(next(_ids), "bob", None, "the message", created_ms)
+    store.insert_messages([target])
+    if isinstance(command, (SendGroup, SendDirect, Reply)):
+        reply_to = command.of if isinstance(command, Reply) else command.reply_to
+        assert reply_to is None or 1 <= reply_to <= MAX_ID
+        recipient = command.to if isinstance(command, SendDirect) else None
+        record = MessageRecord(next(_ids), SENDER, recipient, command.msg, created_ms, target_id=None if reply_to is None else target.id)
+    else:
+        assert 1 <= command.of <= MAX_ID
+        assert parse_inbound(_lifecycle_command_frame(command), **PARSE_OPTIONS) == command
+        if isinstance(command, React):
+            assert reaction_key(command.key) == command.key and len(command.key) <= MAX_KEY_CHARS
+            body, kind = reaction_body(command.key, command.op), "reaction"
+        else:
+            body, kind = (command.msg, "edit") if isinstance(command, Edit) else ("", "delete")
+        record = MessageRecord(next(_ids), SENDER, None, body, created_ms, kind=kind, target_id=target.id)
+    store.insert_messages([record])
+    assert store.messages_from(record.id, 1) == [record._replace(body="") if record.kind == "delete" else record]
+    (now,) = store.messages_from(target.id, 1)
+    expected_body = {"edit": record.body, "delete": ""}.get(record.kind, "the message")
+    assert now.body == expected_body
+    (current,) = LifecycleQueries(store).current([now])
+    if isinstance(command, React) and command.op == "add":
+        assert current.state == {"reactions": {command.key: [SENDER]}}
+    event = message_event(record)
+    assert decoded(message_json(record)) == event == decoded(encode_event(event))
+    shown = message_event(current)
+    assert decoded(message_json(current)) == shown == decoded(encode_event(shown))
+    if record.kind is not None:
+        assert (event["type"], event["of"]) == ({"reaction": "reaction"}.get(record.kind, record.kind), target.id)
+        ack = ack_event(record, command.ref)
+        assert decoded(ack_json(record, command.ref)) == ack and ack["of"] == target.id

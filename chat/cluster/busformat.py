@@ -7,7 +7,7 @@ from chat.records import Kick
 
 # The first byte of every batch. A process that reads another version refuses the batch instead of misreading it: during
 # a rolling upgrade it then relies on the database catch-up, as when Redis drops a batch.
-VERSION = 3  # 2: notices; 3: rooms (a message's room and event fields, a notice's room)
+VERSION = 4  # 2: notices; 3: rooms (a message's room and event fields, a notice's room); 4: a message's target_id
 MESSAGE = 0x4D  # "M"
 PRESENCE = 0x50  # "P"
 KICK = 0x4B  # "K"
@@ -32,6 +32,7 @@ class BusMessage(NamedTuple):
     kind: Optional[str] = None  # a room event's kind; its details are `body`
     subject: Optional[str] = None
     body: str = ""  # a room event's details (JSON) that every process folds; "" for a message (its text is in the frame)
+    target_id: Optional[int] = None  # the message an edit, delete or reaction changes, or that a message replies to
 
 
 class BusPresence(NamedTuple):
@@ -80,6 +81,7 @@ def encode_batch(origin, entries):
                 _optional_text(entry.kind),
                 _optional_text(entry.subject),
                 _text(entry.body),
+                _U8.pack(0) if entry.target_id is None else _U8.pack(1) + _U64.pack(entry.target_id),
             )
         elif kind is BusPresence:
             parts += (_U8.pack(PRESENCE), _text(entry.user), _U8.pack(1 if entry.online else 0))
@@ -135,6 +137,12 @@ class _Reader:
             raise BusFormatError(f"bad optional-text flag {flag} in bus batch")
         return self.text() if flag else None
 
+    def optional_id(self):
+        flag = self.unpack(_U8)
+        if flag > 1:
+            raise BusFormatError(f"bad optional-id flag {flag} in bus batch")
+        return self.unpack(_U64) if flag else None
+
     @property
     def done(self):
         return self.pos >= len(self.data)
@@ -156,7 +164,8 @@ def decode_batch(data):
             recipient = reader.text() or None
             frame = bytes(reader.take(reader.unpack(_U32)))
             room, kind, subject = reader.optional_text(), reader.optional_text(), reader.optional_text()
-            entries.append(BusMessage(message_id, sender, recipient, frame, room, kind, subject, reader.text()))
+            body = reader.text()
+            entries.append(BusMessage(message_id, sender, recipient, frame, room, kind, subject, body, reader.optional_id()))
         elif kind == PRESENCE:
             entries.append(BusPresence(reader.text(), reader.unpack(_U8) == 1))
         elif kind == KICK:

@@ -19,7 +19,7 @@ from chat.cluster.sequencer import Sequencer
 from chat.messaging.delivery import LocalDelivery
 from chat.messaging.protocol import message_json
 from chat.messaging.writer import MessageWriter, refusal, writer_options
-from chat.records import MessageRecord
+from chat.records import ROOM_KINDS, MessageRecord
 from chat.store import StoreUnavailable
 from chat.websocket import frames
 
@@ -69,11 +69,11 @@ class ClusterDelivery(LocalDelivery):
 
     # ---- posting: ids at commit, delivery after it ----------------------------------------------
 
-    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None):
-        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment, room, kind, subject)
+    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None):
+        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id)
 
         def stored(stored_record):
-            if kind is None:
+            if kind not in ROOM_KINDS:  # a message, or a lifecycle event (edit, delete, reaction)
                 session.acknowledge(stored_record, ref)
                 self._outgoing.append((stored_record, session, None))
             else:  # acknowledged once delivered here, when the change is in effect in this process
@@ -90,7 +90,7 @@ class ClusterDelivery(LocalDelivery):
             entries.append(
                 BusMessage(
                     record.id, record.sender, record.recipient, frame, record.room, record.kind, record.subject,
-                    record.body if record.kind is not None else "",
+                    record.body if record.kind in ROOM_KINDS else "", record.target_id,
                 )
             )
             self._offer(record.id, (record, frame, session, acknowledge, True))
@@ -103,7 +103,7 @@ class ClusterDelivery(LocalDelivery):
     def _deliver(self, item):
         record, frame, exclude, acknowledge, posted_here = item
         if record.room is not None:
-            if record.kind is not None:
+            if record.kind in ROOM_KINDS:
                 self.rooms.apply(record)
             self.to_room(record, frame, exclude)
             if acknowledge is not None:
@@ -118,7 +118,8 @@ class ClusterDelivery(LocalDelivery):
         else:
             hub.send_to_user(record.recipient, frame, record.id)
             hub.send_to_user(record.sender, frame, record.id, exclude=exclude)
-        hub.to_bots(record)
+        if record.kind is None:
+            hub.to_bots(record)
 
     def _offer_record(self, record):
         frame = frames.encode_text(message_json(record))
@@ -154,7 +155,8 @@ class ClusterDelivery(LocalDelivery):
             kind = type(entry)
             if kind is BusMessage:
                 record = MessageRecord(
-                    entry.id, entry.sender, entry.recipient, entry.body, 0, None, entry.room, entry.kind, entry.subject
+                    entry.id, entry.sender, entry.recipient, entry.body, 0, None, entry.room, entry.kind, entry.subject,
+                    entry.target_id,
                 )
                 self._offer(entry.id, (record, entry.frame, None, None, False))
             elif kind is BusPresence:

@@ -15,6 +15,7 @@ from chat.messaging.protocol import (
     typing_event,
 )
 from chat.store.conversations import ConversationQueries, direct_key, room_key
+from chat.store.lifecycle import LifecycleQueries
 from chat.websocket import frames
 
 TYPING_KEYS_KEPT = 64  # conversations whose last typing time one connection remembers; older entries are forgotten
@@ -40,6 +41,7 @@ class ConversationService:
         self.settings = settings
         self.store = store
         self.queries = ConversationQueries(store)
+        self._current = LifecycleQueries(store).current  # each `last` as it stands (edited, deleted, reactions)
         self.delivery = delivery
         self.is_known = is_known
         self.rooms = rooms
@@ -85,7 +87,8 @@ class ConversationService:
         settings = self.settings
         rooms = self.rooms.rooms_of(user)
         summaries = self.queries.summaries(user, settings.max_conversations, settings.max_unread_count, rooms)
-        lasts = {r.id: r for r in self.store.messages_with_ids([s.last_id for s in summaries if s.last_id is not None])}
+        last_ids = [s.last_id for s in summaries if s.last_id is not None]
+        lasts = {r.id: r for r in self._current(self.store.messages_with_ids(last_ids))}
         entries = []
         for s in summaries:
             entry = {"room": s.key[1:]} if s.key.startswith("#") else {"with": s.key[1:]}

@@ -7,7 +7,7 @@ from chat.clock import now_ms
 from chat.messaging.ids import IdAllocator
 from chat.messaging.protocol import message_json
 from chat.messaging.writer import MessageWriter, refusal, writer_options
-from chat.records import MessageRecord
+from chat.records import ROOM_KINDS, MessageRecord
 from chat.websocket import frames
 
 
@@ -33,17 +33,19 @@ class LocalDelivery:
         settings = self.settings
         self.writer = MessageWriter(self.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
 
-    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None):
-        """Store and deliver one message (or, `kind` set, room event) from `session` (anything with `user` and
-        `acknowledge(record, ref)`); raises BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject)
+    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None):
+        """Store and deliver one message (or, `kind` set, room or lifecycle event; `target_id`: the message it changes,
+        or that a message replies to) from `session` (anything with `user` and `acknowledge(record, ref)`); raises
+        BufferFull or StoreUnavailable (nothing sent then)."""
+        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id)
         self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
-        if kind is not None:
+        room_event = kind in ROOM_KINDS
+        if room_event:
             self.rooms.apply(record)  # in effect at once: the ids of later posts are higher
         frame = frames.encode_text(message_json(record))
         if room is not None:
-            # An event goes to the posting socket too: it says the change is made.
-            self.to_room(record, frame, session if kind is None else None)
+            # A room event goes to the posting socket too: it says the change is made.
+            self.to_room(record, frame, None if room_event else session)
             return record
         hub = self.hub
         if recipient is None:
@@ -51,7 +53,8 @@ class LocalDelivery:
         else:
             hub.send_to_user(recipient, frame, record.id)
             hub.send_to_user(session.user, frame, record.id, exclude=session)
-        hub.to_bots(record)
+        if kind is None:
+            hub.to_bots(record)
         return record
 
     def to_room(self, record, frame, exclude=None):

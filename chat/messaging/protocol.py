@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from chat.names import NAME_RULE, normalize_name
+from chat.records import LIFECYCLE_KINDS, reaction_details
 
 REF_MAX_LENGTH = 64
 # A JSON \u escape can produce a lone surrogate, which no UTF-8 encoder (the socket, the database) accepts.
@@ -26,7 +27,9 @@ HELP_TEXT = (
     "/conversations (your conversations with unread counts). "
     "Rooms: /rooms, /room #r (make it the current room), /say #r text, /create #r [private] [topic], /join #r, /leave #r, "
     "/members [#r], /invite #r NAME, /kick #r NAME, /ban #r NAME, /unban #r NAME, /topic #r text, "
-    "/role #r NAME moderator|member. /help. Start a line with // to send text beginning with /."
+    "/role #r NAME moderator|member. "
+    "Messages: /reply ID text, /edit ID text (your own), /delete ID, /react ID EMOJI, /unreact ID EMOJI. "
+    "/help. Start a line with // to send text beginning with /."
 )
 
 GENERAL = "general"  # the room everyone is in: the group chat (stored with no room)
@@ -34,6 +37,31 @@ CURRENT = "#current"  # not a room name: "the connection's current room" (plain 
 ROOM_ACTIONS = ("create", "join", "leave", "invite", "kick", "ban", "unban", "topic", "role")
 _ACTIONS_ON_USER = ("invite", "kick", "ban", "unban", "role")
 ROLES = ("moderator", "member")  # the roles an owner may give; "owner" is the creator's
+REACTION_OPS = ("add", "remove")
+
+# A reaction key is one emoji: a pictographic character with optional variation selector (U+FE0E/FE0F) and skin-tone
+# modifier, up to MAX_ZWJ_PARTS of those joined by ZERO WIDTH JOINER (U+200D: 👩‍💻), a flag (two regional indicators,
+# or a black flag with tag characters: 🏴󠁧󠁢󠁳󠁣󠁴󠁿), or a keycap (0-9, # or * then U+20E3); at most MAX_KEY_CHARS code points.
+# Pictographic: U+00A9, U+00AE, U+203C, U+2049, U+2122, U+2139, U+2194-21AA, U+231A-23FF, U+24C2, U+25AA-27BF,
+# U+2934-2935, U+2B05-2B55, U+3030, U+303D, U+3297, U+3299, U+1F000-1F1E5, U+1F200-1FAFF.
+MAX_KEY_CHARS = 32
+MAX_ZWJ_PARTS = 8
+_PICTOGRAPH = (
+    "[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u21aa\u231a-\u23ff\u24c2\u25aa-\u27bf\u2934\u2935"
+    "\u2b05-\u2b55\u3030\u303d\u3297\u3299\U0001F000-\U0001F1E5\U0001F200-\U0001FAFF]"
+)
+_ELEMENT = f"{_PICTOGRAPH}[\ufe0e\ufe0f]?[\U0001F3FB-\U0001F3FF]?\ufe0f?"
+_EMOJI = re.compile(
+    f"(?:[\U0001F1E6-\U0001F1FF]{{2}}|[0-9#*]\ufe0f?\u20e3|\U0001F3F4[\U000E0020-\U000E007E]+\U000E007F|"
+    f"{_ELEMENT}(?:\u200d{_ELEMENT}){{0,{MAX_ZWJ_PARTS - 1}}})"
+)
+
+
+def reaction_key(raw):
+    """`raw` if it is one emoji (the rule above), else None."""
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_KEY_CHARS or _EMOJI.fullmatch(raw) is None:
+        return None
+    return raw
 
 
 class ProtocolError(Exception):
@@ -48,16 +76,52 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class SendGroup:
-    """A message to a room: GENERAL, a named room, or CURRENT."""
+    """A message to a room: GENERAL, a named room, or CURRENT; `reply_to` the id of the message it answers there."""
 
     msg: str
     ref: object = None
     room: str = GENERAL
+    reply_to: object = None  # int or None
 
 
 @dataclass(frozen=True)
 class SendDirect:
     to: str
+    msg: str
+    ref: object = None
+    reply_to: object = None  # int or None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the text of the sender's own message `of`."""
+
+    of: int
+    msg: str
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    of: int
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class React:
+    """Add or remove (`op`, one of REACTION_OPS) the sender's reaction `key` (one emoji) on message `of`."""
+
+    of: int
+    key: str
+    op: str = "add"
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """/reply: a message answering `of`, in the conversation `of` is in (its room, general, or the one-to-one)."""
+
+    of: int
     msg: str
     ref: object = None
 
@@ -226,12 +290,24 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
     if kind == "message":
         room = obj.get("room")
         msg = _require_text(obj.get("msg"), ref)
-        return SendGroup(msg, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
+        room = GENERAL if room is None else _parse_room(room, max_name_length, ref)
+        return SendGroup(msg, ref, room, _parse_reply_to(obj, ref))
     if kind == "direct":
         if target is None:
             raise ProtocolError("bad_field", '"to" is required for a direct message', ref)
         to = _parse_name(target, "to", max_name_length, ref)
-        return SendDirect(to, _require_text(obj.get("msg"), ref), ref)
+        return SendDirect(to, _require_text(obj.get("msg"), ref), ref, _parse_reply_to(obj, ref))
+    if kind == "edit":
+        return Edit(_parse_id(obj.get("of"), "of", ref), _require_text(obj.get("msg"), ref), ref)
+    if kind == "delete":
+        return Delete(_parse_id(obj.get("of"), "of", ref), ref)
+    if kind == "react":
+        of = _parse_id(obj.get("of"), "of", ref)
+        key = _parse_key(obj.get("key"), ref)
+        op = obj.get("op", "add")
+        if op not in REACTION_OPS:
+            raise ProtocolError("bad_field", '"op" must be "add" or "remove"', ref)
+        return React(of, key, op, ref)
     if kind == "history":
         limit = _parse_limit(obj.get("limit"), default_history, max_history, ref)
         before = obj.get("before")
@@ -267,6 +343,24 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         _require_encodable(kind, "type", ref)
         raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
     raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def _parse_id(raw, field, ref):
+    if type(raw) is not int or not 1 <= raw <= MAX_ID:
+        raise ProtocolError("bad_field", f'"{field}" must be a message id (a whole number 1-{MAX_ID})', ref)
+    return raw
+
+
+def _parse_reply_to(obj, ref):
+    raw = obj.get("reply_to")
+    return None if raw is None else _parse_id(raw, "reply_to", ref)
+
+
+def _parse_key(raw, ref):
+    key = reaction_key(raw)
+    if key is None:
+        raise ProtocolError("bad_field", '"key" must be one emoji', ref)
+    return key
 
 
 def _parse_conversation(obj, max_name_length, ref):
@@ -393,9 +487,38 @@ def _parse_slash_room_command(command, rest, max_name_length, max_topic_length):
     return RoomCommand(command, room, user)
 
 
+_LIFECYCLE_USAGE = {
+    "edit": "/edit ID text",
+    "delete": "/delete ID",
+    "react": "/react ID EMOJI",
+    "unreact": "/unreact ID EMOJI",
+    "reply": "/reply ID text",
+}
+
+
+def _parse_slash_lifecycle(command, rest):
+    raw_id, _, after = rest.strip().partition(" ")
+    of = parse_message_id(raw_id) if raw_id else None
+    if not of:
+        raise ProtocolError("bad_command", f"usage: {_LIFECYCLE_USAGE[command]}")
+    if command == "delete":
+        if after.strip():
+            raise ProtocolError("bad_command", f"usage: {_LIFECYCLE_USAGE[command]}")
+        return Delete(of)
+    if command in ("react", "unreact"):
+        key = reaction_key(after.strip())
+        if key is None:
+            raise ProtocolError("bad_command", f"usage: {_LIFECYCLE_USAGE[command]} (one emoji)")
+        return React(of, key, "add" if command == "react" else "remove")
+    text = _require_text(after)
+    return Edit(of, text) if command == "edit" else Reply(of, text)
+
+
 def _parse_slash(text, max_name_length, default_history, max_history, max_topic_length):
     command, _, rest = text[1:].partition(" ")
     command = command.strip().lower()
+    if command in _LIFECYCLE_USAGE:
+        return _parse_slash_lifecycle(command, rest)
     if command in _SLASH_USAGE:
         return _parse_slash_room_command(command, rest, max_name_length, max_topic_length)
     if command == "rooms":
@@ -480,10 +603,43 @@ def _room_event(record):
     return event
 
 
+def _lifecycle_event(record):
+    """An edit, delete or reaction event: about message `of`, in its conversation (`room` or `to` as for a message)."""
+    event = {"type": record.kind, "id": record.id, "of": record.target_id}
+    if record.room is not None:
+        event["room"] = record.room
+    event["user"] = record.sender
+    if record.recipient is not None:
+        event["to"] = record.recipient
+    if record.kind == "edit":
+        event["msg"] = record.body
+    elif record.kind == "reaction":
+        event["key"], event["op"] = reaction_details(record.body)
+    event["ts"] = iso_timestamp(record.created_ms)
+    return event
+
+
+def _with_state(event, state):
+    """A message event as the message stands now (history): `state` comes from chat/store/lifecycle.py."""
+    if state.get("deleted"):
+        for field in ("msg", "attachment", "reply_to"):
+            event.pop(field, None)
+        event["deleted"] = True
+        return event
+    if "edited" in state:
+        event["edited"] = iso_timestamp(state["edited"])
+    if "reactions" in state:
+        event["reactions"] = state["reactions"]
+    if "quote" in state:
+        event["quote"] = state["quote"]
+    return event
+
+
 def message_event(record):
-    """The delivery event of a stored message record (or room event)."""
+    """The delivery event of a stored message record (or room or lifecycle event); in its current state when the
+    record carries one (history)."""
     if record.kind is not None:
-        return _room_event(record)
+        return _lifecycle_event(record) if record.kind in LIFECYCLE_KINDS else _room_event(record)
     if record.room is not None:
         event = {"type": "message", "id": record.id, "room": record.room, "user": record.sender, "msg": record.body, "ts": iso_timestamp(record.created_ms)}
     elif record.recipient is None:
@@ -497,8 +653,12 @@ def message_event(record):
             "msg": record.body,
             "ts": iso_timestamp(record.created_ms),
         }
+    if record.target_id is not None:
+        event["reply_to"] = record.target_id
     if record.attachment is not None:
         event["attachment"] = attachment_object(record.attachment)
+    if record.state is not None:
+        return _with_state(event, record.state)
     return event
 
 
@@ -530,7 +690,7 @@ def _json_ref(ref):
 
 def message_json(record):
     """`encode_event(message_event(record))`, built without a JSON encoder: this runs once per message."""
-    if record.kind is not None:
+    if record.kind is not None or record.target_id is not None or record.state is not None:
         return encode_event(message_event(record))
     if record.attachment is not None:
         return _attachment_message_json(record)
@@ -571,6 +731,8 @@ def ack_json(record, ref):
     if record.room is not None:
         to = f',"room":{_quote(record.room)}'
     tail = "" if ref is None else f',"ref":{_json_ref(ref)}'
+    if record.target_id is not None and record.kind is not None:
+        to += f',"of":{record.target_id}'
     return f'{{"type":"ack","id":{record.id},"ts":"{iso_timestamp(record.created_ms)}"{to}{tail}}}'
 
 
@@ -580,6 +742,8 @@ def ack_event(record, ref):
         event["to"] = record.recipient
     if record.room is not None:
         event["room"] = record.room
+    if record.target_id is not None and record.kind is not None:
+        event["of"] = record.target_id
     if ref is not None:
         event["ref"] = ref
     return event

@@ -10,6 +10,7 @@ from gevent.event import Event
 from chat.websocket import frames
 from chat.messaging.conversations import ConversationService
 from chat.messaging.history import NewestWindow, fetch_rows, forward, merged, primed
+from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
 from chat.store import StoreUnavailable
 from chat.messaging.writer import BufferFull
@@ -75,6 +76,7 @@ class ChatService:
         self.reserved_names = reserved_names
         self.known = known
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
+        self.lifecycle = LifecycleService(settings, store, delivery, rooms)
 
     def start(self):
         self.store.ensure_schema()
@@ -105,9 +107,9 @@ class ChatService:
 
     # ---- messages ------------------------------------------------------------------------
 
-    def post(self, session, body, recipient=None, ref=None, room=None):
-        """Accept a message (to general, `recipient` or a named `room`): deliver it live now, acknowledge it to `session`
-        once committed."""
+    def post(self, session, body, recipient=None, ref=None, room=None, reply_to=None):
+        """Accept a message (to general, `recipient` or a named `room`; `reply_to`: the id of the message it answers
+        there): deliver it live now, acknowledge it to `session` once committed."""
         sender = session.user
         if room is not None:
             self.rooms.member_room(sender, room, ref)
@@ -120,10 +122,17 @@ class ChatService:
                 known = False
             if not known:
                 raise ProtocolError("unknown_user", f"no user named {recipient!r} has ever connected", ref)
+        if reply_to is not None:
+            self.lifecycle.check_reply(sender, reply_to, room, recipient, ref)
         try:
-            return self.delivery.post(session, recipient, body, ref, room=room)
+            return self.delivery.post(session, recipient, body, ref, room=room, target_id=reply_to)
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
+
+    def reply(self, session, command):
+        """/reply: a message answering `command.of` in the conversation that message is in."""
+        room, recipient = self.lifecycle.conversation_of(session.user, command.of, command.ref)
+        return self.post(session, command.msg, recipient, command.ref, room, command.of)
 
     def online(self):
         """Everyone online, in this process or (with Redis) any other."""
@@ -149,7 +158,7 @@ class ChatService:
         ceiling = before or 2**62
         floor = self.store.name_floor(user)[0] if uncommitted and with_user is not None else 0  # chat/accounts/holds.py
         merged = _merge(rows, uncommitted, lambda r: floor < r.id < ceiling and r.in_conversation(user, with_user, room))
-        return merged[-limit:]
+        return self.lifecycle.current(merged[-limit:])  # each message as it stands now
 
     def history_window(self, user, limit, before=None, with_user=None, room=None):
         """What a history request is answered with: the newest `limit` messages below `before` (general, a named room the
@@ -207,7 +216,7 @@ class ChatService:
             uncommitted = self.writer.uncommitted()  # before the query, as in history_page
             rows = rows_after(after_id, n)
             below = rows[-1].id + 1 if len(rows) == n else ceiling
-            return _merge(rows, uncommitted, lambda r: after_id < r.id < below and keep(r))
+            return self.lifecycle.current(_merge(rows, uncommitted, lambda r: after_id < r.id < below and keep(r)))
 
         return page
 

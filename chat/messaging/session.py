@@ -13,11 +13,15 @@ from chat.messaging.protocol import (
     HELP_TEXT,
     Conversation,
     Conversations,
+    Delete,
+    Edit,
     Help,
     History,
     Members,
     ProtocolError,
+    React,
     Read,
+    Reply,
     RoomCommand,
     Rooms,
     SendDirect,
@@ -166,9 +170,17 @@ class ChatSession:
             kind = type(command)
             if kind is SendGroup:
                 room = self._room(command.room)
-                self.service.post(self, command.msg, None, command.ref, None if room == GENERAL else room)
+                self.service.post(self, command.msg, None, command.ref, None if room == GENERAL else room, command.reply_to)
             elif kind is SendDirect:
-                self.service.post(self, command.msg, command.to, command.ref)
+                self.service.post(self, command.msg, command.to, command.ref, reply_to=command.reply_to)
+            elif kind is Edit:
+                self.service.lifecycle.edit(self, command)
+            elif kind is Delete:
+                self.service.lifecycle.delete(self, command)
+            elif kind is React:
+                self.service.lifecycle.react(self, command)
+            elif kind is Reply:
+                self.service.reply(self, command)
             elif kind is History:
                 room = None if command.with_user is not None else self._room(command.room)
                 if room == GENERAL:

@@ -66,6 +66,10 @@ class MessageWriter:
         then nobody has been sent them)."""
         return [e[0] for e in self._inflight if e[0].id is not None] + [e[0] for e in self._pending if e[0].id is not None]
 
+    def waiting(self):
+        """Every record accepted but not committed yet, with an id or (ids assigned at commit) without, oldest first."""
+        return [e[0] for e in self._inflight] + [e[0] for e in self._pending]
+
     def flush(self, timeout=None):
         """Wait until everything accepted so far is committed or refused; True if it was."""
         return self._idle.wait(timeout)

@@ -9,16 +9,23 @@ from gevent import get_hub
 from chat.clock import now_ms
 from chat.records import AttachmentRef, MessageRecord
 from .dialects import ADDED_INDEXES, dialect_for, schema_statements
+from .lifecycle import Effects
 
-_COLUMNS = "id, sender, recipient, body, created_ms, attachment_id, room, kind, subject"
+_COLUMNS = "id, sender, recipient, body, created_ms, attachment_id, room, kind, subject, target_id"
 # Message rows with what they say about their file: metadata only, never the bytes.
 _SELECT = (
     "SELECT m.id, m.sender, m.recipient, m.body, m.created_ms, a.id, a.file_name, a.content_type, a.size, a.thumb_type, "
-    "m.room, m.kind, m.subject "
+    "m.room, m.kind, m.subject, m.target_id "
     "FROM messages m LEFT JOIN attachments a ON a.id = m.attachment_id AND a.deleted_ms IS NULL"
 )
 
 # The floor of the name bound to the next "?": the last message id of the name's earlier holders, 0 for none.
+# History pages hold messages (and a room's member/topic events), not the edit/delete/reaction events: those change the
+# messages the page shows in their current state (chat/store/lifecycle.py). Spelled with COALESCE so that no planner
+# takes the (kind, id) index for them: the (room, recipient, id) and (sender, recipient, id) ones serve these pages.
+_MESSAGES_ONLY = "COALESCE(m.kind, '') = ''"
+_MESSAGES_AND_ROOM_EVENTS = "COALESCE(m.kind, '') NOT IN ('edit', 'delete', 'reaction')"
+
 # Public: every query of a name's direct messages (here, chat/store/conversations.py) is bounded by it.
 NAME_FLOOR = "COALESCE((SELECT u.floor_id FROM users u WHERE u.name = ?), 0)"
 
@@ -40,13 +47,14 @@ class Store:
             **self.dialect.pool_args(connect_timeout),
         )
         q = self.dialect.sql
-        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        self._q_group_page = q(f"{_SELECT} WHERE m.room IS NULL AND m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
-        self._q_room_page = q(f"{_SELECT} WHERE m.room = ? AND m.recipient IS NULL AND m.id < ? ORDER BY m.id DESC LIMIT ?")
-        self._q_room_events = q(f"{_SELECT} WHERE m.kind IS NOT NULL AND m.id > ? ORDER BY m.id LIMIT ?")
+        self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._effects = Effects(self.dialect)
+        self._q_group_page = q(f"{_SELECT} WHERE m.room IS NULL AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_ONLY} ORDER BY m.id DESC LIMIT ?")
+        self._q_room_page = q(f"{_SELECT} WHERE m.room = ? AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_AND_ROOM_EVENTS} ORDER BY m.id DESC LIMIT ?")
+        self._q_room_events = q(f"{_SELECT} WHERE m.kind IN ('member', 'topic') AND m.id > ? ORDER BY m.id LIMIT ?")
         # Direct messages at or below the user's floor belong to an earlier holder of the name (chat/accounts/holds.py).
         self._q_conversation_page = q(
-            f"{_SELECT} WHERE m.id < ? AND m.id > {NAME_FLOOR} AND "
+            f"{_SELECT} WHERE m.id < ? AND m.id > {NAME_FLOOR} AND {_MESSAGES_ONLY} AND "
             "((m.sender = ? AND m.recipient = ?) OR (m.sender = ? AND m.recipient = ?)) ORDER BY m.id DESC LIMIT ?"
         )
         # General, the user's directs above the floor, and room events about the user above it (a guest's rooms are not
@@ -56,7 +64,7 @@ class Store:
             f"(((m.room IS NULL AND (m.recipient = ? OR m.sender = ?)) OR m.subject = ?) AND m.id > {NAME_FLOOR}){{rooms}}) "
             "ORDER BY m.id LIMIT ?"
         )
-        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {NAME_FLOOR} ORDER BY m.id LIMIT ?")
+        self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {NAME_FLOOR} AND {_MESSAGES_ONLY} ORDER BY m.id LIMIT ?")
         self._q_floor = q("SELECT floor_id, file_floor_id FROM users WHERE name = ?")
         self._q_max_id = q("SELECT COALESCE(MAX(id), 0) FROM messages")
         self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
@@ -166,7 +174,7 @@ class Store:
 
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
-        self.transaction(_insert_rows, self._q_insert, [_row(r) for r in records])
+        self.transaction(_insert_rows, self._q_insert, records, self._effects)
 
     def insert_assigning_ids(self, records):
         """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
@@ -174,7 +182,7 @@ class Store:
         The chat_meta row stays locked until the commit, so across every process sharing the database ids
         follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
         """
-        return self.transaction(_insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records)
+        return self.transaction(_insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects)
 
     def next_message_id(self):
         """The id the next stored message will get (with ids assigned at commit)."""
@@ -259,7 +267,7 @@ class Store:
             MessageRecord(
                 int(r[0]), r[1], r[2], r[3], int(r[4]),
                 None if r[5] is None else AttachmentRef(int(r[5]), r[6], r[7], int(r[8]), r[9] is not None),
-                r[10], r[11], r[12],
+                r[10], r[11], r[12], None if r[13] is None else int(r[13]),
             )
             for r in rows
         ]
@@ -286,21 +294,24 @@ def _in_transaction(conn, fn, args):
     return result
 
 
-def _insert_rows(cur, query, rows):
-    cur.executemany(query, rows)
+def _insert_rows(cur, query, records, effects):
+    cur.executemany(query, [_row(r) for r in records])
+    effects.apply(cur, records)  # edits, deletions, reactions take effect in the commit that stores them
 
 
 def _row(record):
     """A record's column values for INSERT (the attachment by id)."""
-    return record[:5] + (None if record.attachment is None else record.attachment.id, record.room, record.kind, record.subject)
+    attachment_id = None if record.attachment is None else record.attachment.id
+    return record[:5] + (attachment_id, record.room, record.kind, record.subject, record.target_id)
 
 
-def _insert_assigning(cur, reserve, next_id, insert, records):
+def _insert_assigning(cur, reserve, next_id, insert, records, effects):
     cur.execute(reserve, (len(records),))
     cur.execute(next_id)
     first = int(cur.fetchone()[0]) - len(records)
     stored = [r._replace(id=first + i) for i, r in enumerate(records)]
     cur.executemany(insert, [_row(r) for r in stored])
+    effects.apply(cur, stored)
     return stored
 
 

@@ -1,5 +1,5 @@
 """Account, credential and name queries (parameterised), on the message store's pool: tables `accounts`,
-`auth_credentials`, `guest_holds` and the floors in `users`."""
+`auth_credentials`, `guest_holds`, `admins` and the floors in `users`."""
 import sqlite3
 
 import pymysql
@@ -46,6 +46,34 @@ class AccountQueries:
         self._q_hold_extend = q("UPDATE guest_holds SET expires_ms = ? WHERE name = ? AND secret_hash = ?")
         self._q_hold_delete = q("DELETE FROM guest_holds WHERE name = ?")
         self._q_hold_purge = q("DELETE FROM guest_holds WHERE expires_ms <= ?")
+        self._q_admin_grant = q(f"{store.dialect.insert_ignore} INTO admins (name, granted_ms) VALUES (?, ?)")
+        self._q_admin_revoke = q("DELETE FROM admins WHERE name = ?")
+        # An admin is an enabled account: a removed (or released, then taken) name is none.
+        self._q_is_admin = q(
+            "SELECT 1 FROM admins a JOIN accounts c ON c.name = a.name WHERE a.name = ? AND c.password_hash IS NOT NULL"
+        )
+
+    # ---- admins -------------------------------------------------------------------------
+
+    def grant_admin(self, name):
+        """Make the account `name` a server admin; False when it has no enabled account."""
+        account = self.get_account(name)
+        if account is None or account[1] is None:
+            return False
+        with self._store.cursor() as cur:
+            cur.execute(self._q_admin_grant, (name, now_ms()))
+        return True
+
+    def revoke_admin(self, name):
+        """False when `name` was no admin."""
+        with self._store.cursor() as cur:
+            cur.execute(self._q_admin_revoke, (name,))
+            return cur.rowcount > 0
+
+    def is_admin(self, name):
+        with self._store.cursor() as cur:
+            cur.execute(self._q_is_admin, (name,))
+            return cur.fetchone() is not None
 
     # ---- accounts -----------------------------------------------------------------------
 

@@ -11,8 +11,13 @@ from chat.store import NAME_FLOOR
 GENERAL_KEY = "#general"
 _COUNTS_PER_STATEMENT = 100  # SQLite allows 500 terms in one compound SELECT
 
-_GENERAL_NEWEST = "SELECT MAX(id) FROM messages WHERE room IS NULL AND recipient IS NULL AND id <= ?"
-_ROOM_NEWEST = "SELECT MAX(id) FROM messages WHERE room = ? AND recipient IS NULL AND id <= ?"
+# Messages only: the edit, delete and reaction events (chat/store/lifecycle.py) are neither a conversation's last message
+# nor unread; a named room's member and topic events are its last (not unread).
+# (COALESCE: no planner takes the (kind, id) index for these; the conversation's own indexes serve them.)
+_MESSAGE = "COALESCE(kind, '') = ''"
+_MESSAGE_OR_ROOM_EVENT = "COALESCE(kind, '') NOT IN ('edit', 'delete', 'reaction')"
+_GENERAL_NEWEST = f"SELECT MAX(id) FROM messages WHERE room IS NULL AND recipient IS NULL AND id <= ? AND {_MESSAGE}"
+_ROOM_NEWEST = f"SELECT MAX(id) FROM messages WHERE room = ? AND recipient IS NULL AND id <= ? AND {_MESSAGE_OR_ROOM_EVENT}"
 _PAIR = "((sender = ? AND recipient = ?) OR (sender = ? AND recipient = ?))"
 
 
@@ -41,7 +46,7 @@ class ConversationQueries:
         q = store.dialect.sql
         self._q_general_newest = q(_GENERAL_NEWEST)
         self._q_room_newest = q(_ROOM_NEWEST)
-        self._q_direct_newest = q(f"SELECT MAX(id) FROM messages WHERE id <= ? AND id > {NAME_FLOOR} AND {_PAIR}")
+        self._q_direct_newest = q(f"SELECT MAX(id) FROM messages WHERE id <= ? AND id > {NAME_FLOOR} AND {_MESSAGE} AND {_PAIR}")
         self._q_marker_add = q(f"{store.dialect.insert_ignore} INTO read_markers (user, conversation, read_id) VALUES (?, ?, 0)")
         self._q_marker_raise = q("UPDATE read_markers SET read_id = ? WHERE user = ? AND conversation = ? AND read_id < ?")
         self._q_marker = q("SELECT read_id FROM read_markers WHERE user = ? AND conversation = ?")
@@ -51,16 +56,16 @@ class ConversationQueries:
         # (sender, recipient, id) and (recipient, id) serve the two halves.
         self._q_partners = q(
             "SELECT other, MAX(id) AS last_id FROM ("
-            "SELECT recipient AS other, id FROM messages WHERE sender = ? AND recipient IS NOT NULL AND id > ? "
-            "UNION ALL SELECT sender AS other, id FROM messages WHERE recipient = ? AND id > ?"
+            f"SELECT recipient AS other, id FROM messages WHERE sender = ? AND recipient IS NOT NULL AND id > ? AND {_MESSAGE} "
+            f"UNION ALL SELECT sender AS other, id FROM messages WHERE recipient = ? AND id > ? AND {_MESSAGE}"
             ") d GROUP BY other ORDER BY last_id DESC LIMIT ?"
         )
-        self._general_count = "SELECT 1 FROM messages WHERE room IS NULL AND recipient IS NULL AND sender <> ? AND id > ? LIMIT ?"
+        self._general_count = f"SELECT 1 FROM messages WHERE room IS NULL AND recipient IS NULL AND {_MESSAGE} AND sender <> ? AND id > ? LIMIT ?"
         # Events (joins, topics) are in a room's stream but not counted as unread: only others' messages are.
         self._room_count = (
             "SELECT 1 FROM messages WHERE room = ? AND recipient IS NULL AND kind IS NULL AND sender <> ? AND id > ? LIMIT ?"
         )
-        self._direct_count = "SELECT 1 FROM messages WHERE sender = ? AND recipient = ? AND id > ? LIMIT ?"
+        self._direct_count = f"SELECT 1 FROM messages WHERE sender = ? AND recipient = ? AND {_MESSAGE} AND id > ? LIMIT ?"
 
     def mark_read(self, user, key, other, message_id, pending=0, room=None):
         """Move `user`'s marker in conversation `key` (`other`: the one-to-one's other party; `room`: a named room; both
@@ -102,7 +107,8 @@ class ConversationQueries:
             marks = ", ".join("?" * len(chunk))
             cur.execute(
                 self._store.dialect.sql(
-                    f"SELECT room, MAX(id) FROM messages WHERE room IN ({marks}) AND recipient IS NULL GROUP BY room"
+                    f"SELECT room, MAX(id) FROM messages WHERE room IN ({marks}) AND recipient IS NULL AND {_MESSAGE_OR_ROOM_EVENT} "
+                    "GROUP BY room"
                 ),
                 tuple(chunk),
             )

@@ -22,6 +22,7 @@ class SQLiteDialect:
         ("messages", "room", "TEXT"),
         ("messages", "kind", "TEXT"),
         ("messages", "subject", "TEXT"),
+        ("messages", "target_id", "INTEGER"),
     ]
 
     def __init__(self, url):
@@ -69,6 +70,7 @@ class MySQLDialect:
         ("messages", "room", "VARCHAR(64) NULL"),
         ("messages", "kind", "VARCHAR(16) NULL"),
         ("messages", "subject", "VARCHAR(64) NULL"),
+        ("messages", "target_id", "BIGINT NULL"),
     ]
 
     def __init__(self, url):
@@ -120,6 +122,7 @@ ADDED_INDEXES = [
     ("messages", "messages_room_recipient_id", "room, recipient, id"),
     ("messages", "messages_kind_id", "kind, id"),
     ("messages", "messages_subject_id", "subject, id"),
+    ("messages", "messages_target_id", "target_id, id"),
 ]
 
 

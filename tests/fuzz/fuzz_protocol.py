@@ -1,6 +1,7 @@
 """Atheris target: the protocol parser, fed any text (lone surrogates too), either refuses it with a ProtocolError
 whose error event encodes, or returns a command whose events (delivery, ack, history, read, typing, conversations,
-who, help, room events, rooms, members, room) encode as UTF-8 JSON
+who, help, room events, rooms, members, room, edit, delete, reaction, a reply and a message in its current state)
+encode as UTF-8 JSON
 that decodes back to the same values; anything else is a crash.
 
 Run: python3 tests/fuzz/fuzz_protocol.py NEW_CORPUS_DIR tests/fuzz/corpus/protocol -max_total_time=15 (libFuzzer flags).
@@ -17,11 +18,15 @@ with atheris.instrument_imports():
     from chat.messaging.protocol import (
         Conversation,
         Conversations,
+        Delete,
+        Edit,
         Help,
         History,
         Members,
         ProtocolError,
+        React,
         Read,
+        Reply,
         RoomCommand,
         Rooms,
         SendDirect,
@@ -40,7 +45,7 @@ with atheris.instrument_imports():
         typing_event,
         with_ref,
     )
-    from chat.records import MessageRecord
+    from chat.records import MessageRecord, reaction_body
 
 OPTIONS = dict(max_name_length=32, default_history=50, max_history=200, max_topic_length=300)
 
@@ -72,7 +77,25 @@ def test_one_input(data):
     kind = type(command)
     if kind in (SendGroup, SendDirect):
         room = command.room if kind is SendGroup and command.room not in ("general", "#current") else None
-        record = MessageRecord(1, "alice", command.to if kind is SendDirect else None, command.msg, 1_700_000_000_000, None, room)
+        record = MessageRecord(
+            1, "alice", command.to if kind is SendDirect else None, command.msg, 1_700_000_000_000, None, room,
+            target_id=command.reply_to,
+        )
+        check(message_event(record), message_json(record))
+        check(ack_event(record, command.ref), ack_json(record, command.ref))
+        # in history, as it stands: edited, with reactions, quoting what it answers; or deleted
+        shown = record._replace(state={"edited": 1_700_000_000_001, "reactions": {"👍": ["bob"]}, "quote": {"user": "bob", "msg": command.msg[:100]}})
+        check(message_event(shown), message_json(shown))
+        gone = record._replace(body="", state={"deleted": True})
+        check(message_event(gone), message_json(gone))
+    elif kind in (Edit, Delete, React, Reply):
+        if kind is React:
+            body, event_kind = reaction_body(command.key, command.op), "reaction"
+        elif kind is Delete:
+            body, event_kind = "", "delete"
+        else:
+            body, event_kind = command.msg, ("edit" if kind is Edit else None)
+        record = MessageRecord(2, "alice", None, body, 1_700_000_000_000, kind=event_kind, target_id=command.of)
         check(message_event(record), message_json(record))
         check(ack_event(record, command.ref), ack_json(record, command.ref))
     elif kind is History:

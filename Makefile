@@ -44,11 +44,14 @@ node_modules/.bin/wscat: package.json package-lock.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The browser tests drive Debian's Chromium through Python Playwright (tests/support/browser.py finds `chromium` on
-# PATH, or CHAT_TEST_CHROMIUM). Without it they are skipped, with the reason, outside CI.
+# The browser tests drive Chromium through Python Playwright: `chromium` on PATH (Debian's package), CHAT_TEST_CHROMIUM,
+# or else Playwright's own, which this fetches once into ~/.cache/ms-playwright (where that download is not allowed,
+# install chromium instead; without any, the browser tests are skipped outside CI, with the reason).
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$CHAT_TEST_CHROMIUM" ] \
-	  || echo "note: chromium is not installed, so the browser tests will be skipped (sudo apt-get install chromium)"
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$CHAT_TEST_CHROMIUM" ]; then :; \
+	elif ls $${PLAYWRIGHT_BROWSERS_PATH:-$$HOME/.cache/ms-playwright}/chromium-*/chrome-linux*/chrome >/dev/null 2>&1; then :; \
+	else echo "no chromium on PATH: $(PY) -m playwright install chromium"; \
+	  $(PY) -m playwright install chromium || echo "could not; install it with: sudo apt-get install chromium"; fi
 
 clean-venv:
 	rm -rf $(VENV)

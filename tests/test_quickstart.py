@@ -186,3 +186,50 @@ def test_the_readme_is_a_short_front_door():
     linked = {os.path.normpath(os.path.join(ROOT, link.partition("#")[0])) for link in links(README)}
     pages = {p for p in glob.glob(os.path.join(ROOT, "docs", "*.md"))}
     assert sorted(os.path.relpath(p, ROOT) for p in pages - linked) == []
+
+
+# ---- the browser ----------------------------------------------------------------------------------------------
+
+def fake_playwright_cache(root, *revisions):
+    for revision in revisions:
+        chrome = root / f"chromium-{revision}" / "chrome-linux64" / "chrome"
+        chrome.parent.mkdir(parents=True)
+        chrome.write_text("")
+    return root
+
+
+def test_the_tests_find_playwrights_own_chromium_when_no_system_one_is_there(tmp_path):
+    from tests.support.browser import playwright_chromium
+
+    assert playwright_chromium(str(tmp_path)) is None
+    fake_playwright_cache(tmp_path, 998, 1255)
+    assert playwright_chromium(str(tmp_path)) == str(tmp_path / "chromium-1255" / "chrome-linux64" / "chrome")
+
+
+def test_make_fetches_playwrights_chromium_only_where_there_is_none(tmp_path):
+    """`make browser` with no chromium on PATH: nothing when Playwright's cache has one, else `playwright install`
+    (here a stand-in python that only says what it was asked)."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed (apt-get install make)")
+    bin_dir = tmp_path / "bin"  # a PATH with ls and echo but no chromium
+    bin_dir.mkdir()
+    for tool in ("ls", "echo"):
+        os.symlink(shutil.which(tool), bin_dir / tool)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text("#!/bin/sh\necho stand-in python \"$@\"\n")
+    (venv / "bin" / "python").chmod(0o755)
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path), "PLAYWRIGHT_BROWSERS_PATH": str(tmp_path / "cache")}
+
+    def make_browser():
+        done = subprocess.run([shutil.which("make"), "-s", "browser", f"VENV={venv}", "SHELL=/bin/sh"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "stand-in python -m playwright install chromium" in make_browser()
+    fake_playwright_cache(tmp_path / "cache", 1255)
+    assert make_browser() == ""
+    env["CHAT_TEST_CHROMIUM"] = "/opt/some/chrome"
+    shutil.rmtree(tmp_path / "cache")
+    assert make_browser() == ""

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tests.support.rawws import OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame
+from tests.support.rawws import (
+    OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RawWebSocket, build_frame, origin, terminal_refusal,
+)
 from tests.support.servers import Chat, ServerProcess
 
 MAX_MESSAGE_SIZE = 1024
@@ -85,7 +87,7 @@ def raw_connect(chat, short):
          "dotdot", "leading-dot", "slash", "non-ascii", "nul", "leading-space"],
 )
 def test_invalid_username_is_refused_with_400_before_the_upgrade(small_server, path, still_serving):
-    raw, response = RawWebSocket.open_http(small_server.port, path)
+    raw, response = RawWebSocket.open_http(small_server.port, path, extra_headers=(origin(small_server),))
     try:
         assert response.status == 400
         assert "upgrade" not in response.headers and "sec-websocket-accept" not in response.headers
@@ -94,6 +96,8 @@ def test_invalid_username_is_refused_with_400_before_the_upgrade(small_server, p
         assert "name" in reason and "a-z" in reason
     finally:
         raw.close()
+    # A terminal client (no Origin) gets the same reason in a close frame, 4000 (400)
+    assert terminal_refusal(small_server.port, path) == (4000, reason)
     still_serving()
 
 
@@ -111,10 +115,11 @@ def test_longest_valid_name_is_accepted(chat):
     ids=["letters", "negative", "fraction", "empty", "superscript-two", "arabic-digits", "2**63", "huge"],
 )
 def test_invalid_since_is_refused_with_400(small_server, query):
-    raw, response = RawWebSocket.open_http(small_server.port, "/ws/sincer" + query)
+    raw, response = RawWebSocket.open_http(small_server.port, "/ws/sincer" + query, extra_headers=(origin(small_server),))
     raw.close()
     assert response.status == 400
     assert "since" in response.json()["error"]
+    assert terminal_refusal(small_server.port, "/ws/sincer" + query) == (4000, response.json()["error"])
 
 
 def test_largest_since_is_accepted(chat):

@@ -13,7 +13,7 @@ from chat.bots.runner import BotClient, mention_pattern
 from chat.config import Settings
 from chat.records import MessageRecord
 from tests.support.databases import fresh_database_url
-from tests.support.rawws import RawWebSocket
+from tests.support.rawws import RawWebSocket, origin, terminal_refusal
 from tests.support.servers import Chat, ServerProcess
 
 TEST_BOTS = dict(bots="eliza,crasher", bot_modules="tests.support.chatbots")
@@ -162,11 +162,12 @@ def test_bots_are_online_in_welcome_and_who(start_server, sqlite_url, clients):
 
 @pytest.mark.parametrize("path", ["/ws/eliza", "/ws/Eliza", "/ws/crasher"])
 def test_connecting_as_a_bot_is_refused_with_403(bot_server, path):
-    raw, response = RawWebSocket.open_http(bot_server.port, path)
+    raw, response = RawWebSocket.open_http(bot_server.port, path, extra_headers=(origin(bot_server),))
     raw.close()
     assert response.status == 403
     assert "sec-websocket-accept" not in response.headers
     assert "reserved for a bot" in response.json()["error"]
+    assert terminal_refusal(bot_server.port, path) == (4003, response.json()["error"])  # no Origin: 4003 after the upgrade
 
 
 def test_bots_off_makes_eliza_an_unknown_name(start_server, sqlite_url, clients):
@@ -181,9 +182,8 @@ def test_bots_off_makes_eliza_an_unknown_name(start_server, sqlite_url, clients)
     assert alice.recv_type("ack", "message")["type"] == "ack"  # just a group message; nobody answers
     alice.send("/who")
     assert alice.recv_type("who")["online"] == ["alice"]
-    raw, response = RawWebSocket.open_http(server.port, "/ws/eliza")  # still nobody may take the name
-    raw.close()
-    assert response.status == 403
+    code, reason = terminal_refusal(server.port, "/ws/eliza")  # still nobody may take the name
+    assert code == 4003 and "reserved for a bot" in reason
 
 
 def test_test_bots_are_not_available_by_default(start_server, sqlite_url):

@@ -218,3 +218,21 @@ class RawWebSocket:
             self.sock.close()
         except OSError:
             pass
+
+
+def origin(server):
+    """The Origin header of a page served by `server` itself (allowed): a browser's handshake."""
+    return f"Origin: {server.http_url}"
+
+
+def terminal_refusal(port, path, **kwargs):
+    """(close code, reason) of a handshake without Origin that the server refuses: upgraded, then closed at once
+    (docs/protocol.md, Who may connect). Answers the close as a client must."""
+    raw, response = RawWebSocket.open_http(port, path, **kwargs)
+    try:
+        assert response.status == 101, (response.status, response.body)
+        code, reason = raw.recv_close()
+        raw.finish_close(code)
+        return code, reason
+    finally:
+        raw.sock.close()

@@ -55,13 +55,21 @@ def test_ci_runs_the_readme_test_command_in_its_own_virtual_environment():
     assert not [line for line in ci if "pip install" in line or "pytest" in line.split()]
 
 
+def make_env(**extra):
+    """The environment for a `make` of our own: none of the MAKEFLAGS and MAKELEVEL of a `make test` running this suite
+    (a nested make prints "Entering directory" lines and takes on the outer one's flags)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")}
+    return {**env, **extra}
+
+
 def make_steps(target, tmp_path):
     """What `make -n -B TARGET` would run (every step, as in a fresh clone), with .venv in `tmp_path`."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed (apt-get install make)")
     venv = str(tmp_path / ".venv")
-    out = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=30, check=True).stdout
+    defaults = ["PYTHON=python3", "VENV_FLAGS=", "ARGS=", "PYTEST_ARGS="]  # whatever the outer make or shell set
+    out = subprocess.run(["make", "-n", "-B", target, f"VENV={venv}", *defaults], cwd=ROOT, capture_output=True, text=True,
+                         timeout=30, check=True, env=make_env()).stdout
     return [line.replace(venv, ".venv") for line in out.splitlines() if line.strip()]
 
 
@@ -97,7 +105,7 @@ def test_make_run_works_from_a_fresh_copy_in_a_fresh_virtual_environment(tmp_pat
     log = open(tmp_path / "make-run.log", "w+b")
     proc = subprocess.Popen(["make", "run", f"ARGS=--port {port}", f"PYTHON={sys.executable}"], cwd=copy,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith(("CHAT_", "VIRTUAL_ENV"))})
+                            env={k: v for k, v in make_env().items() if not k.startswith(("CHAT_", "VIRTUAL_ENV"))})
     try:
         deadline = time.monotonic() + 240  # pip installs requirements.txt into the new .venv first
         while True:

@@ -27,6 +27,16 @@ def chat_server(start_server, sqlite_url):
     return start_server(sqlite_url)
 
 
+def create_room(client, name, topic):
+    """`client` creates the public room #name; returns once it has both the room's ack and its member event."""
+    client.send(f"/create #{name} {topic}")
+    seen = set()
+    while seen != {"ack", "member"}:
+        event = client.recv_type("ack", "member")
+        if event.get("room") == name:
+            seen.add(event["type"])
+
+
 def join_room(chat, name):
     """Join a room with its Join button in the Rooms dialog; it opens in the page."""
     chat.page.locator("#rooms-open").click()
@@ -40,10 +50,8 @@ def join_room(chat, name):
 def test_screenshot_of_two_users_chatting_in_a_room(chat_server, open_page, clients):
     carol = clients(chat_server, "carol")
     dave = clients(chat_server, "dave")
-    carol.send("/create #design mock-ups and colours")
-    carol.recv_type("member")
-    carol.send("/create #release v2.0: checks, tag, notes")
-    carol.recv_type("member")
+    create_room(carol, "design", "mock-ups and colours")
+    create_room(carol, "release", "v2.0: checks, tag, notes")
     alice = open_page(chat_server, "alice")
     bob = open_page(chat_server, "bob")
     join_room(alice, "design")

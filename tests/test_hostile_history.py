@@ -1,11 +1,11 @@
 """Hostile history (issue 12 case 2): content that grows when JSON-escaped, non-reading newcomers, live bursts."""
 import json
 import os
-import shutil
 import threading
 
 import pytest
 
+from tests.support.browser import CHROMIUM, LAUNCH_ARGS
 from tests.support.bystanders import Bystanders
 from tests.support.clients import presence_changes
 from tests.support.databases import db_execute
@@ -300,9 +300,6 @@ def test_send_queue_must_fit_one_history_event(max_message_size):
 
 # ---- the page (real Chromium) -----------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def test_page_renders_a_history_in_many_events(start_server, sqlite_url):
@@ -312,8 +309,8 @@ def test_page_renders_a_history_in_many_events(start_server, sqlite_url):
         from playwright.sync_api import expect, sync_playwright
     except ImportError as e:
         pytest.skip(f"python playwright is not installed ({e}); pip install -r requirements-dev.txt")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    if not CHROMIUM:
+        pytest.skip("no Chromium (apt-get install -y chromium)")
     server = start_server(sqlite_url, history_frame_bytes=1024)
     watch = Bystanders(server)
     bob = newcomer(server, "bob")

@@ -16,6 +16,7 @@ import pytest
 import requests
 import websocket  # websocket-client
 
+from tests.support.browser import CHROMIUM, LAUNCH_ARGS
 from tests.support.bystanders import Bystanders
 from chat.config import Settings
 from chat.records import MessageRecord
@@ -452,9 +453,6 @@ def test_a_guest_hold_holds_across_processes_and_its_token_resumes_on_either(sta
 
 # ---- the page resumes by itself ------------------------------------------------------------------------
 
-CHROMIUM = os.environ.get("CHAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def _browser_unavailable():

@@ -1,5 +1,6 @@
 """The chat page in headless Chromium (Debian's, via Python Playwright): launch settings, the skip when either is
 missing, no_horizontal_overflow(), and ChatPage, one tab of the page with what it reported."""
+import glob
 import os
 import re
 import shutil
@@ -12,8 +13,19 @@ try:
 except ImportError:  # require_browser() skips, or fails in CI, with the reason
     expect = sync_playwright = None
 
-CHROMIUM = os.environ.get("CHAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-# From shared/STACK-NOTES.md. Never `playwright install`: it downloads a browser, and these machines may be offline.
+
+def playwright_chromium(root=None):
+    """The newest Chromium that `python -m playwright install chromium` put in its cache (the Makefile does that only
+    where no system Chromium exists), or None."""
+    root = root or os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or os.path.expanduser("~/.cache/ms-playwright")
+    found = glob.glob(os.path.join(root, "chromium-*", "chrome-linux*", "chrome"))
+    return max(found, key=lambda path: int(re.sub(r"\D", "", path.split(os.sep)[-3]) or 0)) if found else None
+
+
+CHROMIUM = (os.environ.get("CHAT_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+            or playwright_chromium())
+# From shared/STACK-NOTES.md. Never `playwright install` on the project's machines: it downloads a browser and fails
+# there (.ci/run installs Debian's chromium); `make test` runs it only where no Chromium is installed at all.
 LAUNCH_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -82,7 +82,8 @@ def pdf():
 def zip_archive():
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as z:
-        z.writestr("notes.txt", "hello from the archive\n")
+        # a fixed date: the bytes are a test id, and xdist's workers must collect the same ids
+        z.writestr(zipfile.ZipInfo("notes.txt", date_time=(2026, 1, 1, 0, 0, 0)), "hello from the archive\n")
     return out.getvalue()
 
 

@@ -15,6 +15,11 @@ class AddressCounts:
         self._open[address] = count + 1
         return True
 
+    def hold(self, address):
+        """Count one more socket for `address` whatever its count: one the caller already admitted changes hands (from
+        its handshake to its session, or to the close of a refusal)."""
+        self._open[address] = self._open.get(address, 0) + 1
+
     def release(self, address):
         count = self._open.get(address, 0) - 1
         if count > 0:

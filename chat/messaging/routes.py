@@ -95,7 +95,7 @@ def _readable(settings, address, refusal):
         return refusal
     body = refusal.get_json(silent=True) or {}
     conn.close(_close_code(refusal.status_code), str(body.get("error", "refused")))  # cut to fit a close frame
-    _addresses.admit(address, 2**31)  # released when the close handshake ends
+    _addresses.hold(address)  # released when the close handshake ends
     gevent.spawn(_run_counted, address, lambda: conn.run(_ignore_text))
     return Response()
 
@@ -137,7 +137,7 @@ def _chat_socket(service, settings, username, address):
     if refusal is not None:
         admission.release()
         return refusal
-    _addresses.admit(address, 2**31)  # the session's own count, released when it ends
+    _addresses.hold(address)  # the session's own count, released when it ends
     gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission, address).run)
     return Response()  # the handler's greenlet ends here; the session's goes on
 

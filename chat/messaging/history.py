@@ -28,10 +28,12 @@ def fetch_rows(frame_bytes, max_message_size):
     return max(1, frame_bytes // max_message_size)
 
 
-def history_frames(records, fields, frame_bytes):
+def history_frames(records, fields, frame_bytes, tail=None):
     """WebSocket frames of `history` events holding `records` (oldest first), each event at most `frame_bytes`
     encoded unless one message alone is larger. Every event carries `fields`. A history in one event is just that
     (as before paging); in several, each but the last says `"complete":false` and the last `"complete":true`.
+    `tail()`, asked once the records are read, gives fields for the last event only: when it gives any ("next": where
+    a capped replay goes on), the last event says `"complete":false` too.
 
     Records are read lazily: a frame is built only when the caller asks for it."""
     extra = encode_event(fields)[1:-1].encode()
@@ -50,13 +52,19 @@ def history_frames(records, fields, frame_bytes):
             item = message_json(record).encode()
         batch.append(item)
         size += 1 + len(item)
-    yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + (last_end if split else only_end))
+    more = tail() if tail is not None else None
+    if more:
+        ending = middle + encode_event(more)[1:-1].encode() + b',"complete":false}'
+    else:
+        ending = last_end if split else only_end
+    yield frames.encode_frame(frames.OP_TEXT, head + b",".join(batch) + ending)
 
 
-def send_history(conn, records, fields, frame_bytes):
+def send_history(conn, records, fields, frame_bytes, tail=None):
     """Send `records` as history events, each only once the connection has sent the one before: a client that
-    does not read holds up one event, not its whole history. False if the connection closed first."""
-    events = history_frames(records, fields, frame_bytes)
+    does not read holds up one event, not its whole history. False if the connection closed first. When `records` is
+    Capped (or `tail` is a Capped's), the last event says where to go on."""
+    events = history_frames(records, fields, frame_bytes, tail or getattr(records, "tail", None))
     while conn.wait_sent():  # before the next event is even built
         frame = next(events, None)
         if frame is None:
@@ -101,6 +109,28 @@ def _consumed(rows):
     rows.reverse()
     while rows:
         yield rows.pop()
+
+
+class Capped:
+    """The first `limit` of `records`; once they are read, `tail()` gives {"next": ID} when there were more: the id of
+    the last one given, from which a client goes on (a history request with "since", or ?since=)."""
+
+    def __init__(self, records, limit):
+        self._records = records
+        self._limit = limit
+        self.next_since = None
+
+    def __iter__(self):
+        count, last = 0, None
+        for record in self._records:
+            if count == self._limit:
+                self.next_since = last
+                return
+            yield record
+            count, last = count + 1, record.id
+
+    def tail(self):
+        return {} if self.next_since is None else {"next": self.next_since}
 
 
 class NewestWindow:

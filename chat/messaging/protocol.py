@@ -133,6 +133,7 @@ class History:
     with_user: object = None  # str or None
     ref: object = None
     room: str = GENERAL  # GENERAL, a named room or CURRENT; unused when with_user is set
+    since: object = None  # int: the next items after this id, as a ?since= replay reads them (then no other field)
 
 
 @dataclass(frozen=True)
@@ -313,9 +314,15 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         before = obj.get("before")
         if before is not None and (type(before) is not int or not 1 <= before <= MAX_ID):
             raise ProtocolError("bad_field", '"before" must be a message id', ref)
-        with_user, room = obj.get("with"), obj.get("room")
+        with_user, room, since = obj.get("with"), obj.get("room"), obj.get("since")
         if with_user is not None and room is not None:
             raise ProtocolError("bad_field", 'at most one of "room" and "with"', ref)
+        if since is not None:
+            if type(since) is not int or not 0 <= since <= MAX_ID:
+                raise ProtocolError("bad_field", '"since" must be a message id or 0', ref)
+            if with_user is not None or room is not None or before is not None:
+                raise ProtocolError("bad_field", '"since" goes alone: it pages on through everything you may see', ref)
+            return History(limit, None, None, ref, GENERAL, since)
         if with_user is not None:
             with_user = _parse_name(with_user, "with", max_name_length, ref)
         return History(limit, before, with_user, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))

@@ -9,7 +9,7 @@ from gevent.event import Event
 
 from chat.websocket import frames
 from chat.messaging.conversations import ConversationService
-from chat.messaging.history import NewestWindow, fetch_rows, forward, merged, primed
+from chat.messaging.history import Capped, NewestWindow, fetch_rows, forward, merged, primed
 from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
 from chat.store import StoreUnavailable
@@ -186,27 +186,40 @@ class ChatService:
         # the filters below see only records not committed yet, so the floor is read only when there are such records.
         floor = _read_once(lambda: self.store.name_floor(user)[0])
         if since is not None:
-            rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
-            records = forward(
-                self._pager(
-                    lambda a, n: self.store.visible_since(user, a, n, rooms),
-                    lambda r: r.id > since and r.visible_to(user, rooms) and ((r.recipient is None and r.subject != user) or r.id > floor()),
-                    ceiling,
-                ),
-                since, limit, chunk,
-            )
-        else:
-            group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
-            directs = forward(
-                self._pager(
-                    lambda a, n: self.store.directs_to_since(user, a, n),
-                    lambda r: r.recipient == user and r.id > max(last_seen_id, floor()),
-                    ceiling,
-                ),
-                last_seen_id, limit, chunk,
-            )
-            records = merged(group, directs)
-        return primed(takewhile(lambda r: r.id < ceiling, records))
+            return self._replay(user, since, limit, ceiling, floor, chunk)
+        group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
+        directs = forward(
+            self._pager(
+                lambda a, n: self.store.directs_to_since(user, a, n),
+                lambda r: r.recipient == user and r.id > max(last_seen_id, floor()),
+                ceiling,
+            ),
+            last_seen_id, limit, chunk,
+        )
+        return primed(takewhile(lambda r: r.id < ceiling, merged(group, directs)))
+
+    def replay_page(self, user, since, limit):
+        """A history request with "since": the next `limit` items after `since` that `user` may see, as a ?since= replay
+        reads them (Capped: says where to go on when there are more)."""
+        settings = self.settings
+        chunk = fetch_rows(settings.history_frame_bytes, settings.max_message_size)
+        ceiling = self.delivery.history_ceiling()
+        floor = _read_once(lambda: self.store.name_floor(user)[0])
+        return self._replay(user, since, limit, 2**63 if ceiling is None else ceiling, floor, chunk)
+
+    def _replay(self, user, since, limit, ceiling, floor, chunk):
+        """Everything after `since` that `user` may see, at most `limit` (one more is read to know whether there are
+        more: the Capped result says so, and from where to go on)."""
+        rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
+        records = forward(
+            self._pager(
+                lambda a, n: self.store.visible_since(user, a, n, rooms),
+                lambda r: r.id > since and r.visible_to(user, rooms) and ((r.recipient is None and r.subject != user) or r.id > floor()),
+                ceiling,
+            ),
+            since, limit + 1, chunk,
+        )
+        return Capped(primed(takewhile(lambda r: r.id < ceiling, records)), limit)
 
     def _pager(self, rows_after, keep, ceiling):
         """page(after_id, n): the next `n` stored rows after an id, with the records matching `keep` that are

@@ -129,7 +129,9 @@ class ChatSession:
                 )
                 fields = {} if self.since is None else {"since": self.since}
                 sent_held = set()
-                sent = send_history(self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes)
+                sent = send_history(
+                    self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes, getattr(history, "tail", None)
+                )
             except StoreUnavailable as e:
                 log.warning("refusing %s: store unavailable: %s", self.user, e)
                 self.deliver = _drop
@@ -181,6 +183,12 @@ class ChatSession:
                 self.service.lifecycle.react(self, command)
             elif kind is Reply:
                 self.service.reply(self, command)
+            elif kind is History and command.since is not None:
+                page = self.service.replay_page(self.user, command.since, command.limit)
+                try:
+                    send_history(self.conn, page, with_ref({"since": command.since}, command.ref), self._frame_bytes)
+                except StoreUnavailable:
+                    self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
             elif kind is History:
                 room = None if command.with_user is not None else self._room(command.room)
                 if room == GENERAL:

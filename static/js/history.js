@@ -35,7 +35,8 @@ export function loadIfNeeded(c) {
   if (c && !c.loaded && !c.loading) requestHistory(c, "open");
 }
 
-// A long history comes as several events: all but the last say "complete": false (one event says nothing).
+// A long history comes as several events: all but the last say "complete": false (one event says nothing). A capped
+// replay's last event says "complete": false with "next": the id to go on from.
 export function onHistory(ev) {
   const messages = Array.isArray(ev.messages) ? ev.messages : [];
   const last = ev.complete !== false;
@@ -68,6 +69,9 @@ export function onHistory(ev) {
     addMessage(m, { unread: false, replay: replay });
   });
   if (!last) {
+    // A replay longer than the server's max_replay stops with "next": ask for what follows, page by page (the answers
+    // carry no ref, so they come back here as more of the same replay).
+    if (typeof ev.next === "number") socket.send({ type: "history", since: ev.next });
     socket.markResumable(); // cut off before the last event: a reconnect asks for what follows (?since=)
     renderConvList();
     if (stick) scrollToBottom();

@@ -429,3 +429,28 @@ def test_screenshot_of_a_short_conversation(chat_server, open_page, clients):
     expect(alice.messages().last).to_be_in_viewport()
     path = save_screenshot(alice.page, "chat-desktop.png")
     assert os.path.getsize(path) > 10_000  # the README's picture is tests/test_screenshot_browser.py's (a room)
+
+
+def test_a_replay_longer_than_max_replay_is_paged_on_until_nothing_is_missed(start_server, sqlite_url, open_page, clients):
+    # The server replays at most 2 items on reconnect, then says "next": the page asks for the rest until it has all.
+    server = start_server(sqlite_url, max_replay=2, bots="")
+    bob = clients(server, "bob")
+    alice = open_page(server, "alice")
+    bob.send("before the outage")
+    expect(alice.messages("before the outage")).to_have_count(1)
+    alice.context.set_offline(True)
+    open_page.expected_console.append(r"WebSocket connection to .* failed")
+    server.kill()
+    expect(alice.conn).to_have_attribute("data-state", "reconnecting")
+    server.start()
+    bob = clients(server, "bob")
+    missed = [f"missed {i}" for i in range(1, 8)]
+    for i, text in enumerate(missed):
+        bob.send({"type": "message", "msg": text, "ref": i})
+    for _ in missed:
+        bob.recv_type("ack")
+    alice.context.set_offline(False)
+    alice.wait_online()
+    for text in missed:
+        expect(alice.messages(text)).to_have_count(1)
+    assert alice.texts() == ["before the outage", *missed]

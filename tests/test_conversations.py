@@ -10,7 +10,6 @@ from tests.support.bystanders import Bystanders
 from tests.support.clients import online_everywhere, post
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
-from tests.support.servers import health
 
 MAX_ID = 2**63 - 1
 GUEST_HOLD = 3  # seconds: a short hold, so that the name changes hands soon
@@ -328,14 +327,6 @@ def test_typing_refusals(chat):
 
 
 # ---- several processes ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair(start_server, database_url, redis_server):
-    a, b = (start_server(database_url, redis_url=redis_server.url, bots="") for _ in range(2))
-    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=10,
-               message="both processes to see each other")
-    return a, b
 
 
 def test_reads_and_typing_cross_processes(pair, clients):

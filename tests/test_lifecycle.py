@@ -12,7 +12,7 @@ import requests
 from tests.support.clients import online_everywhere, post
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
-from tests.support.servers import ROOT, health
+from tests.support.servers import ROOT
 from tests.support.webusers import account, token_socket
 
 NOWHERE = 2**62  # a message id nobody has
@@ -451,14 +451,6 @@ def test_edits_and_reaction_keys_are_limited(limited, clients):
 
 
 # ---- several processes ---------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair(start_server, database_url, redis_server):
-    a, b = (start_server(database_url, redis_url=redis_server.url, bots="") for _ in range(2))
-    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=10,
-               message="both processes to see each other")
-    return a, b
 
 
 def test_events_cross_processes_to_exactly_those_who_see_the_message(pair, clients):

@@ -937,14 +937,6 @@ def test_wscat_creates_joins_and_says_in_rooms(chat, wscat_path):
 MARIADB_ONLY = pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
 
 
-@pytest.fixture
-def pair(start_server, database_url, redis_server):
-    a, b = (start_server(database_url, redis_url=redis_server.url, bots="") for _ in range(2))
-    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=10,
-               message="both processes to see each other")
-    return a, b
-
-
 def named(client, name):
     client.name = name
     return client

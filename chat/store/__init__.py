@@ -136,28 +136,23 @@ class Store:
 
     def _add_missing_columns(self):
         """Columns later versions added to tables an older version created (CREATE TABLE IF NOT EXISTS skips them)."""
-        dialect = self.dialect
-        for table, column, definition in dialect.added_columns:
-            with self.cursor() as cur:
-                if dialect.has_column(cur, table, column):
-                    continue
-                try:
-                    cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-                except dialect.database_errors:
-                    if not dialect.has_column(cur, table, column):  # else another server process added it first
-                        raise
+        for table, column, definition in self.dialect.added_columns:
+            self._add_missing(self.dialect.has_column, table, column, f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def _add_missing_indexes(self):
-        dialect = self.dialect
+        """Indexes on such columns: made after them."""
         for table, index, columns in ADDED_INDEXES:
-            with self.cursor() as cur:
-                if dialect.has_index(cur, table, index):
-                    continue
-                try:
-                    cur.execute(f"CREATE INDEX {index} ON {table} ({columns})")
-                except dialect.database_errors:
-                    if not dialect.has_index(cur, table, index):  # else another server process made it first
-                        raise
+            self._add_missing(self.dialect.has_index, table, index, f"CREATE INDEX {index} ON {table} ({columns})")
+
+    def _add_missing(self, has, table, name, statement):
+        with self.cursor() as cur:
+            if has(cur, table, name):
+                return
+            try:
+                cur.execute(statement)
+            except self.dialect.database_errors:
+                if not has(cur, table, name):  # else another server process added it first
+                    raise
 
     def ping(self):
         with self.cursor() as cur:

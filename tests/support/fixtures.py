@@ -6,7 +6,8 @@ import pytest
 
 from tests.support.databases import MYSQL_ADMIN_URL, MySQLDatabases, fresh_database_url, mysql_reachable
 from tests.support.redis_instance import ThrowawayRedis, redis_binary
-from tests.support.servers import ROOT, Chat, ServerProcess
+from tests.support.polling import wait_until
+from tests.support.servers import ROOT, Chat, ServerProcess, health
 
 WSCAT = os.path.join(ROOT, "node_modules", ".bin", "wscat")
 
@@ -105,6 +106,15 @@ def redis_server(tmp_path):
     server = ThrowawayRedis(tmp_path / "redis.log").start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def pair(start_server, database_url, redis_server):
+    """Two server processes on one database and one (throwaway) Redis, each counting the other."""
+    a, b = (start_server(database_url, redis_url=redis_server.url, bots="") for _ in range(2))
+    wait_until(lambda: health(a)["instances"] == 2 and health(b)["instances"] == 2, timeout=10,
+               message="both processes to see each other")
+    return a, b
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ import json
 import uuid
 
 import pytest
-import websocket  # websocket-client
 
 from tests.support.bystanders import Bystanders
 from tests.support.clients import online_everywhere, post
 from tests.support.databases import db_execute
-from tests.support.polling import wait_until
+from tests.support.servers import connect_when_free
 
 MAX_ID = 2**63 - 1
 GUEST_HOLD = 3  # seconds: a short hold, so that the name changes hands soon
@@ -240,15 +239,7 @@ def test_the_next_holder_of_a_guest_name_sees_none_of_the_earlier_holders_conver
     victim.close()
     post(friend, "sent after you left", to=name)
 
-    def taken():
-        try:
-            client = server.connect(name, resume=False)
-        except websocket.WebSocketBadStatusException as e:
-            assert e.status_code == 409, e
-            return None
-        return client
-
-    attacker = wait_until(taken, timeout=30, interval=0.1, message=f"{name} to be freed")
+    attacker, _ = connect_when_free(server, name)
     welcome = attacker.recv_type("welcome")
     attacker.recv_type("history")
     assert [e for e in welcome["conversations"] if "with" in e] == []

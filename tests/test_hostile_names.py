@@ -23,7 +23,7 @@ from chat.records import MessageRecord
 from chat.store import Store
 from chat.store.accounts import AccountQueries
 from tests.support.databases import db_execute, fresh_database_url
-from tests.support.servers import ROOT, ServerProcess, health
+from tests.support.servers import ROOT, ServerProcess, connect_when_free, health
 from tests.support.webusers import PASSWORD, WebUser
 from tests.support.polling import wait_until
 
@@ -64,18 +64,8 @@ def guest(server, name, query="", resume=True):
 
 def take_when_free(server, name):
     """Connect as `name` with no token, retrying while the earlier guest's hold runs (409): (client, welcome, history, refusals)."""
-    refusals = []
-
-    def admitted():
-        try:
-            return guest(server, name, resume=False)
-        except websocket.WebSocketBadStatusException as e:
-            assert e.status_code == 409, e
-            refusals.append(json.loads(e.resp_body)["error"])
-            return None
-
-    # a retry pace like a person trying again: the hold's end is what is waited for
-    client, welcome, history = wait_until(admitted, timeout=DEADLINE, interval=0.1, message=f"{name} to be freed")
+    client, refusals = connect_when_free(server, name, timeout=DEADLINE)
+    welcome, history = client.handshake()
     return client, welcome, history, refusals
 
 

@@ -14,6 +14,7 @@ from tests.support.bystanders import Bystanders
 from tests.support.clients import ChatClient, online_everywhere, post, wait_presence
 from tests.support.databases import fresh_database_url
 from tests.support.polling import wait_until
+from tests.support.servers import connect_when_free
 from tests.support.rooms import (
     MAX_ID,
     act,
@@ -1161,17 +1162,7 @@ GUEST_HOLD = 2  # seconds: a short hold, so that the name changes hands soon
 
 def take_when_free(server, name):
     """Connect as guest `name` without its resume token once the earlier holder's hold has run out."""
-    import websocket  # websocket-client
-
-    def taken():
-        try:
-            client = server.connect(name, resume=False)
-        except websocket.WebSocketBadStatusException as e:
-            assert e.status_code == 409, e
-            return None
-        return client
-
-    client = wait_until(taken, timeout=30, interval=0.1, message=f"{name} to be freed")
+    client, _ = connect_when_free(server, name)
     client.name = name
     return client
 

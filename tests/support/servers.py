@@ -137,3 +137,23 @@ class Chat:
         client = self._clients(self.server, self.name(short), query, handshake)
         client.name = self.name(short)
         return client
+
+
+def connect_when_free(server, name, timeout=30):
+    """Connect as guest `name` with no resume token, retrying while an earlier guest's hold runs (HTTP 409): (client
+    before its welcome, the refusals' texts meanwhile). A retry pace like a person trying again."""
+    import websocket  # websocket-client
+
+    from tests.support.polling import wait_until
+
+    refusals = []
+
+    def admitted():
+        try:
+            return server.connect(name, resume=False)
+        except websocket.WebSocketBadStatusException as e:
+            assert e.status_code == 409, e
+            refusals.append(json.loads(e.resp_body)["error"])
+            return None
+
+    return wait_until(admitted, timeout=timeout, interval=0.1, message=f"{name} to be freed"), refusals

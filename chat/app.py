@@ -11,6 +11,7 @@ from chat.accounts import routes as account_routes
 from chat.accounts.credentials import AuthService
 from chat.accounts.holds import ServiceFloors
 from chat.accounts.live import LiveSockets
+from chat.accounts.serverbans import ServerBans
 from chat.bots import load_bots, reserved_names
 from chat.bots.runner import BotRunner
 from chat.config import Settings, load_settings
@@ -23,6 +24,7 @@ from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.service import ChatService
 from chat.store import Store
+from chat.store.accounts import AccountQueries
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -60,7 +62,8 @@ def build_chat(settings, store=None, instance_id=None):
     bots = load_bots(settings)
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
-    service = ChatService(settings, store, hub, delivery, presence, rooms, known, reserved_names() | {bot.name for bot in bots})
+    bans = ServerBans(AccountQueries(store), delivery.kick)
+    service = ChatService(settings, store, hub, delivery, presence, rooms, known, bans, reserved_names() | {bot.name for bot in bots})
     service.start()
     runner = BotRunner(service, bots)
     runner.start()

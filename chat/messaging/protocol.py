@@ -29,6 +29,7 @@ HELP_TEXT = (
     "/members [#r], /invite #r NAME, /kick #r NAME, /ban #r NAME, /unban #r NAME, /topic #r text, "
     "/role #r NAME moderator|member. "
     "Messages: /reply ID text, /edit ID text (your own), /delete ID, /react ID EMOJI, /unreact ID EMOJI. "
+    "Server admins: /serverban NAME [reason], /serverunban NAME. "
     "/help. Start a line with // to send text beginning with /."
 )
 
@@ -214,6 +215,16 @@ class Typing:
     ref: object = None
 
 
+@dataclass(frozen=True)
+class ServerBan:
+    """A server admin bans `user` from the whole server (`ban` True, with an optional `reason`) or lifts the ban."""
+
+    user: str
+    ban: bool = True
+    reason: str = ""
+    ref: object = None
+
+
 def parse_inbound(text, *, max_name_length, default_history, max_history, max_topic_length=300):
     """Turn one inbound text frame into a command. Raises ProtocolError."""
     if not encodable(text):  # never from a frame (its UTF-8 was checked), but this parser promises text either way
@@ -344,6 +355,15 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         return Read(_parse_conversation(obj, max_name_length, ref), message_id, ref)
     if kind == "conversations":
         return Conversations(ref)
+    if kind in ("server_ban", "server_unban"):
+        user = _parse_name(obj.get("user"), "user", max_name_length, ref)
+        reason = obj.get("reason", "")
+        if kind == "server_unban":
+            return ServerBan(user, False, "", ref)
+        if type(reason) is not str:
+            raise ProtocolError("bad_field", '"reason" must be text', ref)
+        _require_encodable(reason, "reason", ref)
+        return ServerBan(user, True, reason, ref)
     if kind == "typing":
         return Typing(_parse_conversation(obj, max_name_length, ref), ref)
     if isinstance(kind, str):
@@ -556,6 +576,11 @@ def _parse_slash(text, max_name_length, default_history, max_history, max_topic_
         return Read(conversation, MAX_ID)  # clamped to the newest message there
     if command == "conversations":
         return Conversations()
+    if command in ("serverban", "serverunban"):
+        target, _, reason = rest.strip().partition(" ")
+        if not target or (command == "serverunban" and reason.strip()):
+            raise ProtocolError("bad_command", "usage: /serverban NAME [reason]" if command == "serverban" else "usage: /serverunban NAME")
+        return ServerBan(_parse_name(target, "user", max_name_length, None), command == "serverban", reason.strip())
     if command == "history":
         arg = rest.strip()
         if not arg:

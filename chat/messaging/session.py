@@ -5,6 +5,7 @@ import logging
 import math
 import time
 
+from chat.accounts.serverbans import BanRefused
 from chat.ratelimit import TokenBucket
 from chat.websocket import frames
 from chat.messaging.protocol import (
@@ -20,6 +21,7 @@ from chat.messaging.protocol import (
     Members,
     ProtocolError,
     React,
+    ServerBan,
     Read,
     Reply,
     RoomCommand,
@@ -232,6 +234,8 @@ class ChatSession:
                 self.send_event(with_ref(event, command.ref))
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
+            elif kind is ServerBan:
+                self._server_ban(command)
         except ProtocolError as e:
             self.send_error(e.code, e.message, e.ref)
         except StoreUnavailable:
@@ -250,6 +254,17 @@ class ChatSession:
         if command.conversation.room != CURRENT:
             return command
         return dataclasses.replace(command, conversation=Conversation(room=self.room))
+
+    def _server_ban(self, command):
+        bans = self.service.server_bans
+        try:
+            if command.ban:
+                bans.ban(self.user, command.user, command.reason)
+            else:
+                bans.unban(self.user, command.user)
+        except BanRefused as e:
+            raise ProtocolError(e.code, e.message, command.ref) from None
+        self.send_event(with_ref({"type": "server_ban" if command.ban else "server_unban", "user": command.user}, command.ref))
 
     def _set_room(self, command):
         if command.room is not None:

@@ -34,6 +34,9 @@ class Settings:
     max_topic_length: int = _setting(300, "longest room topic in characters (one line)")
     max_rooms_listed: int = _setting(500, "rooms one rooms event lists at most (general, then the user's, then by name)")
     max_members_listed: int = _setting(1000, "members one members event lists at most (owners and moderators first)")
+    max_online_listed: int = _setting(
+        100, "names a welcome or who event lists at most (in name order, with the count of everyone online; who pages on with after)"
+    )
     # Message lifecycle (chat/messaging/lifecycle.py)
     max_edits: int = _setting(10, "times one message may be edited (by its author); more edits are refused (forbidden)")
     max_reaction_keys: int = _setting(
@@ -225,7 +228,7 @@ class Settings:
     def _validate_conversations(self):
         for name in (
             "max_unread_count", "max_conversations", "typing_ttl", "max_rooms", "max_rooms_per_user", "max_topic_length", "rooms_created_per_address",
-            "max_rooms_listed", "max_members_listed",
+            "max_rooms_listed", "max_members_listed", "max_online_listed",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")

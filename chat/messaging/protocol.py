@@ -141,6 +141,7 @@ class History:
 class Who:
     ref: object = None
     room: object = None  # None: everyone online; else who of a room (or CURRENT) is online
+    after: object = None  # everyone online: the page after this name
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,12 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
             with_user = _parse_name(with_user, "with", max_name_length, ref)
         return History(limit, before, with_user, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
     if kind == "who":
-        room = obj.get("room")
+        room, after = obj.get("room"), obj.get("after")
+        if after is not None:
+            if room is not None and room != GENERAL:
+                raise ProtocolError("bad_field", '"after" pages who is online everywhere: no "room" with it', ref)
+            after = _parse_name(after, "after", max_name_length, ref)
+            return Who(ref, None, after)
         return Who(ref, None if room is None else _parse_room(room, max_name_length, ref))
     if kind in ROOM_ACTIONS:
         return _parse_room_command(kind, obj, ref, max_name_length, max_topic_length)

@@ -139,6 +139,12 @@ class ChatService:
         """Everyone online, in this process or (with Redis) any other."""
         return self.delivery.online()
 
+    def online_page(self, after=None):
+        """A `max_online_listed` page of who is online after the name `after` (None: from the first), as the fields
+        of a welcome or who event: O(log n + page), never everyone."""
+        names, more, count = self.delivery.online_page(after, self.settings.max_online_listed)
+        return {"online": names, "online_count": count, "online_more": more}
+
     def post_attachment(self, user, recipient, attachment, body):
         """Post the message that carries a stored file (chat/uploads/routes.py) like `post`, to the uploader's sockets too
         (the upload has no sending socket). Returns an AttachmentPost whose `settled` is set once it is stored or refused.
@@ -265,7 +271,7 @@ class ChatService:
             "refused_writes": writer.refused,
             "pending_writes": len(writer),
             "connections": self.hub.connection_count(),  # sockets: bots are not connections
-            "users_online": len(self.online()),
+            "users_online": self.delivery.online_page(None, 0)[2],
             **self.delivery.health(),
         }
 

@@ -127,7 +127,7 @@ class ChatSession:
                 history = service.connect_history(self.user, last_seen, self.since)
                 conversations = service.conversations.listing(self.user)
                 self.send_event(
-                    {"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT, "conversations": conversations}
+                    {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
                 )
                 fields = {} if self.since is None else {"since": self.since}
                 sent_held = set()
@@ -228,7 +228,7 @@ class ChatSession:
             elif kind is Who:
                 room = None if command.room is None else self._room(command.room)
                 if room is None or room == GENERAL:
-                    event = {"type": "who", "online": self.service.online()}
+                    event = {"type": "who", **self.service.online_page(command.after)}
                 else:
                     event = {"type": "who", "room": room, "online": self.service.rooms.online_in(self.user, room, command.ref)}
                 self.send_event(with_ref(event, command.ref))

@@ -19,7 +19,7 @@ import { renderOnline } from "./views/people.js";
 function onWelcome(ev) {
   const me = state.me();
   if (!ACCOUNT && typeof ev.resume === "string" && me) save(resumeKey(me), ev.resume);
-  state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
+  state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean), ev.online_count);
   renderOnline();
   socket.markWelcomed();
   roomevents.onWelcome(ev.conversations);

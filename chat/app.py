@@ -21,8 +21,11 @@ from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
+from chat.messaging.search import SearchService
 from chat.messaging.service import ChatService
 from chat.store import Store
+from chat.store.lifecycle import LifecycleQueries
+from chat.store.search import SearchQueries
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -60,7 +63,10 @@ def build_chat(settings, store=None, instance_id=None):
     bots = load_bots(settings)
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
-    service = ChatService(settings, store, hub, delivery, presence, rooms, known, reserved_names() | {bot.name for bot in bots})
+    search = SearchService(
+        settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
+    )
+    service = ChatService(settings, store, hub, delivery, presence, rooms, known, reserved_names() | {bot.name for bot in bots}, search)
     service.start()
     runner = BotRunner(service, bots)
     runner.start()

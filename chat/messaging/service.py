@@ -64,9 +64,10 @@ class ChatService:
     """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
     interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
     (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
-    (chat/messaging/known.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
+    (chat/messaging/known.py); `reserved_names`: the bots' names, which nobody may connect or register as; `search` the
+    SearchService (chat/messaging/search.py)."""
 
-    def __init__(self, settings, store, hub, delivery, presence, rooms, known, reserved_names=frozenset()):
+    def __init__(self, settings, store, hub, delivery, presence, rooms, known, reserved_names=frozenset(), search=None):
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -77,6 +78,7 @@ class ChatService:
         self.known = known
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
+        self.search = search
 
     def start(self):
         self.store.ensure_schema()

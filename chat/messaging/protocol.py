@@ -393,7 +393,7 @@ def _parse_slash_search(rest, max_name_length):
     q = rest.strip()
     room = with_user = None
     if q[:1] in ("#", "@"):
-        scope, _, q = q.partition(" ")
+        scope, q = (q.split(None, 1) + [""])[:2]
         if scope[0] == "#":
             room = _parse_room(scope, max_name_length, None, slash=True)
         else:

@@ -39,7 +39,7 @@ _MYSQL_ADD = (
     f"ALTER TABLE messages ADD COLUMN {MYSQL_COLUMN} MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci "
     f"AS (IF(COALESCE(kind, '') = '', body, '')) STORED, ADD FULLTEXT INDEX {MYSQL_INDEX} ({MYSQL_COLUMN})"
 )
-MYSQL_TIMEOUT_ERRORS = (1969, 1028)  # max_statement_time exceeded; a sort aborted by it
+MYSQL_TIMEOUT_ERRORS = (1969, 1028, 188)  # max_statement_time exceeded; a sort, or InnoDB's full-text search, stopped by it
 
 
 class SearchTimeout(Exception):
@@ -214,30 +214,40 @@ class SearchQueries:
         """Ids of the newest `limit` messages in `scope` below `before` whose text has every word of `expression`,
         newest first; SearchTimeout when the database takes longer than `timeout` seconds."""
         sql, params = self.statement(expression, scope, before, limit, timeout)
-        return self._store.transaction(self._run, sql, params, timeout)
+        ids = self._store.transaction(self._run, sql, params, timeout)
+        if ids is None:
+            raise SearchTimeout()
+        return ids
 
     def _run(self, cur, sql, params, timeout):
-        if not self._sqlite:
-            try:
-                cur.execute(sql, params)
-            except self._store.dialect.database_errors as e:
-                if e.args and e.args[0] in MYSQL_TIMEOUT_ERRORS:
-                    raise SearchTimeout() from None
-                raise
-            return [int(r[0]) for r in cur.fetchall()]
-        # SQLite: here in a worker thread (Store.transaction); a progress handler stops the statement at the deadline.
-        connection = cur.connection  # the sqlite3 connection under the pool's wrappers
-        deadline = time.monotonic() + timeout
-        connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        """The ids the statement finds, or None when it was stopped at the time limit."""
+        # The driver's own connection and cursor (DB-API `cursor.connection`): the pool's cursor takes a stopped statement
+        # for a lost connection, reconnects and runs it again; this one reports it.
+        connection = cur.connection
+        raw = connection.cursor()
         try:
-            cur.execute(sql, params)
-            return [int(r[0]) for r in cur.fetchall()]
-        except self._store.dialect.database_errors as e:
-            if time.monotonic() > deadline and "interrupted" in str(e):
-                raise SearchTimeout() from None
-            raise
+            if not self._sqlite:
+                try:
+                    raw.execute(sql, params)
+                except self._store.dialect.database_errors as e:
+                    if e.args and e.args[0] in MYSQL_TIMEOUT_ERRORS:
+                        return None
+                    raise
+                return [int(r[0]) for r in raw.fetchall()]
+            # SQLite: here in a worker thread (Store.transaction); a progress handler stops the statement at the deadline.
+            deadline = time.monotonic() + timeout
+            connection.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            try:
+                raw.execute(sql, params)
+                return [int(r[0]) for r in raw.fetchall()]
+            except self._store.dialect.database_errors as e:
+                if time.monotonic() > deadline and "interrupted" in str(e):
+                    return None  # not raised in the worker thread: gevent would print it as a failure
+                raise
+            finally:
+                connection.set_progress_handler(None, 0)
         finally:
-            connection.set_progress_handler(None, 0)
+            raw.close()
 
     def explain(self, expression, scope, before=2**62, limit=21, timeout=1.0):
         """The database's query plan of a search, as rows of text (tests show it uses the full-text index)."""

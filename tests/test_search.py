@@ -500,6 +500,35 @@ def test_whatever_text_goes_in_the_expression_is_well_formed_or_refused_with_bad
     assert set(query.terms) | set(query.ignored) == set(words(text))
 
 
+@pytest.fixture(scope="module")
+def mariadb_match(mysql_databases):
+    """run(expression): MariaDB's MATCH ... AGAINST (expression IN BOOLEAN MODE) on a one-row FULLTEXT table."""
+    import pymysql
+
+    url = mysql_databases.create()
+    db_execute(url, "CREATE TABLE t (id INT PRIMARY KEY, words MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE "
+                    "utf8mb4_unicode_520_ci, FULLTEXT (words)) ENGINE=InnoDB")
+    db_execute(url, "INSERT INTO t VALUES (1, 'some text here')")
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    conn = pymysql.connect(host=p.hostname, port=p.port, user=p.username, password=p.password or "", database=p.path[1:])
+    yield lambda expression: conn.cursor().execute("SELECT id FROM t WHERE MATCH (words) AGAINST (%s IN BOOLEAN MODE)",
+                                                   (expression,))
+    conn.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=120), st.text(alphabet='"*-+():^~<>@ NEARANDORNOT_ab\x00\'\\', max_size=60)))
+def test_mariadb_parses_every_expression_the_builder_makes(mariadb_match, text):
+    try:
+        query = build_query(text, _LIMITS["mysql"], boolean_expression)
+    except ProtocolError as e:
+        assert e.code == "bad_field"
+        return
+    mariadb_match(query.expression)  # raises on a syntax error
+
+
 def test_words_split_like_the_indexes():
     assert words('Hello, "World" hello-foo_bar NEAR(x) ÉCOLE e\u0301 東京 🔥 a\x00b') == [
         "hello", "world", "foo_bar", "near", "x", "école", "e\u0301", "東京", "a", "b"]

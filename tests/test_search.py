@@ -375,6 +375,39 @@ def test_searches_count_against_the_rate_limit(start_server, database_url):
     alice.close()
 
 
+def test_searches_past_search_concurrency_wait_then_are_refused_as_busy(sqlite_url):
+    """In one process (the rule, not the socket): a search that finds every slot taken for search_timeout is refused."""
+    import gevent
+    from gevent.event import Event
+
+    from chat.config import Settings
+    from chat.messaging.search import SearchService
+    from chat.store import Store
+    from chat.store.search import SearchQueries
+
+    store = Store(sqlite_url, pool_size=2)
+    store.ensure_schema()
+    release, entered = Event(), Event()
+
+    class HeldQueries(SearchQueries):
+        def message_ids(self, *args):
+            entered.set()
+            release.wait()
+            return super().message_ids(*args)
+
+    service = SearchService(Settings(search_concurrency=1, search_timeout=0.2).validate(), HeldQueries(store), None,
+                            lambda name: True, lambda records: records, store.messages_with_ids)
+    first = gevent.spawn(service.search, "alice", Search("hello", room="general"))
+    entered.wait(5)
+    with pytest.raises(ProtocolError) as refusal:
+        service.search("bob", Search("hello", room="general", ref=7))
+    assert (refusal.value.code, refusal.value.ref) == ("search_busy", 7)
+    release.set()
+    assert first.get(timeout=5)["results"] == []
+    assert service.search("bob", Search("hello", room="general"))["more"] is False  # the slot is free again
+    store.close()
+
+
 # ---- two processes ------------------------------------------------------------------------------------------------
 
 

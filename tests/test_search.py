@@ -16,7 +16,7 @@ from tests.support.bystanders import Bystanders
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
 from tests.support.servers import connect_when_free
-from tests.test_wscat import wscat  # noqa: F401 (the fixture)
+from tests.support.wscat import Wscat
 
 GUEST_HOLD = 3  # seconds: a short hold, so that a guest name changes hands soon
 
@@ -583,12 +583,19 @@ def test_the_search_frames_parse():
 # ---- a terminal -----------------------------------------------------------------------------------------------------
 
 
-def test_wscat_searches_from_a_terminal(chat, wscat):  # noqa: F811 (the fixture)
+def test_wscat_searches_from_a_terminal(chat, wscat_path):
     bob = chat.connect("bob")
     w = word()
     sent = post(bob, f"where is the {w} key")
     term_name = chat.name("term")
-    term = wscat(chat.server.ws_url(f"/ws/{term_name}"))
+    term = Wscat(wscat_path, chat.server.ws_url(f"/ws/{term_name}"))
+    try:
+        searched_from_a_terminal(term, bob, sent, w)
+    finally:
+        term.quit()
+
+
+def searched_from_a_terminal(term, bob, sent, w):
     term.expect(lambda e: e["type"] == "welcome")
     term.send_line(f"/search {w} KEY")
     found = term.expect(lambda e: e["type"] == "search")

@@ -22,9 +22,12 @@ from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
+from chat.messaging.search import SearchService
 from chat.messaging.service import ChatService
 from chat.store import Store
 from chat.store.accounts import AccountQueries
+from chat.store.lifecycle import LifecycleQueries
+from chat.store.search import SearchQueries
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -63,7 +66,13 @@ def build_chat(settings, store=None, instance_id=None):
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
     bans = ServerBans(AccountQueries(store), delivery.kick)
-    service = ChatService(settings, store, hub, delivery, presence, rooms, known, bans, reserved_names() | {bot.name for bot in bots})
+    search = SearchService(
+        settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
+    )
+    service = ChatService(
+        settings, store, hub, delivery, presence, rooms, known, bans, search=search,
+        reserved_names=reserved_names() | {bot.name for bot in bots},
+    )
     service.start()
     runner = BotRunner(service, bots)
     runner.start()

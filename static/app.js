@@ -41,6 +41,7 @@ import { openConv } from "./js/navigation.js";
 import * as outbox from "./js/outbox.js";
 import * as reads from "./js/reads.js";
 import * as roomcommands from "./js/roomcommands.js";
+import * as search from "./js/search.js";
 import * as slash from "./js/slash.js";
 import * as socket from "./js/socket.js";
 import * as state from "./js/state.js";
@@ -67,6 +68,7 @@ socket.init({
 });
 
 enableUploads();
+search.init(); // the search box (js/search.js)
 
 // ---- the composer ----
 

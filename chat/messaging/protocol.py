@@ -29,6 +29,7 @@ HELP_TEXT = (
     "/members [#r], /invite #r NAME, /kick #r NAME, /ban #r NAME, /unban #r NAME, /topic #r text, "
     "/role #r NAME moderator|member. "
     "Messages: /reply ID text, /edit ID text (your own), /delete ID, /react ID EMOJI, /unreact ID EMOJI. "
+    "/search words (everything you can see), /search #r words, /search @NAME words. "
     "Server admins: /serverban NAME [reason], /serverunban NAME. "
     "/help. Start a line with // to send text beginning with /."
 )
@@ -135,6 +136,20 @@ class History:
     ref: object = None
     room: str = GENERAL  # GENERAL, a named room or CURRENT; unused when with_user is set
     since: object = None  # int: the next items after this id, as a ?since= replay reads them (then no other field)
+
+
+@dataclass(frozen=True)
+class Search:
+    """Find messages with every word of `q`: everywhere the sender may see (`room` and `with_user` None), in `room`
+    (GENERAL or a named room) or in the one-to-one with `with_user`; the newest below `before` first. `limit` None: the
+    server's default. The words and their limits are checked by chat/messaging/search.py."""
+
+    q: str
+    room: object = None
+    with_user: object = None
+    before: object = None
+    limit: object = None
+    ref: object = None
 
 
 @dataclass(frozen=True)
@@ -338,6 +353,8 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         if with_user is not None:
             with_user = _parse_name(with_user, "with", max_name_length, ref)
         return History(limit, before, with_user, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
+    if kind == "search":
+        return _parse_search(obj, max_name_length, ref)
     if kind == "who":
         room, after = obj.get("room"), obj.get("after")
         if after is not None:
@@ -376,6 +393,41 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         _require_encodable(kind, "type", ref)
         raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
     raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def _parse_search(obj, max_name_length, ref):
+    q = obj.get("q")
+    if not isinstance(q, str):
+        raise ProtocolError("bad_field", '"q" must be a string: the words to search for', ref)
+    _require_encodable(q, "q", ref)
+    with_user, room, before, limit = obj.get("with"), obj.get("room"), obj.get("before"), obj.get("limit")
+    if with_user is not None and room is not None:
+        raise ProtocolError("bad_field", 'at most one of "room" and "with"', ref)
+    if before is not None:
+        before = _parse_id(before, "before", ref)
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ProtocolError("bad_field", '"limit" must be a positive whole number', ref)
+    if with_user is not None:
+        with_user = _parse_name(with_user, "with", max_name_length, ref)
+    if room is not None:
+        room = _parse_room(room, max_name_length, ref)
+    return Search(q, room, with_user, before, limit, ref)
+
+
+def _parse_slash_search(rest, max_name_length):
+    """/search [#ROOM|@NAME] words: everywhere, or in one room or one-to-one."""
+    q = rest.strip()
+    room = with_user = None
+    if q[:1] in ("#", "@"):
+        scope, q = (q.split(None, 1) + [""])[:2]
+        if scope[0] == "#":
+            room = _parse_room(scope, max_name_length, None, slash=True)
+        else:
+            with_user = _parse_name(scope[1:], "with", max_name_length, None)
+        q = q.strip()
+    if not q:
+        raise ProtocolError("bad_command", "usage: /search [#room|@name] words")
+    return Search(q, room, with_user)
 
 
 def _parse_id(raw, field, ref):
@@ -580,6 +632,8 @@ def _parse_slash(text, max_name_length, default_history, max_history, max_topic_
         else:
             conversation = Conversation(with_user=_parse_name(target, "with", max_name_length, None))
         return Read(conversation, MAX_ID)  # clamped to the newest message there
+    if command == "search":
+        return _parse_slash_search(rest, max_name_length)
     if command == "conversations":
         return Conversations()
     if command in ("serverban", "serverunban"):

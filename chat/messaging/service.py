@@ -64,9 +64,10 @@ class ChatService:
     """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
     interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
     (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
-    (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
+    (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py); `search` the SearchService
+    (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
 
-    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, reserved_names=frozenset()):
+    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, search=None, reserved_names=frozenset()):
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -78,6 +79,7 @@ class ChatService:
         self.server_bans = server_bans  # chat/accounts/serverbans.py
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
+        self.search = search
 
     def start(self):
         self.store.ensure_schema()

@@ -28,6 +28,7 @@ from chat.messaging.protocol import (
     Rooms,
     SendDirect,
     SendGroup,
+    Search,
     SetRoom,
     Typing,
     Who,
@@ -232,6 +233,8 @@ class ChatSession:
                 else:
                     event = {"type": "who", "room": room, "online": self.service.rooms.online_in(self.user, room, command.ref)}
                 self.send_event(with_ref(event, command.ref))
+            elif kind is Search:
+                self.send_event(self.service.search.search(self.user, command))
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
             elif kind is ServerBan:

@@ -132,6 +132,9 @@ class Store:
                 cur.execute(statement)
         self._add_missing_columns()
         self._add_missing_indexes()
+        from .search import ensure_index  # here, not at the top: chat/store/search.py imports this module
+
+        ensure_index(self)  # the full-text index of messages (chat/store/search.py), filled for an older database
         with self.cursor() as cur:
             cur.execute(self._q_next_id)
             if cur.fetchone() is None:

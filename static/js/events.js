@@ -9,6 +9,7 @@ import * as reads from "./reads.js";
 import { onLive } from "./receive.js";
 import * as roomcommands from "./roomcommands.js";
 import * as roomevents from "./roomevents.js";
+import * as search from "./search.js";
 import * as slash from "./slash.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
@@ -38,6 +39,7 @@ function onError(ev) {
     if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
     if (roomcommands.refuse(ev.ref, message)) return; // shown in the dialog it was asked from, or as a notice
     if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show
+    if (search.refuse(ev.ref, message)) return; // shown under the search box
     history.refuse(ev.ref);
   }
   showNotice(message);
@@ -93,6 +95,9 @@ export function handle(ev) {
       break;
     case "members":
       roomcommands.onMembers(ev);
+      break;
+    case "search":
+      search.onResults(ev);
       break;
     case "who":
     case "help":

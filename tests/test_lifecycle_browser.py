@@ -42,7 +42,7 @@ def names(*shorts):
 def message(chat, text):
     """The one message of the open conversation whose text contains `text` (exactly one, or expect() fails), once the
     server stored it, located by its id (so it stays found when its text changes)."""
-    loc = chat.messages(text)
+    loc = chat.messages().filter(has=chat.page.locator(".bubble .text", has_text=text))
     expect(loc).to_have_count(1)
     expect(loc).to_have_attribute("data-id", re.compile(r"^\d+$"))
     return chat.page.locator(f'#thread li.msg[data-id="{loc.get_attribute("data-id")}"]')
@@ -168,8 +168,9 @@ def test_reactions_added_and_removed_on_one_page_show_on_the_other(server, open_
 def test_a_reply_carries_reply_to_and_shows_its_quote_which_follows_the_original(server, open_page):
     a, b = names("rp-alice", "rp-bob")
     alice = open_page(server, a)
-    bob = open_page(server, b)
+    bob = open_page(server)
     bob_sent = sent_frames(bob)
+    bob.join(b)
     original = f"lunch at noon? {a}"
     alice.send(original)
     expect(message(alice, original)).to_have_attribute("data-id", re.compile(r"^\d+$"))

@@ -4,6 +4,7 @@ import { ACCOUNT } from "./config.js";
 import { showNotice } from "./dom.js";
 import { normalizeName } from "./format.js";
 import * as history from "./history.js";
+import * as lifecycle from "./lifecycle.js";
 import * as outbox from "./outbox.js";
 import * as reads from "./reads.js";
 import { onLive } from "./receive.js";
@@ -30,13 +31,14 @@ function onWelcome(ev) {
 
 function onAck(ev) {
   state.noteId(ev.id);
-  if (!roomcommands.acknowledge(ev)) outbox.acknowledge(ev);
+  if (!roomcommands.acknowledge(ev) && !lifecycle.acknowledge(ev)) outbox.acknowledge(ev);
 }
 
 function onError(ev) {
   const message = typeof ev.message === "string" ? ev.message : "the server refused that";
   if (ev.ref !== undefined) {
     if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    if (lifecycle.refuse(ev.ref, ev.code, message)) return; // shown in the editor, the delete question or a notice
     if (roomcommands.refuse(ev.ref, message)) return; // shown in the dialog it was asked from, or as a notice
     if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show
     if (search.refuse(ev.ref, message)) return; // shown under the search box
@@ -67,6 +69,11 @@ export function handle(ev) {
     case "message":
     case "direct":
       onLive(ev);
+      break;
+    case "edit":
+    case "delete":
+    case "reaction":
+      lifecycle.onLive(ev);
       break;
     case "ack":
       onAck(ev);

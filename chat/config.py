@@ -39,6 +39,10 @@ class Settings:
     max_reaction_keys: int = _setting(
         20, "different reaction emoji one message may carry; a new one past it is refused (forbidden), adding to one it has is not"
     )
+    # Mentions (chat/store/mentions.py)
+    max_mentions_per_message: int = _setting(
+        20, "distinct @names one message's text is counted as mentioning at most (the first ones written); the rest are not"
+    )
     typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
     typing_interval: float = _setting(
         2.0, "seconds between typing notices one connection may have forwarded per conversation; more are dropped silently"
@@ -235,6 +239,8 @@ class Settings:
             raise ValueError("max_edits must be at least 0")
         if self.max_reaction_keys < 1:
             raise ValueError("max_reaction_keys must be at least 1")
+        if not 0 <= self.max_mentions_per_message <= 1000:
+            raise ValueError("max_mentions_per_message must be between 0 and 1000")
 
     def _validate_signin(self):
         for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):

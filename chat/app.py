@@ -45,7 +45,10 @@ class Chat(NamedTuple):
 def build_chat(settings, store=None, instance_id=None):
     """Build and start the chat of this process; call after gevent's monkey-patching (the database pool depends on it)."""
     if store is None:
-        store = Store(settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout)
+        store = Store(
+            settings.database_url, pool_size=settings.db_pool_size, connect_timeout=settings.db_connect_timeout,
+            max_mentions=settings.max_mentions_per_message,
+        )
     hub = Hub()
     directory = RoomDirectory()  # every named room's state, folded from the stream by the delivery
     live = LiveSockets()  # the sockets admitted here, which a kick closes

@@ -53,6 +53,10 @@ class Settings:
     search_concurrency: int = _setting(
         2, "searches one process runs in the database at once; another waits up to search_timeout, then is refused (search_busy)"
     )
+    # Mentions (chat/store/mentions.py)
+    max_mentions_per_message: int = _setting(
+        20, "distinct @names one message's text is counted as mentioning at most (the first ones written); the rest are not"
+    )
     typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
     typing_interval: float = _setting(
         2.0, "seconds between typing notices one connection may have forwarded per conversation; more are dropped silently"
@@ -256,6 +260,8 @@ class Settings:
             raise ValueError("search_page must be at most search_max_page")
         if not 0 < self.search_timeout <= 600:
             raise ValueError("search_timeout must be more than 0 and at most 600 seconds")
+        if not 0 <= self.max_mentions_per_message <= 1000:
+            raise ValueError("max_mentions_per_message must be between 0 and 1000")
 
     def _validate_signin(self):
         for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):

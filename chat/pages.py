@@ -29,7 +29,7 @@ PAGE_HEADERS = {
 @bp.route("/")
 def index():
     settings = current_app.extensions["chat"].settings
-    response = current_app.make_response(render_template("index.html", max_name_length=settings.max_name_length, max_message_size=settings.max_message_size, typing_interval=settings.typing_interval, max_topic_length=settings.max_topic_length))
+    response = current_app.make_response(render_template("index.html", max_name_length=settings.max_name_length, max_message_size=settings.max_message_size, typing_interval=settings.typing_interval, max_topic_length=settings.max_topic_length, max_mentions=settings.max_mentions_per_message))
     response.headers.update(PAGE_HEADERS)
     return response
 

@@ -119,3 +119,14 @@ CREATE TABLE IF NOT EXISTS reactions (
     event_id BIGINT NOT NULL,
     PRIMARY KEY (message_id, user, emoji)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Mentions (chat/store/mentions.py), kept in the transaction that stores each message, edit or delete: one row per
+-- message of general or a named room and name its text calls with "@name" (at most max_mentions_per_message names),
+-- never its sender. conversation is the message's, keyed as read markers are ("#general", "#ROOM"), so that counting a
+-- user's unread mentions is a lookup on the primary key.
+CREATE TABLE IF NOT EXISTS mentions (
+    user VARCHAR(64) NOT NULL,
+    conversation VARCHAR(65) NOT NULL,
+    message_id BIGINT NOT NULL,
+    PRIMARY KEY (user, conversation, message_id),
+    KEY mentions_message (message_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

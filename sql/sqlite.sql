@@ -118,3 +118,14 @@ CREATE TABLE IF NOT EXISTS reactions (
     event_id INTEGER NOT NULL,
     PRIMARY KEY (message_id, user, emoji)
 );
+-- Mentions (chat/store/mentions.py), kept in the transaction that stores each message, edit or delete: one row per
+-- message of general or a named room and name its text calls with "@name" (at most max_mentions_per_message names),
+-- never its sender. conversation is the message's, keyed as read markers are ("#general", "#ROOM"), so that counting a
+-- user's unread mentions is a lookup on the primary key.
+CREATE TABLE IF NOT EXISTS mentions (
+    user TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (user, conversation, message_id)
+);
+CREATE INDEX IF NOT EXISTS mentions_message ON mentions (message_id);

@@ -30,6 +30,11 @@
  * - Files (signed-in users): dropped on the conversation, pasted, or picked with the attach button; each is
  *   uploaded with its own XHR (POST /files) and progress bar, and comes back as a message with an "attachment":
  *   a thumbnail that opens the picture in a new tab, or a download link with the file's name and size: js/uploads.js.
+ * - Mentions: a message whose text calls this user "@name" (the server's rule) is highlighted, and the list shows the
+ *   server's count of unread mentions as an "@N" badge beside the unread count, counted on live and reset when read:
+ *   js/mentions.js. With Notify turned on (the only place the browser is asked for permission), a mention or a
+ *   one-to-one message arriving while the tab is hidden raises a browser notification that opens its conversation
+ *   when clicked: js/notifications.js.
  */
 import { begin, checkRefusal, credentialsEnded, leave, submitJoin } from "./js/accounts.js";
 import { hideNotice, ui } from "./js/dom.js";
@@ -39,6 +44,7 @@ import * as history from "./js/history.js";
 import * as lifecycle from "./js/lifecycle.js";
 import "./js/messageactions.js";
 import * as invitations from "./js/invitations.js";
+import * as notifications from "./js/notifications.js";
 import { openConv } from "./js/navigation.js";
 import * as outbox from "./js/outbox.js";
 import * as reads from "./js/reads.js";
@@ -73,6 +79,7 @@ socket.init({
 
 enableUploads();
 search.init(); // the search box (js/search.js)
+notifications.init(ui.notifyToggle, openConv); // asks the browser nothing until the Notify button is clicked
 
 // ---- the composer ----
 

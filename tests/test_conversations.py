@@ -190,7 +190,7 @@ def test_a_fresh_connection_lists_its_conversations_newest_first_with_last_unrea
         {"with": carol.name, "last": events[from_carol[0]], "unread": 1, "read": 0},
     ]
     general = general_entry(listing)
-    assert set(general) == {"room", "last", "unread", "read"}
+    assert set(general) == {"room", "last", "unread", "read", "mentions"}
     ids = [e["last"]["id"] if e["last"] else 0 for e in listing]
     assert ids == sorted(ids, reverse=True)
     # the others' lists hold only their own conversations with alice

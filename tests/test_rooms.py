@@ -683,7 +683,8 @@ def test_conversations_list_the_users_rooms_and_a_read_clears_the_count_on_the_o
         assert len(found) <= 1
         return found[0] if found else None
 
-    expected = {"room": room, "last": delivered(said[2], room, alice.name, "note 2"), "unread": 2, "read": said[0]["id"]}
+    expected = {"room": room, "last": delivered(said[2], room, alice.name, "note 2"), "unread": 2, "read": said[0]["id"],
+                "mentions": 0}
     assert entry(tab2) == expected
     assert entry(carol) is None  # not a member: not her conversation
     welcome, _ = history_events(chat.connect("bob", handshake=False))

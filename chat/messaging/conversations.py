@@ -95,6 +95,8 @@ class ConversationService:
             record = lasts.get(s.last_id)
             entry["last"] = None if record is None else message_event(record)
             entry["unread"] = s.unread
+            if "room" in entry:  # a one-to-one has none: every message in it is for its reader
+                entry["mentions"] = s.mentions
             entry["read"] = s.read_id
             entries.append(entry)
         return entries

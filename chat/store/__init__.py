@@ -7,9 +7,11 @@ from dbutils.pooled_db import PooledDB
 from gevent import get_hub
 
 from chat.clock import now_ms
+from chat.config import Settings
 from chat.records import AttachmentRef, MessageRecord
 from .dialects import ADDED_INDEXES, dialect_for, schema_statements
 from .lifecycle import Effects
+from .mentions import MentionRows
 
 _COLUMNS = "id, sender, recipient, body, created_ms, attachment_id, room, kind, subject, target_id"
 # Message rows with what they say about their file: metadata only, never the bytes.
@@ -35,7 +37,7 @@ class StoreUnavailable(Exception):
 
 
 class Store:
-    def __init__(self, url, pool_size=8, connect_timeout=3.0):
+    def __init__(self, url, pool_size=8, connect_timeout=3.0, max_mentions=Settings.max_mentions_per_message):
         self.dialect = dialect_for(url)
         self._operational_errors = self.dialect.operational_errors
         # Built here, after run_server.py has monkey-patched, so the pool's lock is cooperative.
@@ -54,6 +56,7 @@ class Store:
         q = self.dialect.sql
         self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._effects = Effects(self.dialect)
+        self._mentions = MentionRows(self.dialect, max_mentions)
         self._q_group_page = q(f"{_SELECT} WHERE m.room IS NULL AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_ONLY} ORDER BY m.id DESC LIMIT ?")
         self._q_room_page = q(f"{_SELECT} WHERE m.room = ? AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_AND_ROOM_EVENTS} ORDER BY m.id DESC LIMIT ?")
         self._q_room_events = q(f"{_SELECT} WHERE m.kind IN ('member', 'topic') AND m.id > ? ORDER BY m.id LIMIT ?")
@@ -177,7 +180,7 @@ class Store:
 
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
-        self.transaction(_insert_rows, self._q_insert, records, self._effects)
+        self.transaction(_insert_rows, self._q_insert, records, self._effects, self._mentions)
 
     def insert_assigning_ids(self, records):
         """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
@@ -185,7 +188,9 @@ class Store:
         The chat_meta row stays locked until the commit, so across every process sharing the database ids
         follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
         """
-        return self.transaction(_insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects)
+        return self.transaction(
+            _insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects, self._mentions
+        )
 
     def next_message_id(self):
         """The id the next stored message will get (with ids assigned at commit)."""
@@ -297,9 +302,10 @@ def _in_transaction(conn, fn, args):
     return result
 
 
-def _insert_rows(cur, query, records, effects):
+def _insert_rows(cur, query, records, effects, mentions):
     cur.executemany(query, [_row(r) for r in records])
     effects.apply(cur, records)  # edits, deletions, reactions take effect in the commit that stores them
+    mentions.apply(cur, records)  # and so do the mentions a message, an edit or a delete adds or drops
 
 
 def _row(record):
@@ -308,13 +314,14 @@ def _row(record):
     return record[:5] + (attachment_id, record.room, record.kind, record.subject, record.target_id)
 
 
-def _insert_assigning(cur, reserve, next_id, insert, records, effects):
+def _insert_assigning(cur, reserve, next_id, insert, records, effects, mentions):
     cur.execute(reserve, (len(records),))
     cur.execute(next_id)
     first = int(cur.fetchone()[0]) - len(records)
     stored = [r._replace(id=first + i) for i, r in enumerate(records)]
     cur.executemany(insert, [_row(r) for r in stored])
     effects.apply(cur, stored)
+    mentions.apply(cur, stored)
     return stored
 
 

@@ -30,12 +30,14 @@ def direct_key(other):
 
 
 class Summary(NamedTuple):
-    """One conversation as listed: its key ("#room" or "@name"), newest message id, the user's marker, unread count."""
+    """One conversation as listed: its key ("#room" or "@name"), newest message id, the user's marker, unread count, and
+    how many of the unread messages mention the user (general and named rooms only)."""
 
     key: str
     last_id: Optional[int]
     read_id: int
     unread: int
+    mentions: int = 0
 
 
 class ConversationQueries:
@@ -66,6 +68,8 @@ class ConversationQueries:
             "SELECT 1 FROM messages WHERE room = ? AND recipient IS NULL AND kind IS NULL AND sender <> ? AND id > ? LIMIT ?"
         )
         self._direct_count = f"SELECT 1 FROM messages WHERE sender = ? AND recipient = ? AND {_MESSAGE} AND id > ? LIMIT ?"
+        # A lookup on the primary key of `mentions` (chat/store/mentions.py): no message text is read.
+        self._mention_count = "SELECT 1 FROM mentions WHERE user = ? AND conversation = ? AND message_id > ? LIMIT ?"
 
     def mark_read(self, user, key, other, message_id, pending=0, room=None):
         """Move `user`'s marker in conversation `key` (`other`: the one-to-one's other party; `room`: a named room; both
@@ -128,10 +132,14 @@ class ConversationQueries:
         room_newest = self._room_newest(cur, rooms)
         listed = [(GENERAL_KEY, None, general_last)] + [(room_key(r), None, room_newest.get(r)) for r in rooms] + partners
         counts = []  # (index in listed, SQL, params) of conversations with anything past their marker
+        mentioned = len(listed)  # index + this: the mention count of conversation `index`
         for index, (key, other, last) in enumerate(listed):
             read = markers.get(key, 0)
             if last is None or last <= read:
                 continue
+            if other is None:
+                # Mentions above the name's floor only: those below it called an earlier holder of the name.
+                counts.append((mentioned + index, self._mention_count, (user, key, max(read, floor), max_unread)))
             if key == GENERAL_KEY:
                 counts.append((index, self._general_count, (user, read, max_unread)))
             elif other is None:
@@ -139,7 +147,10 @@ class ConversationQueries:
             else:
                 counts.append((index, self._direct_count, (other, user, max(read, floor), max_unread)))
         unread = self._count(cur, counts)
-        summaries = [Summary(key, last, markers.get(key, 0), unread.get(index, 0)) for index, (key, _, last) in enumerate(listed)]
+        summaries = [
+            Summary(key, last, markers.get(key, 0), unread.get(index, 0), unread.get(mentioned + index, 0))
+            for index, (key, _, last) in enumerate(listed)
+        ]
         return sorted(summaries, key=lambda s: -1 if s.last_id is None else s.last_id, reverse=True)
 
     def _count(self, cur, counts):

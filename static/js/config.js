@@ -18,6 +18,8 @@ export const MAX_UPLOAD = Number(data.maxUpload) || 0; // bytes; the server says
 export const TYPING_INTERVAL_MS = (data.typingInterval && Number(data.typingInterval) >= 0 ? Number(data.typingInterval) : 2) * 1000;
 // The server's max_topic_length (characters of one line): a longer topic is refused (bad_field).
 export const MAX_TOPIC = Number(data.maxTopicLength) > 0 ? Number(data.maxTopicLength) : 300;
+// The server's max_mentions_per_message: only the first names a message's text mentions count (0: none).
+export const MAX_MENTIONS = Number(data.maxMentions) >= 0 && data.maxMentions !== "" ? Number(data.maxMentions) : 20;
 
 export const PAGE_SIZE = 50; // messages per history page
 export const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];

@@ -47,6 +47,7 @@ export const ui = {
   fileInput: $("file-input"),
   attach: $("attach"),
   roomsOpen: $("rooms-open"),
+  notifyToggle: $("notify-toggle"),
   roomActions: $("room-actions"),
   roomTopic: $("room-topic"),
   roomMembers: $("room-members"),

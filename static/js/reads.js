@@ -30,6 +30,7 @@ function applyEntry(entry) {
   // A read event newer than the list (it crossed a refresh) may have read all of it already.
   const unread = Number.isSafeInteger(entry.unread) && entry.unread > 0 && c.read < c.counted ? entry.unread : 0;
   state.setUnread(c, unread);
+  state.setMentions(c, Number.isSafeInteger(entry.mentions) && entry.mentions > 0 ? entry.mentions : 0);
 }
 
 // The welcome's "conversations", or a "conversations" event's: each listed one's preview, marker and unread count.

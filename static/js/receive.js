@@ -1,9 +1,11 @@
 // Messages that arrive (live, in history, or in an upload's answer), and room events as system lines: each shown once per id, in its conversation.
 
-import { GROUP } from "./config.js";
+import { GROUP, MAX_MENTIONS } from "./config.js";
 import { nearBottom, scrollToBottom } from "./dom.js";
 import { keyOfRoom, normalizeName, parseTs } from "./format.js";
 import { applyEvent, isLifecycleEvent } from "./lifecycle.js";
+import { highlight, mentions } from "./mentions.js";
+import * as notifications from "./notifications.js";
 import { claimUnconfirmed } from "./outbox.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
@@ -18,6 +20,11 @@ function convKeyOf(m) {
   if (m.type === "direct") return m.user === state.me() ? normalizeName(m.to) : normalizeName(m.user);
   if (m.room !== undefined) return keyOfRoom(m.room);
   return GROUP;
+}
+
+// Whether message event `m` (of general or a room) mentions this page's user, as the server counts mentions.
+function mentionsMe(m) {
+  return m.type === "message" && mentions(m.msg, m.user, state.me(), MAX_MENTIONS);
 }
 
 // Show room event `ev` (member, topic) as a system line in its room unless it is already shown; never unread.
@@ -59,13 +66,18 @@ export function addMessage(m, opts) {
   const li = buildMessage(m.user, deleted ? "" : m.msg, t, own, attachment);
   li.dataset.id = String(m.id);
   decorate(li, m, key);
+  const mentioned = mentionsMe(m);
+  if (mentioned) highlight(li, true);
   state.keepMessage(c, m.id, li);
   insertOrdered(c, li, m.id);
   refreshQuotes(c, m.id); // replies shown before it (a history page loaded above them) quote it now
   state.noteLast(c, previewOf(m));
   if (opts.unread && !own && m.id > c.counted) {
     state.noteCounted(c, m.id);
-    if (m.id > c.read && !reads.looking(c)) state.countUnread(c);
+    if (m.id > c.read && !reads.looking(c)) {
+      state.countUnread(c);
+      if (mentioned) state.countMention(c);
+    }
   }
   return true;
 }
@@ -76,6 +88,7 @@ export function onLive(ev, fromUpload) {
   if (!fromUpload) state.noteId(ev.id);
   const stick = nearBottom();
   if (!addMessage(ev, { unread: true })) return;
+  if (!fromUpload && ev.user !== state.me()) notifications.onMessage(ev, convKeyOf(ev), mentionsMe(ev));
   typing.stopped(convKeyOf(ev), ev.user);
   renderConvList();
   const active = state.activeConv();

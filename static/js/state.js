@@ -29,6 +29,7 @@ export function conversation(key) {
       list: el("ol", "thread"), // its messages, shown while it is open
       byId: new Map(), // message id -> its <li>
       unread: 0, // as the server counts it (messages of others after its read marker), plus those since
+      mentions: 0, // how many of the unread ones mention this user (general and rooms), as unread is counted
       read: 0, // the server's read marker: the newest message id read, in any tab or device
       counted: 0, // the newest id of another user's message the unread count accounts for
       newest: 0, // the newest message id shown in its thread
@@ -70,6 +71,15 @@ export function setActive(c) {
 
 export function setUnread(c, n) {
   c.unread = n;
+  if (n === 0) c.mentions = 0; // nothing unread: no unread mention either
+}
+
+export function setMentions(c, n) {
+  c.mentions = Math.min(n, c.unread);
+}
+
+export function countMention(c) {
+  c.mentions += 1;
 }
 
 export function countUnread(c) {

@@ -34,11 +34,13 @@ function convItem(c) {
   const preview = el("span", "conv-preview");
   const badge = el("span", "badge");
   badge.hidden = true;
-  bottom.append(preview, badge);
+  const atBadge = el("span", "mention-badge"); // unread messages that mention this user (not .badge: that is the unread count)
+  atBadge.hidden = true;
+  bottom.append(preview, atBadge, badge);
   main.append(top, bottom);
   btn.append(avatar, main);
   li.appendChild(btn);
-  it = { li: li, btn: btn, lock: lock, time: time, preview: preview, badge: badge };
+  it = { li: li, btn: btn, lock: lock, time: time, preview: preview, badge: badge, atBadge: atBadge };
   items.set(c, it);
   return it;
 }
@@ -58,6 +60,9 @@ function renderConvItem(c) {
   }
   it.badge.textContent = badgeCount(c.unread);
   it.badge.hidden = c.unread === 0;
+  it.atBadge.textContent = "@" + badgeCount(c.mentions);
+  it.atBadge.hidden = c.mentions === 0;
+  it.li.classList.toggle("mentioned", c.mentions > 0);
   const active = c === state.activeConv();
   it.li.classList.toggle("active", active);
   if (active) it.btn.setAttribute("aria-current", "true");
@@ -67,7 +72,7 @@ function renderConvItem(c) {
   it.li.classList.toggle("room", room);
   const locked = room && rooms.infoOf(roomOfKey(c.key)).private;
   it.lock.hidden = !locked;
-  it.btn.setAttribute("aria-label", titleOf(c.key) + (locked ? ", private" : "") + (c.unread ? ", " + c.unread + " unread" : ""));
+  it.btn.setAttribute("aria-label", titleOf(c.key) + (locked ? ", private" : "") + (c.unread ? ", " + c.unread + " unread" : "") + (c.mentions ? ", " + c.mentions + (c.mentions === 1 ? " mention" : " mentions") : ""));
 }
 
 // A named room is listed while this user is in it; the group and one-to-ones always.
@@ -87,16 +92,18 @@ export function renderConvList() {
     return ib - ia || (a.key < b.key ? -1 : 1);
   });
   let total = 0;
+  let mentioned = 0;
   convs.forEach((c, i) => {
     renderConvItem(c);
     const li = convItem(c).li;
     if (ui.conversations.children[i] !== li) ui.conversations.insertBefore(li, ui.conversations.children[i] || null);
     total += c.unread;
+    mentioned += c.mentions;
   });
   while (ui.conversations.children.length > convs.length) ui.conversations.lastElementChild.remove(); // rooms left
   ui.backBadge.textContent = badgeCount(total);
   ui.backBadge.hidden = total === 0;
-  document.title = (total ? "(" + total + ") " : "") + "Chat";
+  document.title = (total ? "(" + total + ") " : "") + (mentioned ? "@" + mentioned + " " : "") + "Chat";
 }
 
 export function renderHeader() {

@@ -209,6 +209,16 @@ def test_a_reply_carries_reply_to_and_shows_its_quote_which_follows_the_original
     bob.wait_online()
     expect(message(bob, f"yes please {b}").locator(".quote")).to_have_text("Reply to deleted message")
 
+    # A reply to a message deleted before it was sent is refused (not_found): shown next to it, in words.
+    alice.send(f"second thoughts {a}")
+    act(bob, message(bob, f"second thoughts {a}"), "reply")
+    act(alice, message(alice, f"second thoughts {a}"), "delete")
+    message(alice, f"second thoughts {a}").locator(".delete-yes").click()
+    expect(bob.messages(f"second thoughts {a}")).to_have_count(0)
+    bob.send(f"too late {b}")
+    expect(bob.messages(f"too late {b}")).to_have_class(re.compile(r"\bfailed\b"))
+    expect(bob.messages(f"too late {b}").locator(".status-text")).to_have_text("Not sent: the message it answers was deleted.")
+
 
 def test_links_are_clickable_and_nothing_else_is_a_link_or_runs(server, open_page):
     a, b = names("ln-alice", "ln-bob")

@@ -26,6 +26,11 @@
  *   js/views/invitations.js, js/views/systemlines.js.
  * - A line typed starting with "/" (not "//") is a command the server reads (/join #r, /kick #r bob, /who…): it goes
  *   as a plain text frame; "//text" sends "/text": js/slash.js.
+ * - The message lifecycle (docs/protocol.md "Message lifecycle"): each message's Reply, React (emoji picker, reaction
+ *   chips), Edit (inline editor) and Delete (with a confirmation; a room's owners and moderators on anyone's) buttons;
+ *   edit, delete and reaction events applied live and from ?since= replays; a reply's quote; a tombstone for a deleted
+ *   message: js/lifecycle.js, js/messageactions.js, js/reply.js, js/views/messageparts.js. http(s) addresses in text
+ *   are links (js/links.js); a line with the date separates days (js/days.js).
  * - User-supplied text is only ever inserted with textContent, never parsed as HTML: js/dom.js, js/views/.
  * - Files (signed-in users): dropped on the conversation, pasted, or picked with the attach button; each is
  *   uploaded with its own XHR (POST /files) and progress bar, and comes back as a message with an "attachment":

@@ -209,6 +209,16 @@ def test_a_reply_carries_reply_to_and_shows_its_quote_which_follows_the_original
     bob.wait_online()
     expect(message(bob, f"yes please {b}").locator(".quote")).to_have_text("Reply to deleted message")
 
+    # A reply to a message deleted before it was sent is refused (not_found): shown next to it, in words.
+    alice.send(f"second thoughts {a}")
+    act(bob, message(bob, f"second thoughts {a}"), "reply")
+    act(alice, message(alice, f"second thoughts {a}"), "delete")
+    message(alice, f"second thoughts {a}").locator(".delete-yes").click()
+    expect(bob.messages(f"second thoughts {a}")).to_have_count(0)
+    bob.send(f"too late {b}")
+    expect(bob.messages(f"too late {b}")).to_have_class(re.compile(r"\bfailed\b"))
+    expect(bob.messages(f"too late {b}").locator(".status-text")).to_have_text("Not sent: the message it answers was deleted.")
+
 
 def test_links_are_clickable_and_nothing_else_is_a_link_or_runs(server, open_page):
     a, b = names("ln-alice", "ln-bob")
@@ -243,7 +253,7 @@ def test_links_are_clickable_and_nothing_else_is_a_link_or_runs(server, open_pag
     expect(message(bob, f"now https://example.net/ {a}").locator("a")).to_have_attribute("href", "https://example.net/")
 
 
-@pytest.mark.parametrize("text, expected", [
+SPLITS = [
     ("see https://example.com.", [["see ", None], ["https://example.com", "https://example.com/"], [".", None]]),
     ("(https://example.com/x)", [["(", None], ["https://example.com/x", "https://example.com/x"], [")", None]]),
     ("https://en.wikipedia.org/wiki/Foo_(bar)", [["https://en.wikipedia.org/wiki/Foo_(bar)", "https://en.wikipedia.org/wiki/Foo_(bar)"]]),
@@ -253,13 +263,19 @@ def test_links_are_clickable_and_nothing_else_is_a_link_or_runs(server, open_pag
     ("a https://x.io, b https://y.io; c", [["a ", None], ["https://x.io", "https://x.io/"], [", b ", None],
                                            ["https://y.io", "https://y.io/"], ["; c", None]]),
     ("", [["", None]]),
-])
-def test_the_link_splitter_keeps_the_text_and_links_only_http_addresses(server, open_page, text, expected):
+]
+
+
+def test_the_link_splitter_keeps_the_text_and_links_only_http_addresses(server, open_page):
+    """js/links.js itself, imported by the page: each text splits as expected and joins back to itself."""
     chat = open_page(server)
-    parts = chat.page.evaluate(
-        "async (t) => (await import('/static/js/links.js')).splitLinks(t).map(p => [p.text, p.href || null])", text)
-    assert parts == expected
-    assert "".join(p[0] for p in parts) == text
+    texts = [text for text, _ in SPLITS]
+    got = chat.page.evaluate(
+        "async (texts) => { const { splitLinks } = await import('/static/js/links.js');"
+        " return texts.map(t => splitLinks(t).map(p => [p.text, p.href || null])); }", texts)
+    for (text, expected), parts in zip(SPLITS, got):
+        assert parts == expected, text
+        assert "".join(p[0] for p in parts) == text
 
 
 def set_time(db_path, ids, when):
@@ -326,3 +342,45 @@ def test_a_room_owner_deletes_a_members_message_and_a_member_cannot(server, open
     for chat in (alice, bob):
         expect(chat.messages(f"spam {b}")).to_have_count(0)
         expect(chat.page.locator("#thread li.msg.deleted")).to_have_count(1)
+
+
+def test_edits_reactions_and_deletes_missed_while_away_come_in_the_replay_once(start_server, sqlite_url, open_page, clients):
+    # Its own server, restarted: the page is away while bob changes his messages, so the changes reach it only as a
+    # ?since= replay (events about messages it holds), and it ends where the server is, each message shown once.
+    server = start_server(sqlite_url, bots="")
+    bob = clients(server, "bob")
+    alice = open_page(server, "alice")
+    first = post(bob, "see you at 8")["id"]
+    second = post(bob, "oops, wrong chat")["id"]
+    expect(alice.messages("oops, wrong chat")).to_have_count(1)
+    server.kill()
+    expect(alice.conn).to_have_attribute("data-state", "reconnecting")
+    alice.context.set_offline(True)
+    open_page.expected_console.append(r"WebSocket connection to .* failed")
+    server.start()
+    bob = clients(server, "bob")
+    carol = clients(server, "carol")
+    for who, change in [(bob, {"type": "edit", "of": first, "msg": "see you at 9"}),
+                        (carol, {"type": "react", "of": first, "key": "👍"}),
+                        (bob, {"type": "react", "of": first, "key": "👍"}),
+                        (carol, {"type": "react", "of": second, "key": "😂"}),
+                        (bob, {"type": "delete", "of": second}),
+                        (bob, {"type": "message", "msg": "after the changes", "reply_to": first})]:
+        who.send(dict(change, ref="r"))
+        while (answer := who.recv())["type"] not in ("ack", "error"):
+            pass  # the other's changes, delivered live to this client
+        assert answer["type"] == "ack", answer
+    alice.context.set_offline(False)
+    alice.wait_online()
+    expect(alice.messages("after the changes")).to_have_count(1)
+    edited = alice.page.locator(f'#thread li.msg[data-id="{first}"]')
+    expect(edited.locator(".bubble .text")).to_have_text("see you at 9")
+    expect(edited.locator(".edited")).to_have_text("(edited)")
+    expect(edited.locator(".reaction-chip")).to_have_text("👍2")
+    expect(edited.locator(".reaction-chip")).to_have_attribute("title", "carol, bob reacted with 👍")
+    gone = alice.page.locator(f'#thread li.msg[data-id="{second}"]')
+    expect(gone.locator(".bubble")).to_have_text("Message deleted")
+    expect(gone.locator(".reactions")).to_have_count(0)
+    expect(alice.messages("after the changes").locator(".quote")).to_have_text("Reply to bobsee you at 9")
+    assert alice.texts() == ["see you at 9", "Message deleted", "after the changes"]
+    assert any(re.search(r"/ws/alice\?since=\d+", url) for url in alice.sockets), alice.sockets

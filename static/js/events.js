@@ -37,7 +37,9 @@ function onAck(ev) {
 function onError(ev) {
   const message = typeof ev.message === "string" ? ev.message : "the server refused that";
   if (ev.ref !== undefined) {
-    if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    // A message is not_found only for its "reply_to": the message it answers was deleted (or cannot be seen).
+    const why = ev.code === "not_found" ? "Not sent: the message it answers was deleted." : message;
+    if (outbox.refuse(ev.ref, why)) return; // shown next to the message it refused
     if (lifecycle.refuse(ev.ref, ev.code, message)) return; // shown in the editor, the delete question or a notice
     if (roomcommands.refuse(ev.ref, message)) return; // shown in the dialog it was asked from, or as a notice
     if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show

@@ -19,6 +19,7 @@ from chat.messaging.delivery import LocalDelivery
 from chat.messaging.hub import Hub
 from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
+from chat.messaging.resends import Resends
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.service import ChatService
@@ -60,7 +61,11 @@ def build_chat(settings, store=None, instance_id=None):
     bots = load_bots(settings)
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
-    service = ChatService(settings, store, hub, delivery, presence, rooms, known, reserved_names() | {bot.name for bot in bots})
+    # One process delivers before the commit: a client_id it may not remember is looked up first (chat/messaging/resends.py).
+    resends = Resends(settings, store, check_store=not settings.redis_url)
+    service = ChatService(
+        settings, store, hub, delivery, presence, rooms, known, resends, reserved_names() | {bot.name for bot in bots}
+    )
     service.start()
     runner = BotRunner(service, bots)
     runner.start()

@@ -22,11 +22,11 @@ def unique(short):
 
 
 def rows(database_url, body):
-    return db_execute(database_url, "SELECT id, sender FROM messages WHERE body = ?", (body,))
+    return [tuple(r) for r in db_execute(database_url, "SELECT id, sender FROM messages WHERE body = ?", (body,))]
 
 
 def sent_rows(database_url, sender):
-    return db_execute(database_url, "SELECT client_id, message_id FROM sent_messages WHERE sender = ?", (sender,))
+    return [tuple(r) for r in db_execute(database_url, "SELECT client_id, message_id FROM sent_messages WHERE sender = ?", (sender,))]
 
 
 def send(client, msg, client_id, ref, **fields):
@@ -196,18 +196,22 @@ def test_another_users_client_id_never_collides_and_reveals_nothing(one, clients
     assert answer(attacker, "y")["code"] == "client_id_reused"
 
 
-@pytest.mark.parametrize("bad", [
+HOSTILE_CLIENT_IDS = [
     "", "x" * 65, "a b", "é", "😀", "a\u0000b", "line\n", "<script>", "a/b", 7, 1.5, True, ["a"], {"a": 1},
-    "x" * 1_000_000,
-], ids=lambda bad: repr(bad)[:20])
-def test_a_hostile_client_id_is_a_bad_field_and_nothing_is_stored(one, clients, database_url, bad):
+    "x" * 60_000,  # as long as a frame may be (max_message_size, 64 KiB)
+]
+
+
+def test_a_hostile_client_id_is_a_bad_field_and_nothing_is_stored(one, clients, database_url):
     alice = unique("alice")
     client = clients(one, alice)
-    text = f"hostile {uuid.uuid4().hex}"
-    send(client, text, bad, "h")
-    error = answer(client, "h")
-    assert (error["type"], error["code"]) == ("error", "bad_field") and "client_id" in error["message"]
-    assert rows(database_url, text) == [] and sent_rows(database_url, alice) == []
+    for i, bad in enumerate(HOSTILE_CLIENT_IDS):
+        text = f"hostile {i}"
+        send(client, text, bad, f"h{i}")
+        error = answer(client, f"h{i}")
+        assert (error["type"], error["code"]) == ("error", "bad_field") and "client_id" in error["message"], bad
+        assert rows(database_url, text) == []
+    assert sent_rows(database_url, alice) == []
     send(client, "still here", "x" * 64, "ok")  # the longest allowed
     assert ack(client, "ok")["id"] > 0
 

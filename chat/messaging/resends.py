@@ -196,6 +196,8 @@ class Claim:
         """After the commit: the stored record, or a Duplicate (another process, or one forgotten here, had it first)."""
         sent = self._sent
         if type(outcome) is Duplicate:
+            log.debug("%s sent client_id %r again: the database has it as message %d", outcome.record.sender,
+                      outcome.record.client_id, outcome.original_id)
             sent.id, sent.created_ms, sent.digest = outcome.original_id, outcome.original_ms, outcome.original_digest
             _answer(self.session, self._ref, outcome.record, self._digest, sent)
         else:

@@ -3,7 +3,6 @@
 import { GROUP } from "./config.js";
 import { nearBottom, scrollToBottom } from "./dom.js";
 import { keyOfRoom, normalizeName, parseTs } from "./format.js";
-import { claimUnconfirmed } from "./outbox.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
 import * as typing from "./typing.js";
@@ -36,7 +35,7 @@ export function addRoomEvent(ev) {
 }
 
 // Show message event `m` (or a room event, as a system line) unless it is already shown; opts.unread counts it as
-// unread (unless the user sees it or the server's count has it already), opts.replay may settle a pending one.
+// unread (unless the user sees it or the server's count has it already).
 export function addMessage(m, opts) {
   if (isRoomEvent(m)) return addRoomEvent(m);
   if (!m || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return false;
@@ -45,7 +44,6 @@ export function addMessage(m, opts) {
   const c = state.conversation(key);
   if (state.hasMessage(c, m.id)) return false; // already shown: replays and history pages overlap
   const own = m.user === state.me();
-  if (own && opts.replay && claimUnconfirmed(c, m)) return false;
   const t = parseTs(m.ts);
   const attachment = attachmentOf(m);
   const li = buildMessage(m.user, m.msg, t, own, attachment);

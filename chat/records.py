@@ -1,4 +1,5 @@
-"""The records shared across packages: a stored message, the file it carries, and a kick (whose sockets to close)."""
+"""The records shared across packages: a stored message, the file it carries, a duplicate (a message sent again under its
+client_id), and a kick (whose sockets to close)."""
 import json
 from typing import NamedTuple, Optional
 

@@ -8,6 +8,12 @@ import threading
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.messaging.protocol import ProtocolError, SendDirect, SendGroup, parse_inbound
+from chat.records import Duplicate, MessageRecord
+from chat.store import Store
 
 from tests.support.clients import next_message, online_everywhere
 from tests.support.databases import db_execute
@@ -72,6 +78,56 @@ def replay_texts(server, clients, name, since):
 @pytest.fixture
 def one(start_server, database_url):
     return start_server(database_url, bots="")
+
+
+# ---- the parser and the store, without a server -------------------------------------------------------------------
+
+CLIENT_ID_ALPHABET = "ABCXYZabcxyz0189_.:~-"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.text(alphabet=CLIENT_ID_ALPHABET, min_size=1, max_size=70)),
+       st.sampled_from(["message", "direct"]))
+def test_a_client_id_is_accepted_exactly_when_it_follows_the_rule_and_is_kept_as_sent(client_id, kind):
+    frame = {"type": kind, "msg": "hi", "client_id": client_id, "ref": 1}
+    if kind == "direct":
+        frame["to"] = "bob"
+    valid = 1 <= len(client_id) <= 64 and all(c.isascii() and (c.isalnum() or c in "_.:~-") for c in client_id)
+    try:
+        command = parse_inbound(json.dumps(frame), max_name_length=32, default_history=50, max_history=200)
+    except ProtocolError as e:
+        assert not valid and (e.code, e.ref) == ("bad_field", 1)
+    else:
+        assert valid and type(command) in (SendGroup, SendDirect) and command.client_id == client_id
+
+
+@pytest.fixture
+def store(database_url):
+    s = Store(database_url, pool_size=2, connect_timeout=3)
+    s.ensure_schema()
+    yield s
+    s.close()
+
+
+@pytest.mark.parametrize("assign_ids", [False, True], ids=["ids at post", "ids at commit"])
+def test_the_store_keeps_one_row_per_sender_and_client_id_and_answers_the_rest_with_the_original(store, assign_ids):
+    def record(message_id, sender, body, client_id):
+        return MessageRecord(None if assign_ids else message_id, sender, None, body, 1_700_000_000_000 + message_id,
+                             client_id=client_id)
+
+    insert = store.insert_assigning_ids if assign_ids else store.insert_messages
+    first = insert([record(1, "alice", "one", "k1"), record(2, "alice", "one", "k1"), record(3, "bob", "one", "k1"),
+                    record(4, "alice", "plain", None)])
+    assert [type(o) for o in first] == [MessageRecord, Duplicate, MessageRecord, MessageRecord]
+    assert first[1].original_id == first[0].id and first[1].original_ms == first[0].created_ms
+    later = insert([record(5, "alice", "two", "k1"), record(6, "bob", "one", "k2")])
+    assert type(later[0]) is Duplicate and later[0].original_id == first[0].id
+    assert type(later[1]) is MessageRecord
+    assert store.count_messages() == 4
+    assert store.sent_message("alice", "k1")[0] == first[0].id and store.sent_message("carol", "k1") is None
+    if assign_ids:  # a duplicate takes no id: the ids stay without gaps
+        assert later[1].id == first[3].id + 1
+    assert store.purge_sent(1_700_000_000_000 + 100) == 3 and store.sent_message("alice", "k1") is None
 
 
 # ---- one process -------------------------------------------------------------------------------------------------

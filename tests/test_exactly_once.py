@@ -21,6 +21,7 @@ from tests.support.polling import wait_until
 from tests.support.rawws import OP_TEXT, build_frame
 from tests.support.rooms import act
 from tests.support.servers import health
+from tests.support.wscat import Wscat
 
 
 def unique(short):
@@ -301,6 +302,26 @@ def test_past_the_window_a_client_id_is_forgotten_and_purged(start_server, datab
     wait_until(lambda: sent_rows(database_url, alice) == [], timeout=10, message="the purge of the window's rows")
     send(client, "old news", cid, "2")  # outside the window: a new message, as documented
     assert ack(client, "2")["id"] > first["id"]
+
+
+def test_a_wscat_user_sends_the_same_line_again_after_reconnecting_and_it_is_stored_once(one, clients, database_url,
+                                                                                        wscat_path):
+    alice = unique("alice")
+    reader = clients(one, unique("bob"))
+    line = json.dumps({"type": "message", "msg": "deploying now", "client_id": "deploy-1", "ref": "d"})
+    acks, query = [], ""
+    for _ in range(2):  # as docs/guide.md shows: the same line, typed again on a new connection (with the name's token)
+        term = Wscat(wscat_path, one.ws_url(f"/ws/{alice}{query}"))
+        try:
+            query = "?resume=" + term.expect(lambda e: e.get("type") == "welcome")["resume"]
+            term.expect(lambda e: e.get("type") == "history")
+            term.send_line(line)
+            acks.append(term.expect(lambda e: e.get("type") == "ack" and e.get("ref") == "d"))
+        finally:
+            term.quit()
+    assert acks[0]["id"] == acks[1]["id"] and len(rows(database_url, "deploying now")) == 1
+    ack_of_plain(clients(one, unique("carol")), "after")
+    assert received_until(reader, "after").count("deploying now") == 1
 
 
 # ---- several processes -------------------------------------------------------------------------------------------

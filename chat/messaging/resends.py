@@ -114,7 +114,8 @@ class Resends:
             self._waiting += 1
             return Claim(self, key, sent, session, ref, template, digest)
         if sent.id is None:
-            sent.waiters.append((session, ref, template, digest))
+            # Without its text (the digest has it; the ack does not): a resend waiting costs a few hundred bytes.
+            sent.waiters.append((session, ref, template._replace(body=""), digest))
         else:
             _answer(session, ref, template, digest, sent)
         return None

@@ -1,6 +1,8 @@
 """Operator commands: `python3 -m chat.admin remove-user NAME` disables an account, revokes its sessions and tokens,
 and has the running server close that user's websockets (4001 "account removed"); `grant-admin NAME` and
-`revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room) or not."""
+`revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room and bans from
+the server) or not; `ban NAME [--reason TEXT]` and `unban NAME` ban a name from the whole server (its sockets close with
+4001 and no handshake as it succeeds) or lift that, as an admin's /serverban does."""
 import argparse
 import json
 import sys
@@ -9,6 +11,7 @@ import urllib.request
 
 from chat.accounts.routes import admin_serializer
 from chat.accounts.credentials import AuthService
+from chat.accounts.serverbans import closing_reason
 from chat.config import load_settings
 from chat.names import normalize_name
 from chat.security import load_secret_key
@@ -33,9 +36,10 @@ def _server_url(settings, override):
     return f"http://{host}:{settings.port}"
 
 
-def notify_server(url, secret_key, name, timeout=5.0):
+def notify_server(url, secret_key, name, timeout=5.0, reason=None):
     """Ask the running server to close `name`'s sockets: the number closed, or None when no server answered."""
-    body = admin_serializer(secret_key).dumps({"name": name}).encode("ascii")
+    payload = {"name": name} if reason is None else {"name": name, "reason": reason}
+    body = admin_serializer(secret_key).dumps(payload).encode("ascii")
     request = urllib.request.Request(f"{url}/admin/disconnect", data=body, method="POST", headers={"Content-Type": "text/plain"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -103,6 +107,39 @@ def set_admin(settings, raw_name, grant, out=print):
     return 0
 
 
+def set_ban(settings, raw_name, ban, reason="", server=None, out=print):
+    """Ban a name from the server (and have the running server close its sockets) or lift the ban."""
+    name = normalize_name(raw_name, settings.max_name_length)
+    if name is None:
+        out(f"{raw_name!r} is not a valid user name")
+        return 2
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        queries = AccountQueries(store)
+        done = queries.ban(name, "operator", " ".join(reason.split())[:300]) if ban else queries.unban(name)
+    except StoreUnavailable as e:
+        out(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    if not ban:
+        out(f"{name} may connect again" if done else f"{name} is not banned")
+        return 0 if done else 1
+    out(f"{name} is banned from the server" if done else f"{name} was banned already")
+    url = _server_url(settings, server)
+    try:
+        closed = notify_server(url, load_secret_key(settings), name, reason=closing_reason(reason))
+    except urllib.error.HTTPError as e:
+        out(f"the server at {url} refused the request ({e.code}): does it use the same secret key?")
+        return 1
+    if closed is None:
+        out(f"no server answered at {url}: if one runs elsewhere, pass --server URL, or {name}'s open sockets stay open")
+    else:
+        out(f"the server at {url} closed {closed} open connection(s) of {name}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m chat.admin", description="Chat server operator commands.", epilog=USAGE_EPILOG,
@@ -121,10 +158,20 @@ def main(argv=None):
         sub = commands.add_parser(command, help=text, epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("name")
         sub.set_defaults(grant=grant)
+    ban = commands.add_parser("ban", help="ban a name from the whole server and close its websockets", epilog=USAGE_EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    ban.add_argument("name")
+    ban.add_argument("--reason", default="", help="shown to the banned user's client in the close frame")
+    ban.add_argument("--server", help="URL of the running server (default: http://HOST:PORT from the settings)")
+    unban = commands.add_parser("unban", help="lift a server ban", epilog=USAGE_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    unban.add_argument("name")
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings(rest)
     if args.command in ("grant-admin", "revoke-admin"):
         return set_admin(settings, args.name, args.grant)
+    if args.command in ("ban", "unban"):
+        return set_ban(settings, args.name, args.command == "ban", getattr(args, "reason", ""), getattr(args, "server", None))
     return remove_user(settings, args.name, release=args.release, server=args.server)
 
 

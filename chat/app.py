@@ -11,6 +11,7 @@ from chat.accounts import routes as account_routes
 from chat.accounts.credentials import AuthService
 from chat.accounts.holds import ServiceFloors
 from chat.accounts.live import LiveSockets
+from chat.accounts.serverbans import ServerBans
 from chat.bots import load_bots, reserved_names
 from chat.bots.runner import BotRunner
 from chat.config import Settings, load_settings
@@ -22,8 +23,12 @@ from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.resends import Resends
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
+from chat.messaging.search import SearchService
 from chat.messaging.service import ChatService
 from chat.store import Store
+from chat.store.accounts import AccountQueries
+from chat.store.lifecycle import LifecycleQueries
+from chat.store.search import SearchQueries
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -61,10 +66,15 @@ def build_chat(settings, store=None, instance_id=None):
     bots = load_bots(settings)
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
+    bans = ServerBans(AccountQueries(store), delivery.kick)
+    search = SearchService(
+        settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
+    )
     # One process delivers before the commit: a client_id it may not remember is looked up first (chat/messaging/resends.py).
     resends = Resends(settings, store, check_store=not settings.redis_url)
     service = ChatService(
-        settings, store, hub, delivery, presence, rooms, known, resends, reserved_names() | {bot.name for bot in bots}
+        settings, store, hub, delivery, presence, rooms, known, bans, resends, search=search,
+        reserved_names=reserved_names() | {bot.name for bot in bots},
     )
     service.start()
     runner = BotRunner(service, bots)

@@ -34,10 +34,24 @@ class Settings:
     max_topic_length: int = _setting(300, "longest room topic in characters (one line)")
     max_rooms_listed: int = _setting(500, "rooms one rooms event lists at most (general, then the user's, then by name)")
     max_members_listed: int = _setting(1000, "members one members event lists at most (owners and moderators first)")
+    max_online_listed: int = _setting(
+        100, "names a welcome or who event lists at most (in name order, with the count of everyone online; who pages on with after)"
+    )
     # Message lifecycle (chat/messaging/lifecycle.py)
     max_edits: int = _setting(10, "times one message may be edited (by its author); more edits are refused (forbidden)")
     max_reaction_keys: int = _setting(
         20, "different reaction emoji one message may carry; a new one past it is refused (forbidden), adding to one it has is not"
+    )
+    # Search (chat/messaging/search.py, chat/store/search.py)
+    search_max_query_length: int = _setting(200, "longest search text in characters; longer is refused (bad_field)")
+    search_max_terms: int = _setting(8, "most different words one search may hold; more is refused (bad_field)")
+    search_page: int = _setting(20, "results one search answers with when it names no limit")
+    search_max_page: int = _setting(50, "most results one search answers with (a larger limit is lowered to it)")
+    search_timeout: float = _setting(
+        2.0, "seconds one search may run in the database; a longer one is stopped and refused (search_timeout)"
+    )
+    search_concurrency: int = _setting(
+        2, "searches one process runs in the database at once; another waits up to search_timeout, then is refused (search_busy)"
     )
     typing_ttl: int = _setting(6, "seconds a client shows a typing notice unless it is repeated (sent as the notice's ttl)")
     typing_interval: float = _setting(
@@ -235,7 +249,7 @@ class Settings:
     def _validate_conversations(self):
         for name in (
             "max_unread_count", "max_conversations", "typing_ttl", "max_rooms", "max_rooms_per_user", "max_topic_length", "rooms_created_per_address",
-            "max_rooms_listed", "max_members_listed",
+            "max_rooms_listed", "max_members_listed", "max_online_listed",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -245,6 +259,13 @@ class Settings:
             raise ValueError("max_edits must be at least 0")
         if self.max_reaction_keys < 1:
             raise ValueError("max_reaction_keys must be at least 1")
+        for name in ("search_max_query_length", "search_max_terms", "search_page", "search_max_page", "search_concurrency"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.search_page > self.search_max_page:
+            raise ValueError("search_page must be at most search_max_page")
+        if not 0 < self.search_timeout <= 600:
+            raise ValueError("search_timeout must be more than 0 and at most 600 seconds")
 
     def _validate_signin(self):
         for name in ("login_max_failures_per_name", "login_rate_per_address", "password_hash_concurrency"):

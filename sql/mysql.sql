@@ -102,6 +102,14 @@ CREATE TABLE IF NOT EXISTS admins (
     name VARCHAR(64) NOT NULL PRIMARY KEY,
     granted_ms BIGINT NOT NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Names banned from the whole server by an admin (/serverban, python3 -m chat.admin ban): no handshake as the name
+-- succeeds while it is here (chat/accounts/serverbans.py).
+CREATE TABLE IF NOT EXISTS server_bans (
+    name VARCHAR(64) NOT NULL PRIMARY KEY,
+    banned_by VARCHAR(64) NOT NULL,
+    banned_ms BIGINT NOT NULL,
+    reason VARCHAR(300) NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 -- Reactions as they stand (chat/store/lifecycle.py), kept in the transaction that stores each reaction event: one row per
 -- message, user and emoji (so the same user and emoji count once); event_id is the event that added it (their order).
 CREATE TABLE IF NOT EXISTS reactions (

@@ -101,6 +101,14 @@ CREATE TABLE IF NOT EXISTS admins (
     name TEXT PRIMARY KEY,
     granted_ms INTEGER NOT NULL
 );
+-- Names banned from the whole server by an admin (/serverban, python3 -m chat.admin ban): no handshake as the name
+-- succeeds while it is here (chat/accounts/serverbans.py).
+CREATE TABLE IF NOT EXISTS server_bans (
+    name TEXT PRIMARY KEY,
+    banned_by TEXT NOT NULL,
+    banned_ms INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
 -- Reactions as they stand (chat/store/lifecycle.py), kept in the transaction that stores each reaction event: one row per
 -- message, user and emoji (so the same user and emoji count once); event_id is the event that added it (their order).
 CREATE TABLE IF NOT EXISTS reactions (

@@ -36,11 +36,15 @@ import { hideNotice, ui } from "./js/dom.js";
 import { handle } from "./js/events.js";
 import { isRoomKey, keyOfRoom } from "./js/format.js";
 import * as history from "./js/history.js";
+import * as lifecycle from "./js/lifecycle.js";
+import "./js/messageactions.js";
 import * as invitations from "./js/invitations.js";
 import { openConv } from "./js/navigation.js";
 import * as outbox from "./js/outbox.js";
 import * as reads from "./js/reads.js";
+import * as reply from "./js/reply.js";
 import * as roomcommands from "./js/roomcommands.js";
+import * as search from "./js/search.js";
 import * as slash from "./js/slash.js";
 import * as socket from "./js/socket.js";
 import * as state from "./js/state.js";
@@ -59,6 +63,7 @@ socket.init({
     history.clear();
     reads.connectionLost();
     roomcommands.connectionLost();
+    lifecycle.connectionLost();
     state.stopLoading();
     renderThreadChrome();
   },
@@ -67,6 +72,7 @@ socket.init({
 });
 
 enableUploads();
+search.init(); // the search box (js/search.js)
 
 // ---- the composer ----
 
@@ -83,8 +89,9 @@ function submitComposer() {
   let sent;
   if (routed) sent = outbox.sendText(routed.msg, routed.key);
   else if (command) sent = slash.send(text.trim());
-  else sent = text.trim() && state.activeConv() && outbox.sendText(text);
+  else sent = text.trim() && state.activeConv() && outbox.sendText(text, undefined, reply.fieldsFor(state.activeConv().key));
   if (sent) {
+    if (!command) reply.cancel();
     ui.input.value = "";
     resizeInput();
   }
@@ -104,6 +111,8 @@ ui.input.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
     e.preventDefault();
     submitComposer();
+  } else if (e.key === "Escape" && reply.cancel()) {
+    e.preventDefault();
   }
 });
 ui.input.addEventListener("input", () => {

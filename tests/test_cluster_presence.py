@@ -1,10 +1,14 @@
 """chat/cluster/presence.py on its own: the mirror of who is online on which process."""
 from chat.cluster.presence import ClusterPresence
+from chat.messaging.onlinenames import OnlineNames
 
 
 class FakeHub:
     def __init__(self, *users):
         self._users = dict.fromkeys(users)
+        self.names = OnlineNames()
+        for user in users:
+            self.names.add(user)
 
     def is_online(self, user):
         return user in self._users

@@ -43,10 +43,12 @@ def check_handshake(auth, name):
             sid = session.get("sid")
             if sid:
                 credential = auth.resolve(sid, SESSION)
-        state = auth.account_state(name)
+        state = auth.handshake_state(name)
     except StoreUnavailable as e:
         log.warning("refusing a websocket for %s: %s", name, e)
         return None, json_error(503, "the account store is not answering; try again")
+    if state == "banned":
+        return None, json_error(403, f"{name} is banned from this server")
     if state is None:
         if credential is not None and credential[0] != name:
             credential = None  # signed in as someone else, opening a name nobody owns: a guest like any other

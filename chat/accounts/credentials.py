@@ -285,6 +285,15 @@ class AuthService:
             return None
         return "active" if row[1] else "removed"
 
+    def handshake_state(self, name):
+        """account_state's answer, or "banned" when an admin banned the name from the server (chat/accounts/serverbans.py)."""
+        exists, enabled, banned = self.accounts.name_state(name)
+        if banned:
+            return "banned"
+        if not exists:
+            return None
+        return "active" if enabled else "removed"
+
     def register(self, name, password, address=None):
         """Create the account (raises NameTaken, WeakPassword, Throttled or Busy) with a new floor: it gets nothing guests
         under the name received. The guest hold ends and guests using the name are disconnected."""

@@ -312,12 +312,13 @@ def name_status(raw):
 
 @bp.route("/admin/disconnect", methods=["POST"])
 def admin_disconnect():
-    """Close every socket of an account the operator just removed. The body is {"name"} signed with the secret key."""
+    """Close every socket of a name the operator just removed or banned. The body is {"name", "reason"?} signed with the secret key."""
     try:
         payload = admin_serializer(current_app.secret_key).loads(request.get_data(as_text=True), max_age=ADMIN_MAX_AGE)
         name = payload["name"]
-    except (BadSignature, KeyError, TypeError):
+        reason = payload.get("reason", REASON_ACCOUNT_REMOVED)  # python3 -m chat.admin ban sends its own
+    except (BadSignature, KeyError, TypeError, AttributeError):
         return json_error(403, "bad or expired signature")
-    closed = _auth().close_sockets(name, REASON_ACCOUNT_REMOVED)
-    log.info("operator removed %s: closed %d connections", name, closed)
+    closed = _auth().close_sockets(name, str(reason))
+    log.info("operator closed the sockets of %s (%s): %d connections", name, reason, closed)
     return jsonify(name=name, closed=closed)

@@ -2,8 +2,12 @@
 
 
 class ClusterPresence:
+    """The other instances' users, counted into the hub's sorted names (`hub.names`, chat/messaging/onlinenames.py),
+    which the hub keeps for its own: so those names are everyone online in the cluster, each once."""
+
     def __init__(self, hub):
         self.hub = hub
+        self.names = hub.names
         self._by_instance = {}  # instance id -> set of its users
         self._count = {}  # user -> how many other instances have the user online
 
@@ -11,7 +15,7 @@ class ClusterPresence:
         return self.hub.is_online(user) or user in self._count
 
     def online(self):
-        return sorted(self._count.keys() | self.hub.users())
+        return self.names.names()
 
     def instances(self):
         return set(self._by_instance)
@@ -24,6 +28,7 @@ class ClusterPresence:
         if online:
             users.add(user)
             self._count[user] = self._count.get(user, 0) + 1
+            self.names.add(user)
         else:
             users.discard(user)
             self._uncount(user)
@@ -35,6 +40,7 @@ class ClusterPresence:
         new = set(users)
         for user in new - old:
             self._count[user] = self._count.get(user, 0) + 1
+            self.names.add(user)
         for user in old - new:
             self._uncount(user)
         self._by_instance[instance] = new
@@ -48,6 +54,7 @@ class ClusterPresence:
         return users
 
     def _uncount(self, user):
+        self.names.discard(user)
         n = self._count.get(user, 0) - 1
         if n > 0:
             self._count[user] = n

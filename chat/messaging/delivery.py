@@ -112,6 +112,11 @@ class LocalDelivery:
     def online(self):
         return self.hub.online()
 
+    def online_page(self, after, limit):
+        """(up to `limit` names online after `after`, whether more follow, how many are online), in every process:
+        with Redis the hub's names are the cluster's (chat/cluster/presence.py)."""
+        return self.hub.online_page(after, limit)
+
     def local_presence(self, user, online):
         """A user's first connection in this process opened, or its last one closed."""
 

@@ -1,4 +1,5 @@
 """Who is connected, and fan-out: every delivery is one encoded frame put on each recipient's queue."""
+from chat.messaging.onlinenames import OnlineNames
 
 
 class Hub:
@@ -9,12 +10,16 @@ class Hub:
     online like users but are not connections: they get the messages posted in this process as records,
     not frames, and nothing that other processes relay (a bot runs in every process and answers the
     messages posted in its own, so a message is answered once, not once per process).
+
+    `names` keeps who is online in sorted order (chat/messaging/onlinenames.py): this process's own, or, with several
+    processes, the cluster's list (chat/cluster/presence.py), which this hub tells of each local arrival and departure.
     """
 
-    def __init__(self):
+    def __init__(self, names=None):
         self._by_user = {}
         self._all = set()
         self._bots = {}  # name -> bot
+        self.names = OnlineNames() if names is None else names
 
     def add(self, client):
         """Register a client; True when it is the user's first connection (the user came online)."""
@@ -22,6 +27,7 @@ class Hub:
         first = clients is None
         if first:
             clients = self._by_user[client.user] = set()
+            self.names.add(client.user)
         clients.add(client)
         self._all.add(client)
         return first
@@ -36,13 +42,17 @@ class Hub:
         if clients:
             return False
         del self._by_user[client.user]
+        self.names.discard(client.user)
         return True
 
     def add_bot(self, bot):
+        if bot.user not in self._bots:
+            self.names.add(bot.user)
         self._bots[bot.user] = bot
 
     def remove_bot(self, bot):
-        self._bots.pop(bot.user, None)
+        if self._bots.pop(bot.user, None) is not None:
+            self.names.discard(bot.user)
 
     def bots(self):
         return tuple(self._bots.values())
@@ -56,7 +66,12 @@ class Hub:
         return user in self._by_user or user in self._bots
 
     def online(self):
-        return sorted(self._by_user.keys() | self._bots.keys())
+        return self.names.names()
+
+    def online_page(self, after=None, limit=100):
+        """(names online after `after`, at most `limit`, in order; whether more follow) and how many are online."""
+        names, more = self.names.page(after, limit)
+        return names, more, len(self.names)
 
     def users(self):
         """The names online in this process, bots included."""

@@ -32,6 +32,8 @@ HELP_TEXT = (
     "/members [#r], /invite #r NAME, /kick #r NAME, /ban #r NAME, /unban #r NAME, /topic #r text, "
     "/role #r NAME moderator|member. "
     "Messages: /reply ID text, /edit ID text (your own), /delete ID, /react ID EMOJI, /unreact ID EMOJI. "
+    "/search words (everything you can see), /search #r words, /search @NAME words. "
+    "Server admins: /serverban NAME [reason], /serverunban NAME. "
     "/help. Start a line with // to send text beginning with /."
 )
 
@@ -142,9 +144,24 @@ class History:
 
 
 @dataclass(frozen=True)
+class Search:
+    """Find messages with every word of `q`: everywhere the sender may see (`room` and `with_user` None), in `room`
+    (GENERAL or a named room) or in the one-to-one with `with_user`; the newest below `before` first. `limit` None: the
+    server's default. The words and their limits are checked by chat/messaging/search.py."""
+
+    q: str
+    room: object = None
+    with_user: object = None
+    before: object = None
+    limit: object = None
+    ref: object = None
+
+
+@dataclass(frozen=True)
 class Who:
     ref: object = None
     room: object = None  # None: everyone online; else who of a room (or CURRENT) is online
+    after: object = None  # everyone online: the page after this name
 
 
 @dataclass(frozen=True)
@@ -216,6 +233,16 @@ class Conversations:
 @dataclass(frozen=True)
 class Typing:
     conversation: Conversation
+    ref: object = None
+
+
+@dataclass(frozen=True)
+class ServerBan:
+    """A server admin bans `user` from the whole server (`ban` True, with an optional `reason`) or lifts the ban."""
+
+    user: str
+    ban: bool = True
+    reason: str = ""
     ref: object = None
 
 
@@ -332,8 +359,15 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         if with_user is not None:
             with_user = _parse_name(with_user, "with", max_name_length, ref)
         return History(limit, before, with_user, ref, GENERAL if room is None else _parse_room(room, max_name_length, ref))
+    if kind == "search":
+        return _parse_search(obj, max_name_length, ref)
     if kind == "who":
-        room = obj.get("room")
+        room, after = obj.get("room"), obj.get("after")
+        if after is not None:
+            if room is not None and room != GENERAL:
+                raise ProtocolError("bad_field", '"after" pages who is online everywhere: no "room" with it', ref)
+            after = _parse_name(after, "after", max_name_length, ref)
+            return Who(ref, None, after)
         return Who(ref, None if room is None else _parse_room(room, max_name_length, ref))
     if kind in ROOM_ACTIONS:
         return _parse_room_command(kind, obj, ref, max_name_length, max_topic_length)
@@ -350,12 +384,56 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         return Read(_parse_conversation(obj, max_name_length, ref), message_id, ref)
     if kind == "conversations":
         return Conversations(ref)
+    if kind in ("server_ban", "server_unban"):
+        user = _parse_name(obj.get("user"), "user", max_name_length, ref)
+        reason = obj.get("reason", "")
+        if kind == "server_unban":
+            return ServerBan(user, False, "", ref)
+        if type(reason) is not str:
+            raise ProtocolError("bad_field", '"reason" must be text', ref)
+        _require_encodable(reason, "reason", ref)
+        return ServerBan(user, True, reason, ref)
     if kind == "typing":
         return Typing(_parse_conversation(obj, max_name_length, ref), ref)
     if isinstance(kind, str):
         _require_encodable(kind, "type", ref)
         raise ProtocolError("unknown_type", f'unknown type "{kind[:40]}"', ref)
     raise ProtocolError("bad_field", '"type" must be a string', ref)
+
+
+def _parse_search(obj, max_name_length, ref):
+    q = obj.get("q")
+    if not isinstance(q, str):
+        raise ProtocolError("bad_field", '"q" must be a string: the words to search for', ref)
+    _require_encodable(q, "q", ref)
+    with_user, room, before, limit = obj.get("with"), obj.get("room"), obj.get("before"), obj.get("limit")
+    if with_user is not None and room is not None:
+        raise ProtocolError("bad_field", 'at most one of "room" and "with"', ref)
+    if before is not None:
+        before = _parse_id(before, "before", ref)
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ProtocolError("bad_field", '"limit" must be a positive whole number', ref)
+    if with_user is not None:
+        with_user = _parse_name(with_user, "with", max_name_length, ref)
+    if room is not None:
+        room = _parse_room(room, max_name_length, ref)
+    return Search(q, room, with_user, before, limit, ref)
+
+
+def _parse_slash_search(rest, max_name_length):
+    """/search [#ROOM|@NAME] words: everywhere, or in one room or one-to-one."""
+    q = rest.strip()
+    room = with_user = None
+    if q[:1] in ("#", "@"):
+        scope, q = (q.split(None, 1) + [""])[:2]
+        if scope[0] == "#":
+            room = _parse_room(scope, max_name_length, None, slash=True)
+        else:
+            with_user = _parse_name(scope[1:], "with", max_name_length, None)
+        q = q.strip()
+    if not q:
+        raise ProtocolError("bad_command", "usage: /search [#room|@name] words")
+    return Search(q, room, with_user)
 
 
 def _parse_id(raw, field, ref):
@@ -573,8 +651,15 @@ def _parse_slash(text, max_name_length, default_history, max_history, max_topic_
         else:
             conversation = Conversation(with_user=_parse_name(target, "with", max_name_length, None))
         return Read(conversation, MAX_ID)  # clamped to the newest message there
+    if command == "search":
+        return _parse_slash_search(rest, max_name_length)
     if command == "conversations":
         return Conversations()
+    if command in ("serverban", "serverunban"):
+        target, _, reason = rest.strip().partition(" ")
+        if not target or (command == "serverunban" and reason.strip()):
+            raise ProtocolError("bad_command", "usage: /serverban NAME [reason]" if command == "serverban" else "usage: /serverunban NAME")
+        return ServerBan(_parse_name(target, "user", max_name_length, None), command == "serverban", reason.strip())
     if command == "history":
         arg = rest.strip()
         if not arg:

@@ -300,8 +300,8 @@ class RoomService:
         limit = self.settings.max_members_listed
         online = self.delivery.is_online
         if name == GENERAL:
-            names = self.delivery.online()
-            return [{"user": n, "role": MEMBER, "online": True} for n in names[:limit]], len(names) > limit
+            names, more, _ = self.delivery.online_page(None, limit)
+            return [{"user": n, "role": MEMBER, "online": True} for n in names], more
         room = self.readable(user, name, ref)
         ranked = sorted(room.members.items(), key=lambda item: (-room.rank(item[0]), item[0]))
         return [{"user": n, "role": role, "online": online(n)} for n, role in ranked[:limit]], len(ranked) > limit

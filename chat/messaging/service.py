@@ -65,9 +65,11 @@ class ChatService:
     """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
     interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
     (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
-    (chat/messaging/known.py); `resends` the Resends (chat/messaging/resends.py: exactly-once sends); `reserved_names`: the bots' names, which nobody may connect or register as."""
+    (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py);
+    `resends` the Resends (chat/messaging/resends.py: exactly-once sends); `search` the SearchService
+    (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
 
-    def __init__(self, settings, store, hub, delivery, presence, rooms, known, resends, reserved_names=frozenset()):
+    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, resends, search=None, reserved_names=frozenset()):
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -76,9 +78,11 @@ class ChatService:
         self.rooms = rooms
         self.reserved_names = reserved_names
         self.known = known
+        self.server_bans = server_bans  # chat/accounts/serverbans.py
         self.resends = resends
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
+        self.search = search
 
     def start(self):
         self.store.ensure_schema()
@@ -158,6 +162,12 @@ class ChatService:
     def online(self):
         """Everyone online, in this process or (with Redis) any other."""
         return self.delivery.online()
+
+    def online_page(self, after=None):
+        """A `max_online_listed` page of who is online after the name `after` (None: from the first), as the fields
+        of a welcome or who event: O(log n + page), never everyone."""
+        names, more, count = self.delivery.online_page(after, self.settings.max_online_listed)
+        return {"online": names, "online_count": count, "online_more": more}
 
     def post_attachment(self, user, recipient, attachment, body):
         """Post the message that carries a stored file (chat/uploads/routes.py) like `post`, to the uploader's sockets too
@@ -285,7 +295,7 @@ class ChatService:
             "refused_writes": writer.refused,
             "pending_writes": len(writer),
             "connections": self.hub.connection_count(),  # sockets: bots are not connections
-            "users_online": len(self.online()),
+            "users_online": self.delivery.online_page(None, 0)[2],
             "client_ids_in_memory": len(self.resends),  # chat/messaging/resends.py: at most client_id_memory + those waiting
             "client_id_lookups": self.resends.store_lookups,
             **self.delivery.health(),

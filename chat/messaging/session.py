@@ -5,6 +5,7 @@ import logging
 import math
 import time
 
+from chat.accounts.serverbans import BanRefused
 from chat.ratelimit import TokenBucket
 from chat.websocket import frames
 from chat.messaging.protocol import (
@@ -20,12 +21,14 @@ from chat.messaging.protocol import (
     Members,
     ProtocolError,
     React,
+    ServerBan,
     Read,
     Reply,
     RoomCommand,
     Rooms,
     SendDirect,
     SendGroup,
+    Search,
     SetRoom,
     Typing,
     Who,
@@ -125,7 +128,7 @@ class ChatSession:
                 history = service.connect_history(self.user, last_seen, self.since)
                 conversations = service.conversations.listing(self.user)
                 self.send_event(
-                    {"type": "welcome", "user": self.user, "online": service.online(), "help": HELP_TEXT, "conversations": conversations}
+                    {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
                 )
                 fields = {} if self.since is None else {"since": self.since}
                 sent_held = set()
@@ -227,12 +230,16 @@ class ChatSession:
             elif kind is Who:
                 room = None if command.room is None else self._room(command.room)
                 if room is None or room == GENERAL:
-                    event = {"type": "who", "online": self.service.online()}
+                    event = {"type": "who", **self.service.online_page(command.after)}
                 else:
                     event = {"type": "who", "room": room, "online": self.service.rooms.online_in(self.user, room, command.ref)}
                 self.send_event(with_ref(event, command.ref))
+            elif kind is Search:
+                self.send_event(self.service.search.search(self.user, command))
             elif kind is Help:
                 self.send_event(with_ref({"type": "help", "text": HELP_TEXT}, command.ref))
+            elif kind is ServerBan:
+                self._server_ban(command)
         except ProtocolError as e:
             self.send_error(e.code, e.message, e.ref)
         except StoreUnavailable:
@@ -251,6 +258,17 @@ class ChatSession:
         if command.conversation.room != CURRENT:
             return command
         return dataclasses.replace(command, conversation=Conversation(room=self.room))
+
+    def _server_ban(self, command):
+        bans = self.service.server_bans
+        try:
+            if command.ban:
+                bans.ban(self.user, command.user, command.reason)
+            else:
+                bans.unban(self.user, command.user)
+        except BanRefused as e:
+            raise ProtocolError(e.code, e.message, command.ref) from None
+        self.send_event(with_ref({"type": "server_ban" if command.ban else "server_unban", "user": command.user}, command.ref))
 
     def _set_room(self, command):
         if command.room is not None:

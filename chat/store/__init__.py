@@ -40,11 +40,16 @@ class Store:
         self.dialect = dialect_for(url)
         self._operational_errors = self.dialect.operational_errors
         # Built here, after run_server.py has monkey-patched, so the pool's lock is cooperative.
+        # No ping at checkout and no rollback at return: every use here ends in a commit or a rollback of its own
+        # (cursor, transaction, connection below), and a connection that died (a database restart) fails its first
+        # statement, which DBUtils's failover runs again on a new connection, as a ping would have made it do. Each of
+        # those was a round trip to MariaDB per checkout (issue 16: ~10 checkouts per connect).
         self._pool = PooledDB(
             maxconnections=pool_size,
             maxcached=pool_size,
             blocking=True,
-            ping=1,
+            ping=0,
+            reset=False,
             **self.dialect.pool_args(connect_timeout),
         )
         q = self.dialect.sql
@@ -129,6 +134,9 @@ class Store:
                 cur.execute(statement)
         self._add_missing_columns()
         self._add_missing_indexes()
+        from .search import ensure_index  # here, not at the top: chat/store/search.py imports this module
+
+        ensure_index(self)  # the full-text index of messages (chat/store/search.py), filled for an older database
         with self.cursor() as cur:
             cur.execute(self._q_next_id)
             if cur.fetchone() is None:

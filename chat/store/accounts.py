@@ -1,5 +1,5 @@
 """Account, credential and name queries (parameterised), on the message store's pool: tables `accounts`,
-`auth_credentials`, `guest_holds`, `admins` and the floors in `users`."""
+`auth_credentials`, `guest_holds`, `admins`, `server_bans` and the floors in `users`."""
 import sqlite3
 
 import pymysql
@@ -20,6 +20,14 @@ class AccountQueries:
         self._store = store
         q = store.dialect.sql
         self._q_get = q("SELECT name, password_hash FROM accounts WHERE name = ?")
+        # One round trip per handshake: whether the name has an account, whether it is enabled, whether it is banned.
+        self._q_state = q(
+            "SELECT (SELECT COUNT(*) FROM accounts WHERE name = ?), "
+            "(SELECT COUNT(*) FROM accounts WHERE name = ? AND password_hash IS NOT NULL), "
+            "(SELECT COUNT(*) FROM server_bans WHERE name = ?)"
+        )
+        self._q_ban = q(f"{store.dialect.insert_ignore} INTO server_bans (name, banned_by, banned_ms, reason) VALUES (?, ?, ?, ?)")
+        self._q_unban = q("DELETE FROM server_bans WHERE name = ?")
         self._q_insert = q("INSERT INTO accounts (name, password_hash, created_ms) VALUES (?, ?, ?)")
         self._q_disable = q("UPDATE accounts SET password_hash = NULL WHERE name = ?")
         self._q_delete = q("DELETE FROM accounts WHERE name = ?")
@@ -74,6 +82,27 @@ class AccountQueries:
         with self._store.cursor() as cur:
             cur.execute(self._q_is_admin, (name,))
             return cur.fetchone() is not None
+
+    # ---- server bans ----------------------------------------------------------------------
+
+    def ban(self, name, banned_by, reason):
+        """Ban `name` from the whole server; False when it was banned already (the first ban's reason stays)."""
+        with self._store.cursor() as cur:
+            cur.execute(self._q_ban, (name, banned_by, now_ms(), reason))
+            return cur.rowcount > 0
+
+    def unban(self, name):
+        """False when `name` was not banned."""
+        with self._store.cursor() as cur:
+            cur.execute(self._q_unban, (name,))
+            return cur.rowcount > 0
+
+    def name_state(self, name):
+        """(has an account, the account is enabled, the name is banned from the server), in one query."""
+        with self._store.cursor() as cur:
+            cur.execute(self._q_state, (name, name, name))
+            row = cur.fetchone()
+        return bool(row[0]), bool(row[1]), bool(row[2])
 
     # ---- accounts -----------------------------------------------------------------------
 

@@ -4,11 +4,13 @@ import { ACCOUNT } from "./config.js";
 import { showNotice } from "./dom.js";
 import { normalizeName } from "./format.js";
 import * as history from "./history.js";
+import * as lifecycle from "./lifecycle.js";
 import * as outbox from "./outbox.js";
 import * as reads from "./reads.js";
 import { onLive } from "./receive.js";
 import * as roomcommands from "./roomcommands.js";
 import * as roomevents from "./roomevents.js";
+import * as search from "./search.js";
 import * as slash from "./slash.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
@@ -19,7 +21,7 @@ import { renderOnline } from "./views/people.js";
 function onWelcome(ev) {
   const me = state.me();
   if (!ACCOUNT && typeof ev.resume === "string" && me) save(resumeKey(me), ev.resume);
-  state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean));
+  state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean), ev.online_count);
   renderOnline();
   socket.markWelcomed();
   roomevents.onWelcome(ev.conversations);
@@ -29,15 +31,17 @@ function onWelcome(ev) {
 
 function onAck(ev) {
   state.noteId(ev.id);
-  if (!roomcommands.acknowledge(ev)) outbox.acknowledge(ev);
+  if (!roomcommands.acknowledge(ev) && !lifecycle.acknowledge(ev)) outbox.acknowledge(ev);
 }
 
 function onError(ev) {
   const message = typeof ev.message === "string" ? ev.message : "the server refused that";
   if (ev.ref !== undefined) {
     if (outbox.refuse(ev.ref, message)) return; // shown next to the message it refused
+    if (lifecycle.refuse(ev.ref, ev.code, message)) return; // shown in the editor, the delete question or a notice
     if (roomcommands.refuse(ev.ref, message)) return; // shown in the dialog it was asked from, or as a notice
     if (reads.refuse(ev.ref) || typing.refuse(ev.ref)) return; // nothing the user asked for: nothing to show
+    if (search.refuse(ev.ref, message)) return; // shown under the search box
     history.refuse(ev.ref);
   }
   showNotice(message);
@@ -66,6 +70,11 @@ export function handle(ev) {
     case "direct":
       onLive(ev);
       break;
+    case "edit":
+    case "delete":
+    case "reaction":
+      lifecycle.onLive(ev);
+      break;
     case "ack":
       onAck(ev);
       break;
@@ -93,6 +102,9 @@ export function handle(ev) {
       break;
     case "members":
       roomcommands.onMembers(ev);
+      break;
+    case "search":
+      search.onResults(ev);
       break;
     case "who":
     case "help":

@@ -5,6 +5,7 @@ import { scrollToBottom, ui } from "./dom.js";
 import { isRoomKey } from "./format.js";
 import { loadIfNeeded } from "./history.js";
 import * as reads from "./reads.js";
+import * as reply from "./reply.js";
 import * as state from "./state.js";
 import * as typing from "./typing.js";
 import { renderConvList, renderHeader } from "./views/conversations.js";
@@ -20,6 +21,7 @@ export function openConv(key, opts) {
   renderHeader();
   renderConvList();
   typing.render();
+  reply.render();
   loadIfNeeded(c);
   renderThreadChrome();
   scrollToBottom();

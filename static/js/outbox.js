@@ -7,6 +7,7 @@ import { fileSize, isRoomKey, parseTs } from "./format.js";
 import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { renderConvList } from "./views/conversations.js";
+import { decorate } from "./views/messageparts.js";
 import { appendLast, buildMessage, insertOrdered, removeMessage, renderThreadChrome, setMessageTime, setStatus } from "./views/messages.js";
 
 // ref -> pending message, in the order they were written. Its state: "queued" (not sent yet), "sent", "unconfirmed"
@@ -44,16 +45,18 @@ function payloadFor(key, text, ref) {
   return { type: "direct", to: key, msg: text, ref: ref, client_id: clientId };
 }
 
-// Send `text` to conversation `key` (default: the open one); false (with a notice) when it is too long to send.
-export function sendText(text, key) {
+// Send `text` to conversation `key` (default: the open one), with `extra` fields ({"reply_to": ID}); false (with a
+// notice) when it is too long to send.
+export function sendText(text, key, extra) {
   const c = key === undefined ? state.activeConv() : state.conversation(key);
   const ref = newRef();
-  const payload = payloadFor(c.key, text, ref);
+  const payload = Object.assign(payloadFor(c.key, text, ref), extra || {});
   if (refuseOversize(payload)) return false;
   const t = Date.now();
   const li = buildMessage(state.me(), text, t, true);
   li.classList.add("pending");
   li.dataset.ref = ref;
+  decorate(li, { user: state.me(), msg: text, reply_to: payload.reply_to }, c.key);
   appendLast(c, li);
   const p = { ref: ref, key: c.key, text: text, payload: payload, li: li, state: "queued", last: null };
   // The list preview's entry for it: its id and time become the server's once it is acknowledged.

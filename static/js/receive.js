@@ -3,10 +3,12 @@
 import { GROUP } from "./config.js";
 import { nearBottom, scrollToBottom } from "./dom.js";
 import { keyOfRoom, normalizeName, parseTs } from "./format.js";
+import { applyEvent, isLifecycleEvent } from "./lifecycle.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
 import * as typing from "./typing.js";
 import { renderConvList } from "./views/conversations.js";
+import { decorate, refreshQuotes } from "./views/messageparts.js";
 import { attachmentOf, buildMessage, insertOrdered, previewOf, renderThreadChrome } from "./views/messages.js";
 import { buildSystemLine, isRoomEvent, systemText } from "./views/systemlines.js";
 
@@ -35,21 +37,29 @@ export function addRoomEvent(ev) {
 }
 
 // Show message event `m` (or a room event, as a system line) unless it is already shown; opts.unread counts it as
-// unread (unless the user sees it or the server's count has it already).
+// unread (unless the user sees it or the server's count has it already). An edit,
+// delete or reaction (in a replay) changes the message it is about instead; a deleted message shows as a tombstone.
 export function addMessage(m, opts) {
   if (isRoomEvent(m)) return addRoomEvent(m);
-  if (!m || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return false;
+  if (isLifecycleEvent(m)) {
+    applyEvent(m);
+    return false;
+  }
+  const deleted = Boolean(m) && m.deleted === true;
+  if (!m || typeof m.id !== "number" || (typeof m.msg !== "string" && !deleted) || typeof m.user !== "string") return false;
   const key = convKeyOf(m);
   if (!key) return false;
   const c = state.conversation(key);
   if (state.hasMessage(c, m.id)) return false; // already shown: replays and history pages overlap
   const own = m.user === state.me();
   const t = parseTs(m.ts);
-  const attachment = attachmentOf(m);
-  const li = buildMessage(m.user, m.msg, t, own, attachment);
+  const attachment = deleted ? null : attachmentOf(m);
+  const li = buildMessage(m.user, deleted ? "" : m.msg, t, own, attachment);
   li.dataset.id = String(m.id);
+  decorate(li, m, key);
   state.keepMessage(c, m.id, li);
   insertOrdered(c, li, m.id);
+  refreshQuotes(c, m.id); // replies shown before it (a history page loaded above them) quote it now
   state.noteLast(c, previewOf(m));
   if (opts.unread && !own && m.id > c.counted) {
     state.noteCounted(c, m.id);

@@ -141,24 +141,34 @@ export function isOnline(name) {
   return online.has(name);
 }
 
+// The server lists at most a page of names (max_online_listed) with the count of everyone online; presence changes
+// keep both current, so the count is right even for names this page was never listed.
+let onlineTotal = 0;
+
 export function onlineCount() {
-  return online.size;
+  return Math.max(onlineTotal, online.size);
 }
 
 export function onlineNames() {
   return Array.from(online);
 }
 
-export function setOnline(names) {
+export function setOnline(names, total) {
   online.clear();
   names.forEach((name) => online.add(name));
   if (myName) online.add(myName);
+  onlineTotal = Number.isInteger(total) && total >= 0 ? total : online.size;
 }
 
 // One presence change; this page's own name never goes offline while it is here.
 export function setPresence(name, isOn) {
-  if (isOn) online.add(name);
-  else if (name !== myName) online.delete(name);
+  if (isOn) {
+    if (!online.has(name)) onlineTotal += 1;
+    online.add(name);
+  } else if (name !== myName) {
+    online.delete(name);
+    onlineTotal = Math.max(0, onlineTotal - 1);
+  }
 }
 
 // Leaving: forget the name, its conversations and who was online.
@@ -167,5 +177,6 @@ export function reset() {
   lastId = 0;
   convs.clear();
   online.clear();
+  onlineTotal = 0;
   active = null;
 }

@@ -1,6 +1,6 @@
 """Atheris target: the protocol parser, fed any text (lone surrogates too), either refuses it with a ProtocolError
 whose error event encodes, or returns a command whose events (delivery, ack, history, read, typing, conversations,
-who, help, room events, rooms, members, room, edit, delete, reaction, a reply and a message in its current state)
+who, help, search, room events, rooms, members, room, edit, delete, reaction, a reply and a message in its current state)
 encode as UTF-8 JSON
 that decodes back to the same values; anything else is a crash.
 
@@ -29,6 +29,7 @@ with atheris.instrument_imports():
         Reply,
         RoomCommand,
         Rooms,
+        Search,
         SendDirect,
         SendGroup,
         SetRoom,
@@ -126,6 +127,11 @@ def test_one_input(data):
         check(ack_event(record, command.ref), ack_json(record, command.ref))
     elif kind in (Rooms, Members, SetRoom):
         event = with_ref({"type": kind.__name__.lower(), "room": getattr(command, "room", None), "topic": ""}, command.ref)
+        check(event, encode_event(event))
+    elif kind is Search:
+        # The answer echoes the text and scope as given (tests/test_search.py checks the words and expressions).
+        event = with_ref({"type": "search", "q": command.q, "room": command.room, "with": command.with_user,
+                          "before": command.before, "results": [], "more": False}, command.ref)
         check(event, encode_event(event))
     elif kind in (Who, Help, Conversations):
         event = with_ref({"type": kind.__name__.lower()}, command.ref)

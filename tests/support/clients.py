@@ -127,8 +127,13 @@ def online_everywhere(client, *users):
     """Ask `client`'s server who is online until the answer lists all `users` (presence crosses processes asynchronously)."""
 
     def all_online():
-        client.send({"type": "who"})
-        online = client.recv_type("who")["online"]
+        online, after, more = [], None, True
+        while more:  # who answers a page at a time (max_online_listed names)
+            client.send({"type": "who"} if after is None else {"type": "who", "after": after})
+            page = client.recv_type("who")
+            online += page["online"]
+            more = page.get("online_more", False) and bool(page["online"])
+            after = page["online"][-1] if page["online"] else None
         return online if set(users) <= set(online) else None
 
     return wait_until(all_online, timeout=10, interval=0, message=f"{users} all online for {client}")

@@ -3,6 +3,8 @@
 import { GROUP, SAME_BLOCK_MS } from "../config.js";
 import { el, linkButton, scrollToBottom, setAvatar, ui } from "../dom.js";
 import { fileSize, isRoomKey, messageTime, parseTs } from "../format.js";
+import { fixDays, itemAfter, itemBefore } from "../days.js";
+import { fillLinked } from "../links.js";
 import * as state from "../state.js";
 import { isRoomEvent, systemText } from "./systemlines.js";
 
@@ -25,7 +27,9 @@ export function buildMessage(user, text, t, own, attachment) {
     bubble.classList.add("has-attachment", attachment.image ? "has-picture" : "has-file");
     bubble.appendChild(buildAttachment(attachment));
   } else {
-    bubble.appendChild(el("p", "text", text));
+    const p = el("p", "text");
+    fillLinked(p, text); // its http(s) addresses as links, the rest as text
+    bubble.appendChild(p);
   }
   body.append(meta, bubble);
   li.appendChild(body);
@@ -69,6 +73,7 @@ export function previewOf(m) {
     const text = systemText(m);
     return typeof m.id === "number" && text ? { id: m.id, user: null, msg: text, t: parseTs(m.ts), system: true } : null;
   }
+  if (m && m.deleted === true && typeof m.id === "number" && typeof m.user === "string") return { id: m.id, user: m.user, msg: "Message deleted", t: parseTs(m.ts) };
   if (!m || typeof m !== "object" || typeof m.id !== "number" || typeof m.msg !== "string" || typeof m.user !== "string") return null;
   const attachment = attachmentOf(m);
   return { id: m.id, user: m.user, msg: attachment ? attachmentPreview(attachment) : m.msg, t: parseTs(m.ts) };
@@ -119,27 +124,43 @@ function regroup(li) {
   li.classList.toggle("cont", cont);
 }
 
-// Messages with ids stay in id order; messages still waiting for their ack stay at the end.
+// Messages with ids stay in id order; messages still waiting for their ack stay at the end. Day separators (js/days.js)
+// sit before the first item of each day.
 export function insertOrdered(c, li, id) {
+  if (li.parentNode === c.list) removeMessage(li);
   let after = c.list.lastElementChild;
   while (after && (after.dataset.id === undefined || Number(after.dataset.id) > id)) after = after.previousElementSibling;
   const next = after ? after.nextElementSibling : c.list.firstElementChild;
   c.list.insertBefore(li, next);
-  regroup(li);
-  regroup(li.nextElementSibling);
+  placed(c, li);
 }
 
 // At the end of the thread (a message being sent, or one sent again).
 export function appendLast(c, li) {
+  if (li.parentNode === c.list) removeMessage(li);
   c.list.appendChild(li);
-  regroup(li);
+  placed(c, li);
 }
 
-// Take a message out of its thread; its neighbour may start a block now.
+// `li` was put in its thread: the day separators around it, then its and its successor's grouping.
+function placed(c, li) {
+  const before = itemBefore(li);
+  const after = itemAfter(li);
+  fixDays(c.list, before, li);
+  fixDays(c.list, li, after);
+  regroup(li);
+  regroup(after);
+}
+
+// Take a message out of its thread; its neighbour may start a block (or a day) now.
 export function removeMessage(li) {
-  const next = li.nextElementSibling;
+  const list = li.parentNode;
+  if (!list) return;
+  const before = itemBefore(li);
+  const after = itemAfter(li);
   li.remove();
-  regroup(next);
+  fixDays(list, before, after);
+  regroup(after);
 }
 
 // The line under a message being sent: what happens to it, with Retry and Delete once it failed.

@@ -13,6 +13,7 @@ ui.topicInput.maxLength = MAX_TOPIC;
 export function syncRoomControls(room) {
   const may = room !== null && rooms.canModerate(room);
   ui.roomTopic.hidden = !may;
+  ui.thread.classList.toggle("can-moderate", may); // shows Delete on others' messages (js/views/messageparts.js)
   if (editing !== null && (editing !== room || !may)) closeTopicEditor();
 }
 

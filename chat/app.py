@@ -20,6 +20,7 @@ from chat.messaging.delivery import LocalDelivery
 from chat.messaging.hub import Hub
 from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
+from chat.messaging.resends import Resends
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.search import SearchService
@@ -72,8 +73,10 @@ def build_chat(settings, store=None, instance_id=None):
     search = SearchService(
         settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
     )
+    # One process delivers before the commit: a client_id it may not remember is looked up first (chat/messaging/resends.py).
+    resends = Resends(settings, store, check_store=not settings.redis_url)
     service = ChatService(
-        settings, store, hub, delivery, presence, rooms, known, bans, search=search,
+        settings, store, hub, delivery, presence, rooms, known, bans, resends, search=search,
         reserved_names=reserved_names() | {bot.name for bot in bots},
     )
     service.start()

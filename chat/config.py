@@ -89,6 +89,15 @@ class Settings:
     presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
+    # Exactly-once sends (chat/messaging/resends.py, chat/store/sent.py)
+    client_id_window: float = _setting(
+        86400.0,
+        "seconds a message's client_id is remembered: sent again within it (on any connection or process), the message "
+        "is answered with its first ack and stored and delivered once",
+    )
+    client_id_memory: int = _setting(
+        20000, "client_ids of stored messages each process keeps in memory at most (the database keeps the rest)"
+    )
     # Hardening (parser)
     write_refusal_retries: int = _setting(
         3, "times a batch the database fails while it still answers pings is retried before it is split to find the "
@@ -205,7 +214,8 @@ class Settings:
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
             raise ValueError("max_name_length must be between 1 and 64")
-        for name in ("max_message_size", "send_queue_messages", "send_queue_bytes", "write_buffer", "write_batch", "db_pool_size", "bot_inbox"):
+        for name in ("max_message_size", "send_queue_messages", "send_queue_bytes", "write_buffer", "write_batch", "db_pool_size", "bot_inbox",
+                     "client_id_memory"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in (
@@ -213,7 +223,7 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("rate_limit", "session_lifetime", "token_lifetime", "login_failure_window"):
+        for name in ("rate_limit", "session_lifetime", "token_lifetime", "login_failure_window", "client_id_window"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
         for name in ("workers", "bus_catch_up_limit"):

@@ -1,4 +1,5 @@
-"""The records shared across packages: a stored message, the file it carries, and a kick (whose sockets to close)."""
+"""The records shared across packages: a stored message, the file it carries, a duplicate (a message sent again under its
+client_id), and a kick (whose sockets to close)."""
 import json
 from typing import NamedTuple, Optional
 
@@ -41,6 +42,7 @@ class MessageRecord(NamedTuple):
     subject: Optional[str] = None
     target_id: Optional[int] = None
     state: Optional[dict] = None
+    client_id: Optional[str] = None  # the sender's key for sending it exactly once (chat/messaging/resends.py)
 
     def visible_to(self, user, rooms=()):
         """Whether `user`, a member of `rooms` (a set of names), may be sent this record."""
@@ -56,6 +58,16 @@ class MessageRecord(NamedTuple):
         if other is None:
             return self.recipient is None and self.room == room
         return (self.sender == user and self.recipient == other) or (self.sender == other and self.recipient == user)
+
+
+class Duplicate(NamedTuple):
+    """What the store answers, instead of storing it, for a message whose sender already sent one with the same
+    `client_id`: the original's id, time and content digest (chat/store/sent.py). Nothing is stored or delivered."""
+
+    record: MessageRecord  # the one sent again, as it was submitted
+    original_id: int
+    original_ms: int
+    original_digest: str
 
 
 def reaction_body(key, op):

@@ -130,3 +130,15 @@ CREATE TABLE IF NOT EXISTS mentions (
     PRIMARY KEY (user, conversation, message_id),
     KEY mentions_message (message_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+-- Exactly-once sends (chat/store/sent.py): which message each sender stored under each client_id, kept for
+-- client_id_window and then purged. Its primary key is what decides between two processes storing the same client_id.
+-- digest: the first 32 hex digits of the SHA-256 of what the message says (a resend must say the same).
+CREATE TABLE IF NOT EXISTS sent_messages (
+    sender VARCHAR(64) NOT NULL,
+    client_id VARCHAR(64) NOT NULL,
+    message_id BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    digest CHAR(32) NOT NULL,
+    PRIMARY KEY (sender, client_id),
+    KEY sent_messages_created (created_ms)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -129,3 +129,15 @@ CREATE TABLE IF NOT EXISTS mentions (
     PRIMARY KEY (user, conversation, message_id)
 );
 CREATE INDEX IF NOT EXISTS mentions_message ON mentions (message_id);
+-- Exactly-once sends (chat/store/sent.py): which message each sender stored under each client_id, kept for
+-- client_id_window and then purged. Its primary key is what decides between two senders of the same client_id.
+-- digest: the first 32 hex digits of the SHA-256 of what the message says (a resend must say the same).
+CREATE TABLE IF NOT EXISTS sent_messages (
+    sender TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (sender, client_id)
+);
+CREATE INDEX IF NOT EXISTS sent_messages_created ON sent_messages (created_ms);

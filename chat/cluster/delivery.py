@@ -19,7 +19,7 @@ from chat.cluster.sequencer import Sequencer
 from chat.messaging.delivery import LocalDelivery
 from chat.messaging.protocol import message_json
 from chat.messaging.writer import MessageWriter, refusal, writer_options
-from chat.records import ROOM_KINDS, MessageRecord
+from chat.records import ROOM_KINDS, Duplicate, MessageRecord
 from chat.store import StoreUnavailable
 from chat.websocket import frames
 
@@ -69,17 +69,27 @@ class ClusterDelivery(LocalDelivery):
 
     # ---- posting: ids at commit, delivery after it ----------------------------------------------
 
-    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None):
-        record = MessageRecord(None, session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id)
+    def post(
+        self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None,
+        client_id=None, sent=None,
+    ):
+        record = MessageRecord(
+            None, session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id, None, client_id
+        )
 
         def stored(stored_record):
-            if kind not in ROOM_KINDS:  # a message, or a lifecycle event (edit, delete, reaction)
-                session.acknowledge(stored_record, ref)
+            if type(stored_record) is Duplicate:  # stored before, under its client_id: answered, not delivered again
+                sent.stored(stored_record)
+            elif kind not in ROOM_KINDS:  # a message, or a lifecycle event (edit, delete, reaction)
+                if sent is not None:
+                    sent.stored(stored_record)
+                else:
+                    session.acknowledge(stored_record, ref)
                 self._outgoing.append((stored_record, session, None))
             else:  # acknowledged once delivered here, when the change is in effect in this process
                 self._outgoing.append((stored_record, None, lambda: session.acknowledge(stored_record, ref)))
 
-        self.writer.submit(record, stored, refusal(session, ref))
+        self.writer.submit(record, stored, refusal(session, ref) if sent is None else sent.refused)
         return record
 
     def _committed(self, records):

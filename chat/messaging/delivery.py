@@ -33,12 +33,22 @@ class LocalDelivery:
         settings = self.settings
         self.writer = MessageWriter(self.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
 
-    def post(self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None):
+    def post(
+        self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None,
+        client_id=None, sent=None,
+    ):
         """Store and deliver one message (or, `kind` set, room or lifecycle event; `target_id`: the message it changes,
         or that a message replies to) from `session` (anything with `user` and `acknowledge(record, ref)`); raises
-        BufferFull or StoreUnavailable (nothing sent then)."""
-        record = MessageRecord(self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id)
-        self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
+        BufferFull or StoreUnavailable (nothing sent then). A message with a `client_id` comes with its `sent`
+        (chat/messaging/resends.py Claim), told the outcome instead of the session."""
+        record = MessageRecord(
+            self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id,
+            None, client_id,
+        )
+        if sent is not None:
+            self.writer.submit(record, sent.stored, sent.refused)
+        else:
+            self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
         room_event = kind in ROOM_KINDS
         if room_event:
             self.rooms.apply(record)  # in effect at once: the ids of later posts are higher

@@ -8,6 +8,9 @@ from chat.names import NAME_RULE, normalize_name
 from chat.records import LIFECYCLE_KINDS, reaction_details
 
 REF_MAX_LENGTH = 64
+# A message's "client_id" (chat/messaging/resends.py): the sender's key for sending it exactly once, e.g. a UUID.
+CLIENT_ID_MAX_LENGTH = 64
+_CLIENT_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,%d}" % CLIENT_ID_MAX_LENGTH)
 # A JSON \u escape can produce a lone surrogate, which no UTF-8 encoder (the socket, the database) accepts.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_ID = 2**63 - 1  # message ids are signed 64-bit integers in both stores
@@ -84,6 +87,7 @@ class SendGroup:
     ref: object = None
     room: str = GENERAL
     reply_to: object = None  # int or None
+    client_id: object = None  # str or None: sent again with it, it is stored and delivered once
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class SendDirect:
     msg: str
     ref: object = None
     reply_to: object = None  # int or None
+    client_id: object = None  # str or None, as SendGroup's
 
 
 @dataclass(frozen=True)
@@ -319,12 +324,13 @@ def _parse_json(text, max_name_length, default_history, max_history, max_topic_l
         room = obj.get("room")
         msg = _require_text(obj.get("msg"), ref)
         room = GENERAL if room is None else _parse_room(room, max_name_length, ref)
-        return SendGroup(msg, ref, room, _parse_reply_to(obj, ref))
+        return SendGroup(msg, ref, room, _parse_reply_to(obj, ref), _parse_client_id(obj, ref))
     if kind == "direct":
         if target is None:
             raise ProtocolError("bad_field", '"to" is required for a direct message', ref)
         to = _parse_name(target, "to", max_name_length, ref)
-        return SendDirect(to, _require_text(obj.get("msg"), ref), ref, _parse_reply_to(obj, ref))
+        msg = _require_text(obj.get("msg"), ref)
+        return SendDirect(to, msg, ref, _parse_reply_to(obj, ref), _parse_client_id(obj, ref))
     if kind == "edit":
         return Edit(_parse_id(obj.get("of"), "of", ref), _require_text(obj.get("msg"), ref), ref)
     if kind == "delete":
@@ -439,6 +445,19 @@ def _parse_id(raw, field, ref):
 def _parse_reply_to(obj, ref):
     raw = obj.get("reply_to")
     return None if raw is None else _parse_id(raw, "reply_to", ref)
+
+
+def _parse_client_id(obj, ref):
+    raw = obj.get("client_id")
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or _CLIENT_ID.fullmatch(raw) is None:
+        raise ProtocolError(
+            "bad_field",
+            f'"client_id" must be 1-{CLIENT_ID_MAX_LENGTH} characters of A-Z a-z 0-9 _ . : ~ - (a UUID fits)',
+            ref,
+        )
+    return raw
 
 
 def _parse_key(raw, ref):

@@ -12,6 +12,7 @@ from chat.messaging.conversations import ConversationService
 from chat.messaging.history import Capped, NewestWindow, fetch_rows, forward, merged, primed
 from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
+from chat.messaging.resends import template
 from chat.store import StoreUnavailable
 from chat.messaging.writer import BufferFull
 
@@ -64,10 +65,11 @@ class ChatService:
     """`delivery`: this process alone (chat/messaging/delivery.py) or several over Redis (chat/cluster/delivery.py), one
     interface, chosen by the composition root (chat/app.py). `presence` announces who comes and goes
     (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
-    (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py); `search` the SearchService
+    (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py);
+    `resends` the Resends (chat/messaging/resends.py: exactly-once sends); `search` the SearchService
     (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
 
-    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, search=None, reserved_names=frozenset()):
+    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, resends, search=None, reserved_names=frozenset()):
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -77,6 +79,7 @@ class ChatService:
         self.reserved_names = reserved_names
         self.known = known
         self.server_bans = server_bans  # chat/accounts/serverbans.py
+        self.resends = resends
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
         self.search = search
@@ -84,6 +87,7 @@ class ChatService:
     def start(self):
         self.store.ensure_schema()
         self.delivery.start()
+        self.resends.start()
 
     @property
     def writer(self):
@@ -110,9 +114,25 @@ class ChatService:
 
     # ---- messages ------------------------------------------------------------------------
 
-    def post(self, session, body, recipient=None, ref=None, room=None, reply_to=None):
+    def post(self, session, body, recipient=None, ref=None, room=None, reply_to=None, client_id=None):
         """Accept a message (to general, `recipient` or a named `room`; `reply_to`: the id of the message it answers
-        there): deliver it live now, acknowledge it to `session` once committed."""
+        there): deliver it live now, acknowledge it to `session` once committed. With a `client_id`, a message this
+        user sent before under it is answered as it was (chat/messaging/resends.py), before any other check."""
+        if client_id is None:
+            return self._post(session, body, recipient, ref, room, reply_to)
+        claim = self.resends.claim(session, template(session.user, client_id, body, recipient, room, reply_to), ref)
+        if claim is None:
+            return None
+        try:
+            return self._post(session, body, recipient, ref, room, reply_to, client_id, claim)
+        except ProtocolError as e:
+            claim.failed(e)
+            raise
+        except BaseException:
+            claim.failed(ProtocolError("internal", "the server failed to send this message", ref))
+            raise
+
+    def _post(self, session, body, recipient, ref, room, reply_to, client_id=None, claim=None):
         sender = session.user
         if room is not None:
             self.rooms.member_room(sender, room, ref)
@@ -128,7 +148,9 @@ class ChatService:
         if reply_to is not None:
             self.lifecycle.check_reply(sender, reply_to, room, recipient, ref)
         try:
-            return self.delivery.post(session, recipient, body, ref, room=room, target_id=reply_to)
+            return self.delivery.post(
+                session, recipient, body, ref, room=room, target_id=reply_to, client_id=client_id, sent=claim
+            )
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None
 
@@ -274,6 +296,8 @@ class ChatService:
             "pending_writes": len(writer),
             "connections": self.hub.connection_count(),  # sockets: bots are not connections
             "users_online": self.delivery.online_page(None, 0)[2],
+            "client_ids_in_memory": len(self.resends),  # chat/messaging/resends.py: at most client_id_memory + those waiting
+            "client_id_lookups": self.resends.store_lookups,
             **self.delivery.health(),
         }
 
@@ -288,4 +312,5 @@ class ChatService:
         while self.hub.connection_count() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         self.delivery.stop()
+        self.resends.stop()
         return flushed

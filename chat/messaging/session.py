@@ -175,9 +175,10 @@ class ChatSession:
             kind = type(command)
             if kind is SendGroup:
                 room = self._room(command.room)
-                self.service.post(self, command.msg, None, command.ref, None if room == GENERAL else room, command.reply_to)
+                room = None if room == GENERAL else room
+                self.service.post(self, command.msg, None, command.ref, room, command.reply_to, command.client_id)
             elif kind is SendDirect:
-                self.service.post(self, command.msg, command.to, command.ref, reply_to=command.reply_to)
+                self.service.post(self, command.msg, command.to, command.ref, reply_to=command.reply_to, client_id=command.client_id)
             elif kind is Edit:
                 self.service.lifecycle.edit(self, command)
             elif kind is Delete:

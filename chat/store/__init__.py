@@ -12,6 +12,7 @@ from chat.records import AttachmentRef, MessageRecord
 from .dialects import ADDED_INDEXES, dialect_for, schema_statements
 from .lifecycle import Effects
 from .mentions import MentionRows
+from .sent import SentKeys
 
 _COLUMNS = "id, sender, recipient, body, created_ms, attachment_id, room, kind, subject, target_id"
 # Message rows with what they say about their file: metadata only, never the bytes.
@@ -57,6 +58,7 @@ class Store:
         self._q_insert = q(f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         self._effects = Effects(self.dialect)
         self._mentions = MentionRows(self.dialect, max_mentions)
+        self._sent = SentKeys(self.dialect)
         self._q_group_page = q(f"{_SELECT} WHERE m.room IS NULL AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_ONLY} ORDER BY m.id DESC LIMIT ?")
         self._q_room_page = q(f"{_SELECT} WHERE m.room = ? AND m.recipient IS NULL AND m.id < ? AND {_MESSAGES_AND_ROOM_EVENTS} ORDER BY m.id DESC LIMIT ?")
         self._q_room_events = q(f"{_SELECT} WHERE m.kind IN ('member', 'topic') AND m.id > ? ORDER BY m.id LIMIT ?")
@@ -179,18 +181,43 @@ class Store:
         return end - count
 
     def insert_messages(self, records):
-        """Store a batch in one transaction (one multi-row INSERT on MySQL)."""
-        self.transaction(_insert_rows, self._q_insert, records, self._effects, self._mentions)
+        """Store a batch in one transaction (one multi-row INSERT on MySQL); returns each record's outcome, in order: the
+        record, or a chat.records.Duplicate for one whose (sender, client_id) is stored already (not stored again)."""
+        return self.transaction(_insert_rows, self._q_reserve, self._q_insert, records, self._effects, self._sent, self._mentions)
 
     def insert_assigning_ids(self, records):
-        """Store a batch under ids assigned here, in the same transaction; returns the records with their ids.
+        """Store a batch under ids assigned here, in the same transaction; returns each record's outcome, in order: the
+        record with its id, or a chat.records.Duplicate (as insert_messages; a duplicate takes no id).
 
         The chat_meta row stays locked until the commit, so across every process sharing the database ids
         follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
+        The same lock orders the client_id checks of concurrent batches (chat/store/sent.py).
         """
         return self.transaction(
-            _insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects, self._mentions
+            _insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects, self._sent, self._mentions
         )
+
+    def sent_message(self, sender, client_id):
+        """(message id, created_ms, digest) of the message `sender` stored under `client_id`, or None."""
+        with self.cursor() as cur:
+            cur.execute(self._sent.find_one, (sender, client_id))
+            row = cur.fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), row[2])
+
+    def recent_sent(self, since_ms, limit):
+        """The newest `limit` (sender, client_id, message id, created_ms, digest) stored at or after `since_ms`, oldest
+        first."""
+        with self.cursor() as cur:
+            cur.execute(self._sent.recent, (since_ms, limit))
+            rows = list(cur.fetchall())
+        rows.reverse()
+        return [(r[0], r[1], int(r[2]), int(r[3]), r[4]) for r in rows]
+
+    def purge_sent(self, before_ms):
+        """Forget the client_ids of messages stored before `before_ms`; the number forgotten."""
+        with self.cursor() as cur:
+            cur.execute(self._sent.purge, (before_ms,))
+            return cur.rowcount
 
     def next_message_id(self):
         """The id the next stored message will get (with ids assigned at commit)."""
@@ -302,10 +329,15 @@ def _in_transaction(conn, fn, args):
     return result
 
 
-def _insert_rows(cur, query, records, effects, mentions):
-    cur.executemany(query, [_row(r) for r in records])
-    effects.apply(cur, records)  # edits, deletions, reactions take effect in the commit that stores them
-    mentions.apply(cur, records)  # and so do the mentions a message, an edit or a delete adds or drops
+def _insert_rows(cur, reserve, query, records, effects, sent, mentions):
+    if any(r.client_id is not None for r in records):
+        cur.execute(reserve, (0,))  # the lock insert_assigning_ids takes: one order for every client_id check
+    fresh, answers = sent.split(cur, records)
+    if fresh:
+        cur.executemany(query, [_row(r) for r in fresh])
+        effects.apply(cur, fresh)  # edits, deletions, reactions take effect in the commit that stores them
+        mentions.apply(cur, fresh)  # and so do the mentions a message, an edit or a delete adds or drops
+    return sent.settle(cur, fresh, answers, records)
 
 
 def _row(record):
@@ -314,15 +346,24 @@ def _row(record):
     return record[:5] + (attachment_id, record.room, record.kind, record.subject, record.target_id)
 
 
-def _insert_assigning(cur, reserve, next_id, insert, records, effects, mentions):
-    cur.execute(reserve, (len(records),))
-    cur.execute(next_id)
-    first = int(cur.fetchone()[0]) - len(records)
-    stored = [r._replace(id=first + i) for i, r in enumerate(records)]
-    cur.executemany(insert, [_row(r) for r in stored])
-    effects.apply(cur, stored)
-    mentions.apply(cur, stored)
-    return stored
+def _insert_assigning(cur, reserve, next_id, insert, records, effects, sent, mentions):
+    keyed = any(r.client_id is not None for r in records)
+    if keyed:
+        # Lock first, then check: a concurrent batch holding the same client_id has committed, or waits for this one.
+        cur.execute(reserve, (0,))
+        records_in = records
+        records, answers = sent.split(cur, records)
+    if records:
+        cur.execute(reserve, (len(records),))
+        cur.execute(next_id)
+        first = int(cur.fetchone()[0]) - len(records)
+        stored = [r._replace(id=first + i) for i, r in enumerate(records)]
+        cur.executemany(insert, [_row(r) for r in stored])
+        effects.apply(cur, stored)
+        mentions.apply(cur, stored)
+    else:
+        stored = []
+    return sent.settle(cur, stored, answers, records_in) if keyed else stored
 
 
 def _discard(conn):

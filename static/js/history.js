@@ -62,11 +62,10 @@ export function onHistory(ev) {
   }
   // The connect-time history: recent group messages and unreceived directs, or (with ?since=) all that was missed.
   // The welcome's unread counts have them already.
-  const replay = ev.since !== undefined && ev.since !== null;
   const stick = nearBottom();
   messages.forEach((m) => {
     state.noteId(m.id);
-    addMessage(m, { unread: false, replay: replay });
+    addMessage(m, { unread: false });
   });
   if (!last) {
     // A replay longer than the server's max_replay stops with "next": ask for what follows, page by page (the answers

@@ -1,4 +1,5 @@
 // The outbox: messages written here, pending until the server's "ack" (matched by "ref"), sent again after a reconnect, or failed with Retry and Delete.
+// Each carries a "client_id" of its own, kept for every retry: the server stores and delivers it once however often it is sent.
 
 import { GROUP, MAX_MESSAGE_SIZE } from "./config.js";
 import { scrollToBottom, showNotice, ui } from "./dom.js";
@@ -17,6 +18,12 @@ function newRef() {
   return "m" + state.nextSeq() + "." + Date.now().toString(36);
 }
 
+// 128 random bits as 32 hex digits: unique per message (crypto.randomUUID needs a secure context; this does not).
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 // The command as the server counts it against max_message_size: its JSON in UTF-8 bytes.
 function sizeOf(payload) {
   return new TextEncoder().encode(JSON.stringify(payload)).length;
@@ -32,9 +39,10 @@ function refuseOversize(payload) {
 
 // The command that sends `text` to conversation `key`: the group, a named room, or a one-to-one.
 function payloadFor(key, text, ref) {
-  if (key === GROUP) return { type: "message", msg: text, ref: ref };
-  if (isRoomKey(key)) return { type: "message", room: key.slice(1), msg: text, ref: ref };
-  return { type: "direct", to: key, msg: text, ref: ref };
+  const clientId = newClientId();
+  if (key === GROUP) return { type: "message", msg: text, ref: ref, client_id: clientId };
+  if (isRoomKey(key)) return { type: "message", room: key.slice(1), msg: text, ref: ref, client_id: clientId };
+  return { type: "direct", to: key, msg: text, ref: ref, client_id: clientId };
 }
 
 // Send `text` to conversation `key` (default: the open one), with `extra` fields ({"reply_to": ID}); false (with a
@@ -107,17 +115,6 @@ export function acknowledge(ev) {
   renderConvList();
 }
 
-// After a reconnect: a message sent just before the drop may have been stored; its copy in the replay settles it.
-export function claimUnconfirmed(c, m) {
-  for (const p of pending.values()) {
-    if (p.state === "unconfirmed" && p.key === c.key && p.text === m.msg) {
-      confirm(p, m.id, m.ts);
-      return true;
-    }
-  }
-  return false;
-}
-
 // An "error" with a ref: true when it refused one of these messages (now shown as failed, with the reason).
 export function refuse(ref, message) {
   const p = pending.get(ref);
@@ -132,7 +129,7 @@ export function refuse(ref, message) {
 
 function retryFailed(p) {
   p.ref = newRef();
-  p.payload.ref = p.ref;
+  p.payload.ref = p.ref; // its client_id stays: if the first try was stored after all, this one is answered with its id
   if (refuseOversize(p.payload)) return; // its new ref made it longer than the server takes: it stays failed
   p.li.dataset.ref = p.ref;
   p.li.classList.remove("failed");
@@ -156,7 +153,8 @@ function discardFailed(p) {
   ui.input.focus();
 }
 
-// Connected again (the connect-time history is in): send what waited, and again what was not confirmed.
+// Connected again (the connect-time history is in): send what waited, and again what was not confirmed (its client_id
+// makes that safe: one stored before the drop is acknowledged with its id, and the copy the replay showed stays).
 export function flushPending() {
   for (const p of Array.from(pending.values())) {
     if (p.state === "queued" || p.state === "unconfirmed") transmit(p);

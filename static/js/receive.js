@@ -6,7 +6,6 @@ import { keyOfRoom, normalizeName, parseTs } from "./format.js";
 import { applyEvent, isLifecycleEvent } from "./lifecycle.js";
 import { highlight, mentions } from "./mentions.js";
 import * as notifications from "./notifications.js";
-import { claimUnconfirmed } from "./outbox.js";
 import * as reads from "./reads.js";
 import * as state from "./state.js";
 import * as typing from "./typing.js";
@@ -45,7 +44,7 @@ export function addRoomEvent(ev) {
 }
 
 // Show message event `m` (or a room event, as a system line) unless it is already shown; opts.unread counts it as
-// unread (unless the user sees it or the server's count has it already), opts.replay may settle a pending one. An edit,
+// unread (unless the user sees it or the server's count has it already). An edit,
 // delete or reaction (in a replay) changes the message it is about instead; a deleted message shows as a tombstone.
 export function addMessage(m, opts) {
   if (isRoomEvent(m)) return addRoomEvent(m);
@@ -60,7 +59,6 @@ export function addMessage(m, opts) {
   const c = state.conversation(key);
   if (state.hasMessage(c, m.id)) return false; // already shown: replays and history pages overlap
   const own = m.user === state.me();
-  if (own && opts.replay && claimUnconfirmed(c, m)) return false;
   const t = parseTs(m.ts);
   const attachment = deleted ? null : attachmentOf(m);
   const li = buildMessage(m.user, deleted ? "" : m.msg, t, own, attachment);

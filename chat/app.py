@@ -22,6 +22,9 @@ from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.service import ChatService
+from chat.metrics import routes as metrics_routes
+from chat.metrics.exposition import Exporter
+from chat.metrics.readings import Sources
 from chat.store import Store
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
@@ -86,7 +89,11 @@ def create_app(settings=None, **overrides):
     app.register_blueprint(chat_routes.bp)
     account_routes.init_app(app, settings, chat.auth)  # accounts, sessions, tokens, CSRF, security headers
     # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
-    upload_routes.init_app(app, settings, store, Uploads(settings, store))
+    uploads = Uploads(settings, store)
+    upload_routes.init_app(app, settings, store, uploads)
+    if settings.metrics:  # GET /metrics; off, the path is not there (404)
+        exporter = Exporter(Sources(chat.service, uploads), settings.metrics_dir or None, settings.metrics_flush_interval)
+        metrics_routes.init_app(app, exporter)
     if settings.echo_endpoint:
         chat_routes.register_echo(app)
     return app

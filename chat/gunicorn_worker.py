@@ -98,6 +98,11 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
                 f"gunicorn -w {self.cfg.workers} needs Redis: the worker processes share the chat over it. Set "
                 "CHAT_REDIS_URL=redis://HOST:PORT/0, or run one worker (-w 1)"
             )
+        if self.cfg.workers > 1 and settings.metrics and not settings.metrics_dir:
+            log.warning(
+                "gunicorn -w %d without CHAT_METRICS_DIR: GET /metrics reports only the worker a scrape reaches. Set "
+                "CHAT_METRICS_DIR to an empty directory (emptied at each start) for the workers to share", self.cfg.workers,
+            )
         # The header and body timeouts of the settings (a class attribute: gunicorn builds one handler per connection).
         self.wsgi_handler = GunicornChatHandler.configured(settings)
         super().load_wsgi()

@@ -86,6 +86,9 @@ def serve(settings, listener, announce_ready=True, ready=None):
     stopping.wait()
     server.close()  # stop accepting
     flushed = service.shutdown(settings.shutdown_timeout)
+    metrics = app.extensions.get("chat.metrics")
+    if metrics is not None:
+        metrics.flush()  # the other workers' scrapes keep this one's last counts
     server.stop(timeout=1)
     service.store.close()
     if not flushed:

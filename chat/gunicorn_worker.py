@@ -190,6 +190,9 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
                 log.info("worker %s: %s stop, closing websockets and storing messages (up to %.1f s)",
                          self.pid, "quick" if self._quick else "graceful", timeout)
                 flushed = service.shutdown(timeout)  # 1001 "server shutting down" to every socket; flush the writer
+                metrics = getattr(self.wsgi, "extensions", {}).get("chat.metrics")
+                if metrics is not None:
+                    metrics.flush()  # the other workers' scrapes keep this one's last counts
             # HTTP requests in progress (websockets left the pool at their upgrade) get the rest of the budget.
             deadline = started + budget
             while time.monotonic() < deadline and any(s.pool.free_count() != s.pool.size for s in servers):

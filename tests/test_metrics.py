@@ -1,12 +1,18 @@
 """GET /metrics against the real server: it parses with prometheus_client's parser, its counters move when chatting
 (one process on each store, and two workers summed), it answers loopback and, from elsewhere, only the metrics token
 (a forwarded client behind a trusted proxy is not loopback), and --no-metrics takes it away."""
+import os
+import signal
 import socket
 
 import pytest
 import requests
+from hypothesis import given, strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from chat.messaging.writer import COMMIT_SECONDS_BOUNDS
+from chat.metrics.readings import cumulative_buckets
+from chat.tally import Buckets
 from tests.support.clients import ChatClient, post
 from tests.support.polling import wait_until
 from tests.support.servers import free_port, health
@@ -135,8 +141,30 @@ def test_two_workers_are_summed(start_server, sqlite_url, redis_server, clients)
     found = wait_until(totals, timeout=15, interval=0.1, message="the scrape to sum both workers")
     # Each worker alone holds only part of the sockets: the sum proves both were read.
     assert max(instances.values()) < value(found, "chat_connections")
+    assert value(found, "chat_commit_batch_size_sum") == n  # the histograms are summed too
+    assert value(found, "chat_commit_seconds_count") == value(found, "chat_commit_batch_size_count")
     assert value(found, "chat_bus_connected") == 1
     assert value(found, "chat_bus_batches_received_total") >= 1
+
+    # A worker that dies: its sockets leave the gauge, its counts stay in the sums (counters never go down).
+    per_worker = wait_until(lambda: _connections_per_worker(server, n), message="both workers' connection counts")
+    victim, victim_sockets = next(iter(per_worker.items()))
+    os.kill(int(victim.split("-")[-2]), signal.SIGKILL)  # instance ids are HOST-PID-HEX
+    after = wait_until(lambda: (lambda f: f if value(f, "chat_connections") == n - victim_sockets else None)(read(server)),
+                       timeout=15, interval=0.1, message="the dead worker's sockets to leave chat_connections")
+    assert value(after, "chat_messages_accepted_total") == n
+    assert value(after, "chat_messages_delivered_total") == n * (n - 1)
+
+
+def _connections_per_worker(server, n):
+    """{instance: its open sockets} once /healthz has been answered by both workers with counts that add up to n."""
+    seen = {}
+    for _ in range(20):
+        h = health(server)
+        seen[h["instance"]] = h["connections"]
+        if len(seen) == 2:
+            break
+    return seen if len(seen) == 2 and sum(seen.values()) == n else None
 
 
 def test_loopback_only_without_a_token(start_server, sqlite_url):
@@ -191,3 +219,15 @@ def test_metrics_off_is_not_found(start_server, sqlite_url):
     server = start_server(sqlite_url, bots="", metrics=False, metrics_token=TOKEN)
     assert scrape(server).status_code == 404
     assert scrape(server, {"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+
+
+@given(st.lists(st.floats(min_value=0, max_value=100, allow_nan=False), max_size=200))
+def test_buckets_count_each_observation_at_or_under_its_bounds(observations):
+    buckets = Buckets(COMMIT_SECONDS_BOUNDS)
+    for x in observations:
+        buckets.observe(x)
+    cumulative = cumulative_buckets(buckets)
+    assert [le for le, _ in cumulative][-1] == float("inf")
+    for le, count in cumulative:  # "le": less than or equal, as Prometheus reads it
+        assert count == sum(1 for x in observations if x <= le)
+    assert buckets.sum == pytest.approx(sum(observations))

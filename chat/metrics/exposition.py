@@ -122,6 +122,11 @@ class Exporter:
         else:
             self.registry.register(_Readings(sources))
 
+    def flush(self):
+        """Write this process's numbers for the others to read (called last, at shutdown: nothing counted is lost)."""
+        if self.shared is not None:
+            self.shared.write()
+
     def render(self):
         if self.shared is not None:
             self.shared.write()  # this process's own numbers as of now; the others' as of their last write

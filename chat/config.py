@@ -216,6 +216,8 @@ class Settings:
         for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
+        if self.metrics_token != self.metrics_token.strip() or any(c.isspace() for c in self.metrics_token):
+            raise ValueError("metrics_token must not contain spaces: it is sent as Authorization: Bearer TOKEN")
         if self.presence_timeout <= 2 * self.presence_heartbeat:
             raise ValueError("presence_timeout must be more than twice presence_heartbeat")
         if self.workers > 1 and not self.redis_url:

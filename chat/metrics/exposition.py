@@ -52,6 +52,7 @@ class SharedFiles:
     (so sums never go down) and its gauges are dropped at the next scrape."""
 
     def __init__(self, directory, sources):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         self.directory = directory
         self._sources = sources
         self._pid = os.getpid()

@@ -6,10 +6,14 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import dataclasses  # noqa: E402
+import glob  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
@@ -82,6 +86,9 @@ def serve(settings, listener, announce_ready=True, ready=None):
     stopping.wait()
     server.close()  # stop accepting
     flushed = service.shutdown(settings.shutdown_timeout)
+    metrics = app.extensions.get("chat.metrics")
+    if metrics is not None:
+        metrics.flush()  # the other workers' scrapes keep this one's last counts
     server.stop(timeout=1)
     service.store.close()
     if not flushed:
@@ -99,6 +106,28 @@ def prefork(settings, listener):
         store.ensure_schema()
     finally:
         store.close()
+    settings, made = shared_metrics_dir(settings)
+    try:
+        return _run_workers(settings, listener)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def shared_metrics_dir(settings):
+    """The workers' settings with a metrics_dir for /metrics to sum them (a private temporary one unless given: the
+    files of an earlier run are removed either way), and the directory made here (removed at the end), or None."""
+    if not settings.metrics:
+        return settings, None
+    if settings.metrics_dir:
+        for path in glob.glob(os.path.join(settings.metrics_dir, "*.db")):
+            os.remove(path)
+        return settings, None
+    made = tempfile.mkdtemp(prefix="chat-metrics-")
+    return dataclasses.replace(settings, metrics_dir=made), made
+
+
+def _run_workers(settings, listener):
     stopping, handlers = stop_event()
     workers = {}  # pid -> worker number
     ready_read, ready_write = os.pipe()  # each worker writes one byte once it accepts

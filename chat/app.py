@@ -25,6 +25,9 @@ from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.search import SearchService
 from chat.messaging.service import ChatService
+from chat.metrics import routes as metrics_routes
+from chat.metrics.exposition import Exporter
+from chat.metrics.readings import Sources
 from chat.store import Store
 from chat.store.accounts import AccountQueries
 from chat.store.lifecycle import LifecycleQueries
@@ -104,7 +107,11 @@ def create_app(settings=None, **overrides):
     app.register_blueprint(chat_routes.bp)
     account_routes.init_app(app, settings, chat.auth)  # accounts, sessions, tokens, CSRF, security headers
     # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
-    upload_routes.init_app(app, settings, store, Uploads(settings, store))
+    uploads = Uploads(settings, store)
+    upload_routes.init_app(app, settings, store, uploads)
+    if settings.metrics:  # GET /metrics; off, the path is not there (404)
+        exporter = Exporter(Sources(chat.service, uploads), settings.metrics_dir or None, settings.metrics_flush_interval)
+        metrics_routes.init_app(app, exporter)
     if settings.echo_endpoint:
         chat_routes.register_echo(app)
     return app

@@ -210,6 +210,18 @@ class Settings:
         "", "the chat's public address (https://chat.example.com) for the links it writes into messages; empty: "
         "server-relative links (/files/27), never built from a request's Host header"
     )
+    # Metrics (chat/metrics/)
+    metrics: bool = _setting(True, "serve GET /metrics (Prometheus text format); --no-metrics: 404")
+    metrics_token: str = _setting(
+        "", "bearer token that lets clients other than loopback read /metrics; empty: loopback only"
+    )
+    metrics_dir: str = _setting(
+        "", "directory where each worker process writes its metrics for /metrics to sum; run_server.py --workers makes a "
+        "private one when empty; gunicorn with several workers needs one (an empty directory, emptied at each start)"
+    )
+    metrics_flush_interval: float = _setting(
+        1.0, "seconds between a worker's writes of its metrics to metrics_dir (what another worker's scrape sees)"
+    )
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
@@ -229,9 +241,11 @@ class Settings:
         for name in ("workers", "bus_catch_up_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait"):
+        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
+        if self.metrics_token != self.metrics_token.strip() or any(c.isspace() for c in self.metrics_token):
+            raise ValueError("metrics_token must not contain spaces: it is sent as Authorization: Bearer TOKEN")
         if self.presence_timeout <= 2 * self.presence_heartbeat:
             raise ValueError("presence_timeout must be more than twice presence_heartbeat")
         if self.workers > 1 and not self.redis_url:

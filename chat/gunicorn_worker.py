@@ -98,6 +98,11 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
                 f"gunicorn -w {self.cfg.workers} needs Redis: the worker processes share the chat over it. Set "
                 "CHAT_REDIS_URL=redis://HOST:PORT/0, or run one worker (-w 1)"
             )
+        if self.cfg.workers > 1 and settings.metrics and not settings.metrics_dir:
+            log.warning(
+                "gunicorn -w %d without CHAT_METRICS_DIR: GET /metrics reports only the worker a scrape reaches. Set "
+                "CHAT_METRICS_DIR to an empty directory (emptied at each start) for the workers to share", self.cfg.workers,
+            )
         # The header and body timeouts of the settings (a class attribute: gunicorn builds one handler per connection).
         self.wsgi_handler = GunicornChatHandler.configured(settings)
         super().load_wsgi()
@@ -185,6 +190,9 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
                 log.info("worker %s: %s stop, closing websockets and storing messages (up to %.1f s)",
                          self.pid, "quick" if self._quick else "graceful", timeout)
                 flushed = service.shutdown(timeout)  # 1001 "server shutting down" to every socket; flush the writer
+                metrics = getattr(self.wsgi, "extensions", {}).get("chat.metrics")
+                if metrics is not None:
+                    metrics.flush()  # the other workers' scrapes keep this one's last counts
             # HTTP requests in progress (websockets left the pool at their upgrade) get the rest of the budget.
             deadline = started + budget
             while time.monotonic() < deadline and any(s.pool.free_count() != s.pool.size for s in servers):

@@ -250,6 +250,43 @@ def test_gunicorn_chat_worker_serves_the_chat_and_stops_in_order(start_gunicorn,
         assert numbers, f"nothing of {name}'s burst was stored"
 
 
+def _metric_totals(url):
+    """{sample name: value} of the unlabelled samples of GET /metrics, parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels}
+
+
+def test_gunicorn_workers_are_summed_in_metrics(start_gunicorn, redis_server, clients, tmp_path):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    g = start_gunicorn(CHAT_WORKER, 2, CHAT_REDIS_URL=redis_server.url, CHAT_DATABASE_URL=f"sqlite:///{tmp_path / 'chat.db'}",
+                       CHAT_METRICS_DIR=str(metrics_dir), CHAT_METRICS_FLUSH_INTERVAL="0.2")
+    g.wait_ready(instances=2)
+    users, per_worker = [], {}
+    while len(per_worker) < 2 or not all(per_worker.values()):
+        assert len(users) < 48, f"48 connects never reached both workers: {per_worker}"
+        users.append(clients(g, f"user{len(users)}"))
+        for _ in range(6):
+            h = health(g)
+            per_worker[h["instance"]] = h["connections"]
+    n = len(users)
+    for i, client in enumerate(users):
+        post(client, f"from {i}")
+    want = {"chat_connections": n, "chat_messages_accepted_total": n, "chat_acks_total": n,
+            "chat_messages_delivered_total": n * (n - 1)}
+    totals = wait_until(lambda: (lambda t: t if all(t.get(k) == v for k, v in want.items()) else None)(_metric_totals(g.http_url)),
+                        timeout=15, message="GET /metrics to sum both gunicorn workers")
+    assert max(per_worker.values()) < totals["chat_connections"]
+
+
+def test_gunicorn_workers_without_a_metrics_dir_are_warned(start_gunicorn, redis_server, tmp_path):
+    g = start_gunicorn(CHAT_WORKER, 2, CHAT_REDIS_URL=redis_server.url, CHAT_DATABASE_URL=f"sqlite:///{tmp_path / 'chat.db'}")
+    g.wait_for_log("without CHAT_METRICS_DIR: GET /metrics reports only the worker a scrape reaches", times=2)
+
+
 def test_gunicorn_quick_stop_still_closes_with_1001(start_gunicorn, clients, tmp_path):
     """SIGINT to the master (Ctrl-C) is gunicorn's quick stop: it sends SIGQUIT to the workers and kills them soon after."""
     db_path = tmp_path / "chat.db"

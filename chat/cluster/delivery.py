@@ -44,6 +44,7 @@ class ClusterDelivery(LocalDelivery):
         self._gap_wait = settings.bus_gap_wait
         self._catch_up_limit = settings.bus_catch_up_limit
         self._catching_up = None
+        self.batches_received = 0  # bus batches from the other processes
         self.bus = RedisBus(
             settings.redis_url,
             settings.redis_prefix,
@@ -161,6 +162,7 @@ class ClusterDelivery(LocalDelivery):
     # ---- what the bus hands us -------------------------------------------------------------------
 
     def on_batch(self, origin, entries):
+        self.batches_received += 1
         for entry in entries:
             kind = type(entry)
             if kind is BusMessage:

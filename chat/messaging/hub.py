@@ -20,6 +20,8 @@ class Hub:
         self._all = set()
         self._bots = {}  # name -> bot
         self.names = OnlineNames() if names is None else names
+        self.opened = 0  # clients ever added
+        self.delivered = 0  # message frames handed to clients (counted per fan-out, not per client)
 
     def add(self, client):
         """Register a client; True when it is the user's first connection (the user came online)."""
@@ -30,6 +32,7 @@ class Hub:
             self.names.add(client.user)
         clients.add(client)
         self._all.add(client)
+        self.opened += 1
         return first
 
     def remove(self, client):
@@ -85,6 +88,8 @@ class Hub:
         """Deliver to every client but `exclude` (the sending connection).
 
         No copy of the set: `deliver` never yields or touches the hub, so nothing joins or leaves mid-loop."""
+        if message_id is not None:
+            self.delivered += len(self._all) - (exclude in self._all)
         for client in self._all:
             if client is not exclude:
                 client.deliver(frame, message_id)
@@ -92,6 +97,8 @@ class Hub:
     def send_to_user(self, user, frame, message_id=None, exclude=None):
         clients = self._by_user.get(user)
         if clients:
+            if message_id is not None:
+                self.delivered += len(clients) - (exclude in clients)
             for client in clients:
                 if client is not exclude:
                     client.deliver(frame, message_id)

@@ -111,6 +111,7 @@ def chat_socket(username):
     settings = service.settings
     address, refusal = _admit_address(settings)
     if refusal is not None:
+        service.counts.refused_handshake("address_cap")
         return refusal  # over its address's cap: no socket at all, not even to close it
     try:
         return _chat_socket(service, settings, username, address)
@@ -118,23 +119,33 @@ def chat_socket(username):
         _addresses.release(address)  # a session (or a refusal's close) counts itself while it runs
 
 
+# Handshake refusals are counted by reason (chat/metrics): check_handshake's by their HTTP status, all from a fixed set.
+_REFUSAL_REASONS = {401: "unauthorized", 403: "forbidden", 409: "name_in_use", 429: "user_cap", 503: "unavailable"}
+
+
 def _chat_socket(service, settings, username, address):
+    counts = service.counts
     user = normalize_name(username, settings.max_name_length)
     if user is None or username != username.strip():
+        counts.refused_handshake("bad_name")
         return _readable(settings, address, json_error(400, f"invalid user name: use 1-{settings.max_name_length} characters: {NAME_RULE}"))
     if service.is_reserved(user):
+        counts.refused_handshake("reserved_name")
         return _readable(settings, address, json_error(403, f"the name {user!r} is reserved for a bot"))
     since = request.args.get("since")
     if since is not None:
         since = parse_message_id(since)
         if since is None:
+            counts.refused_handshake("bad_request")
             return _readable(settings, address, json_error(400, "since must be a message id (a whole number)"))
     # Origin, credentials, guests and the connection cap: see chat/accounts/admission.py.
     admission, refusal = check_handshake(current_app.extensions["chat.auth"], user)
     if refusal is not None:
+        counts.refused_handshake(_REFUSAL_REASONS.get(refusal.status_code, "other"))
         return _readable(settings, address, refusal)
     conn, refusal = _upgrade(settings)
     if refusal is not None:
+        counts.refused_handshake("bad_handshake")
         admission.release()
         return refusal
     _addresses.hold(address)  # the session's own count, released when it ends

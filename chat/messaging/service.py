@@ -15,6 +15,7 @@ from chat.messaging.protocol import ProtocolError
 from chat.messaging.resends import template
 from chat.store import StoreUnavailable
 from chat.messaging.writer import BufferFull
+from chat.tally import Counts
 
 log = logging.getLogger("chat.service")
 
@@ -74,6 +75,7 @@ class ChatService:
         self.store = store
         self.hub = hub
         self.delivery = delivery
+        self.counts = Counts()  # read by chat/metrics at scrape time
         self.presence = presence
         self.rooms = rooms
         self.reserved_names = reserved_names

@@ -101,6 +101,7 @@ class ChatSession:
         self.conn.send_text(encode_event(event))
 
     def acknowledge(self, record, ref):
+        self.service.counts.acks += 1
         self.conn.send_text(ack_json(record, ref))
 
     def refuse(self, record, ref):
@@ -329,6 +330,7 @@ class GuardedSession(ChatSession):
         wait = self._bucket.take(now)
         if not wait:
             return ChatSession.handle_text(self, text)
+        self.service.counts.rate_limited += 1
         if self._strikes.take(now):
             log.info("closing %s: %s", self.user, RATE_LIMITED_REASON)
             self.conn.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)

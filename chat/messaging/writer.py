@@ -1,17 +1,21 @@
 """Group commit: messages wait in a bounded buffer and are stored in batches; each is acknowledged once committed, or
 refused to its sender when the database will not take it. A supervisor restarts the writer if it ever stops."""
 import logging
+import time
 from collections import deque
 
 import gevent
 from gevent.event import Event
 
 from chat.store import StoreUnavailable
+from chat.tally import Buckets
 
 log = logging.getLogger("chat.writer")
 
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
+BATCH_SIZE_BOUNDS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+COMMIT_SECONDS_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class BufferFull(Exception):
@@ -44,6 +48,11 @@ class MessageWriter:
         self._idle.set()
         self.healthy = True
         self.refused = 0  # records the database refused since start
+        self.accepted = 0  # records taken into the buffer since start
+        self.overflowed = 0  # records refused as BufferFull
+        self.stored = 0  # records committed
+        self.batch_sizes = Buckets(BATCH_SIZE_BOUNDS)  # records per commit
+        self.commit_seconds = Buckets(COMMIT_SECONDS_BOUNDS)  # how long each commit took, retries not included
         self.restarts = 0
         self.running = False
         self._greenlet = None
@@ -56,8 +65,10 @@ class MessageWriter:
         """Queue `record`; `on_stored(record)` runs after its commit, or `on_refused(record)` if the database refuses
         it (it is then neither stored nor acknowledged). Raises BufferFull."""
         if len(self._pending) + len(self._inflight) >= self._capacity:
+            self.overflowed += 1
             raise BufferFull()
         self._pending.append((record, on_stored, on_refused))
+        self.accepted += 1
         self._idle.clear()
         self._wake.set()
 
@@ -164,7 +175,11 @@ class MessageWriter:
         refusals = 0
         while True:
             try:
+                started = time.perf_counter()
                 stored = self._insert(records)
+                self.commit_seconds.observe(time.perf_counter() - started)
+                self.batch_sizes.observe(len(records))
+                self.stored += len(records)
             except StoreUnavailable as e:
                 # Some refusals look like an outage (MariaDB reports a trigger's SIGNAL as an OperationalError):
                 # a database that answers a ping while it keeps failing the same batch is refusing that batch.

@@ -55,6 +55,9 @@ class Uploads:
         self.image_slots = DecodeSlots(settings.image_decode_concurrency, settings.image_decode_wait)
         self.rate = UploadRate(settings.upload_rate, settings.upload_burst)
         self.quotas = Quotas(settings.upload_quota_per_day, settings.upload_total_bytes)
+        self.stored = 0  # files stored (read by chat/metrics)
+        self.stored_bytes = 0  # their bytes, as stored (a picture re-encoded)
+        self.rate_limited = 0  # uploads refused by upload_rate
 
 
 def init_app(app, settings, store, uploads):
@@ -175,6 +178,8 @@ def upload():
     except StoreUnavailable as e:
         log.warning("could not store an upload from %s: %s", user, e)
         return json_error(503, "the server cannot store files right now; try again")
+    up.stored += 1
+    up.stored_bytes += len(data)
     return _post(service, user, recipient, AttachmentRef(attachment_id, name, kind.content_type, len(data), thumb is not None))
 
 
@@ -183,6 +188,7 @@ def _within_limits(up, user):
     else None. The quotas are checked again, exactly and atomically, when the file is stored."""
     wait = up.rate.take(user)
     if wait > 0:
+        up.rate_limited += 1
         per_minute = up.settings.upload_rate
         return json_error(
             429, f"too many uploads: at most {per_minute:g} a minute ({up.settings.upload_burst} at once); try again in "

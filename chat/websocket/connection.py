@@ -82,6 +82,8 @@ class _SendBudget:
         self.limit = None
         self.total = 0
         self.backed_up = set()
+        self.overflow_closes = 0  # connections closed for a full send queue
+        self.evictions = 0  # connections dropped because this budget was full
 
     def grow(self, n):
         self.total += n
@@ -105,6 +107,12 @@ class _SendBudget:
 _flusher = _Flusher()
 _pingers = {}
 _budget = _SendBudget()
+
+
+def slow_consumer_closes():
+    """Connections this process closed as too slow, by cause: "queue" (its send queue overflowed), "budget" (dropped
+    because the process's send budget was full)."""
+    return {"queue": _budget.overflow_closes, "budget": _budget.evictions}
 
 
 def _pinger_for(interval):
@@ -289,6 +297,7 @@ class Connection:
 
     def _overflow(self):
         log.info("closing a slow consumer: %d frames, %d bytes queued", len(self._queue), self._queued_bytes)
+        _budget.overflow_closes += 1
         self._drop_queue()
         self.close(CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON)
 
@@ -298,6 +307,7 @@ class Connection:
             "send budget of %d bytes full: dropping the most backed-up connection (%d bytes held)", limit, self.held_bytes()
         )
         self._state = CLOSED
+        _budget.evictions += 1
         _budget.release(self)
         self._queue.clear()
         self._queued_bytes = 0

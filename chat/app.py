@@ -23,6 +23,7 @@ from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
 from chat.messaging.service import ChatService
 from chat.store import Store
+from chat.store.retention import Purger
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -35,6 +36,7 @@ class Chat(NamedTuple):
     service: ChatService
     auth: AuthService
     bots: BotRunner
+    purger: Purger
 
 
 def build_chat(settings, store=None, instance_id=None):
@@ -68,7 +70,11 @@ def build_chat(settings, store=None, instance_id=None):
     auth = AuthService(settings, store, floors=floors, live=live, kick=delivery.kick)
     auth.start_purging()
     auth.start_holding()
-    return Chat(service, auth, runner)
+    # Deletes what is older than message_retention_days / upload_retention_days (nothing when both are 0); every
+    # process may run it, their batches take turns.
+    purger = Purger(settings, store)
+    purger.start()
+    return Chat(service, auth, runner, purger)
 
 
 def create_app(settings=None, **overrides):
@@ -86,7 +92,7 @@ def create_app(settings=None, **overrides):
     app.register_blueprint(chat_routes.bp)
     account_routes.init_app(app, settings, chat.auth)  # accounts, sessions, tokens, CSRF, security headers
     # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
-    upload_routes.init_app(app, settings, store, Uploads(settings, store))
+    upload_routes.init_app(app, settings, store, Uploads(settings, store, chat.service))
     if settings.echo_endpoint:
         chat_routes.register_echo(app)
     return app

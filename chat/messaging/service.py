@@ -13,6 +13,7 @@ from chat.messaging.history import Capped, NewestWindow, fetch_rows, forward, me
 from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
 from chat.store import StoreUnavailable
+from chat.store.retention import RetentionQueries
 from chat.messaging.writer import BufferFull
 
 log = logging.getLogger("chat.service")
@@ -77,6 +78,7 @@ class ChatService:
         self.known = known
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
+        self.retention = RetentionQueries(store)
 
     def start(self):
         self.store.ensure_schema()
@@ -211,6 +213,10 @@ class ChatService:
         """Everything after `since` that `user` may see, at most `limit` (one more is read to know whether there are
         more: the Capped result says so, and from where to go on)."""
         rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
+        # The retention purge (chat/store/retention.py) deleted what was older than its window below this id: a replay
+        # from before it says so ("purged"), since what it can give from there is not everything that was sent.
+        horizon = self.retention.horizon()
+        fields = {"purged": horizon} if since + 1 < horizon else {}
         records = forward(
             self._pager(
                 lambda a, n: self.store.visible_since(user, a, n, rooms),
@@ -219,7 +225,7 @@ class ChatService:
             ),
             since, limit + 1, chunk,
         )
-        return Capped(primed(takewhile(lambda r: r.id < ceiling, records)), limit)
+        return Capped(primed(takewhile(lambda r: r.id < ceiling, records)), limit, fields)
 
     def _pager(self, rows_after, keep, ceiling):
         """page(after_id, n): the next `n` stored rows after an id, with the records matching `keep` that are

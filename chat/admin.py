@@ -1,6 +1,8 @@
 """Operator commands: `python3 -m chat.admin remove-user NAME` disables an account, revokes its sessions and tokens,
 and has the running server close that user's websockets (4001 "account removed"); `grant-admin NAME` and
-`revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room) or not."""
+`revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room) or not;
+`export [--user NAME]` writes the chat (or what one user may have of it) as JSON lines to stdout; `purge` runs the
+retention purge once, now (docs/operations.md)."""
 import argparse
 import json
 import sys
@@ -12,7 +14,9 @@ from chat.accounts.credentials import AuthService
 from chat.config import load_settings
 from chat.names import normalize_name
 from chat.security import load_secret_key
+from chat.messaging.export import export_lines
 from chat.store import Store, StoreUnavailable
+from chat.store.retention import Purger
 from chat.store.accounts import AccountQueries
 
 USAGE_EPILOG = """\
@@ -103,6 +107,47 @@ def set_admin(settings, raw_name, grant, out=print):
     return 0
 
 
+def export(settings, raw_name=None, out=sys.stdout, err=print):
+    """Stream the export to `out`, a line at a time."""
+    name = None
+    if raw_name is not None:
+        name = normalize_name(raw_name, settings.max_name_length)
+        if name is None:
+            err(f"{raw_name!r} is not a valid user name")
+            return 2
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        for line in export_lines(store, name):
+            out.write(line + "\n")
+        out.flush()
+    except StoreUnavailable as e:
+        err(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def purge(settings, out=print):
+    """Run the retention purge once, to the end, with the server's retention settings."""
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        purger = Purger(settings, store)
+        if not purger.enabled:
+            out("nothing to purge: message_retention_days and upload_retention_days are both 0 (keep forever)")
+            return 0
+        done = purger.run()
+    except StoreUnavailable as e:
+        out(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    out(f"purged {done['messages']} messages and {done['files']} files")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m chat.admin", description="Chat server operator commands.", epilog=USAGE_EPILOG,
@@ -121,8 +166,21 @@ def main(argv=None):
         sub = commands.add_parser(command, help=text, epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("name")
         sub.set_defaults(grant=grant)
+    dump = commands.add_parser(
+        "export", help="write every message (or, with --user, what one user may have) as JSON lines to stdout",
+        epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dump.add_argument("--user", help="only this user's data: account, rooms, files, messages sent, directs received")
+    commands.add_parser(
+        "purge", help="delete now what is older than message_retention_days / upload_retention_days",
+        epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings(rest)
+    if args.command == "export":
+        return export(settings, args.user, err=lambda text: print(text, file=sys.stderr))
+    if args.command == "purge":
+        return purge(settings)
     if args.command in ("grant-admin", "revoke-admin"):
         return set_admin(settings, args.name, args.grant)
     return remove_user(settings, args.name, release=args.release, server=args.server)

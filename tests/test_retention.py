@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.support.databases import db_execute
-from tests.support.clients import post
+import itertools
 from tests.support.polling import wait_until
 from tests.support.rooms import act, answer, room_name, say
 from tests.support.servers import ROOT
@@ -20,6 +20,20 @@ from tests.support.webusers import account, admin, token_socket, unique
 
 DAY_MS = 86400 * 1000
 TIMEOUT = 30
+
+
+_refs = itertools.count(1)
+
+
+def post(client, text, to=None):
+    """Send a group message (or a direct one `to` someone) and return its ack, passing over any other event."""
+    ref = f"p{next(_refs)}"
+    client.send({"type": "direct", "to": to, "msg": text, "ref": ref} if to else {"type": "message", "msg": text, "ref": ref})
+    while True:
+        event = client.recv()
+        assert event["type"] != "error", event
+        if event["type"] == "ack" and event.get("ref") == ref:
+            return event
 
 
 def sql(server, query, params=()):

@@ -58,6 +58,6 @@ def _account(row):
 
 def _file(row):
     return {
-        "id": int(row[0]), "uploader": row[1], "to": row[2], "name": row[3], "type": row[4], "size": int(row[5]),
+        "id": int(row[0]), "uploader": row[1], "to": row[2], "name": row[3], "content_type": row[4], "size": int(row[5]),
         "sha256": row[6], "created_ms": int(row[7]), "deleted_ms": None if row[8] is None else int(row[8]),
     }

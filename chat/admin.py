@@ -2,7 +2,9 @@
 and has the running server close that user's websockets (4001 "account removed"); `grant-admin NAME` and
 `revoke-admin NAME` make an account a server admin (who deletes any message of general and of every room and bans from
 the server) or not; `ban NAME [--reason TEXT]` and `unban NAME` ban a name from the whole server (its sockets close with
-4001 and no handshake as it succeeds) or lift that, as an admin's /serverban does."""
+4001 and no handshake as it succeeds) or lift that, as an admin's /serverban does; `export [--user NAME]` writes the
+chat (or what one user may have of it) as JSON lines to stdout; `purge` runs the retention purge once, now
+(docs/operations.md)."""
 import argparse
 import json
 import sys
@@ -12,11 +14,13 @@ import urllib.request
 from chat.accounts.routes import admin_serializer
 from chat.accounts.credentials import AuthService
 from chat.accounts.serverbans import closing_reason
+from chat.messaging.export import export_lines
 from chat.config import load_settings
 from chat.names import normalize_name
 from chat.security import load_secret_key
 from chat.store import Store, StoreUnavailable
 from chat.store.accounts import AccountQueries
+from chat.store.retention import Purger
 
 USAGE_EPILOG = """\
 Pass the same settings as the server (flags or CHAT_* variables) so this reaches the same database, Redis and
@@ -140,6 +144,47 @@ def set_ban(settings, raw_name, ban, reason="", server=None, out=print):
     return 0
 
 
+def export(settings, raw_name=None, out=sys.stdout, err=print):
+    """Stream the export to `out`, a line at a time."""
+    name = None
+    if raw_name is not None:
+        name = normalize_name(raw_name, settings.max_name_length)
+        if name is None:
+            err(f"{raw_name!r} is not a valid user name")
+            return 2
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        for line in export_lines(store, name):
+            out.write(line + "\n")
+        out.flush()
+    except StoreUnavailable as e:
+        err(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    return 0
+
+
+def purge(settings, out=print):
+    """Run the retention purge once, to the end, with the server's retention settings."""
+    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
+    try:
+        store.ensure_schema()
+        purger = Purger(settings, store)
+        if not purger.enabled:
+            out("nothing to purge: message_retention_days and upload_retention_days are both 0 (keep forever)")
+            return 0
+        done = purger.run()
+    except StoreUnavailable as e:
+        out(f"the store is not answering: {e}")
+        return 1
+    finally:
+        store.close()
+    out(f"purged {done['messages']} messages and {done['files']} files")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python3 -m chat.admin", description="Chat server operator commands.", epilog=USAGE_EPILOG,
@@ -166,10 +211,23 @@ def main(argv=None):
     unban = commands.add_parser("unban", help="lift a server ban", epilog=USAGE_EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     unban.add_argument("name")
+    dump = commands.add_parser(
+        "export", help="write every message (or, with --user, what one user may have) as JSON lines to stdout",
+        epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dump.add_argument("--user", help="only this user's data: account, rooms, files, messages sent, directs received")
+    commands.add_parser(
+        "purge", help="delete now what is older than message_retention_days / upload_retention_days",
+        epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     args, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     settings = load_settings(rest)
     if args.command in ("grant-admin", "revoke-admin"):
         return set_admin(settings, args.name, args.grant)
+    if args.command == "export":
+        return export(settings, args.user, err=lambda text: print(text, file=sys.stderr))
+    if args.command == "purge":
+        return purge(settings)
     if args.command in ("ban", "unban"):
         return set_ban(settings, args.name, args.command == "ban", getattr(args, "reason", ""), getattr(args, "server", None))
     return remove_user(settings, args.name, release=args.release, server=args.server)

@@ -32,6 +32,7 @@ from chat.store import Store
 from chat.store.accounts import AccountQueries
 from chat.store.lifecycle import LifecycleQueries
 from chat.store.search import SearchQueries
+from chat.store.retention import Purger
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
 
@@ -44,6 +45,7 @@ class Chat(NamedTuple):
     service: ChatService
     auth: AuthService
     bots: BotRunner
+    purger: Purger
 
 
 def build_chat(settings, store=None, instance_id=None):
@@ -89,7 +91,11 @@ def build_chat(settings, store=None, instance_id=None):
     auth = AuthService(settings, store, floors=floors, live=live, kick=delivery.kick)
     auth.start_purging()
     auth.start_holding()
-    return Chat(service, auth, runner)
+    # Deletes what is older than message_retention_days / upload_retention_days (nothing when both are 0); every
+    # process may run it, their batches take turns.
+    purger = Purger(settings, store)
+    purger.start()
+    return Chat(service, auth, runner, purger)
 
 
 def create_app(settings=None, **overrides):
@@ -107,7 +113,7 @@ def create_app(settings=None, **overrides):
     app.register_blueprint(chat_routes.bp)
     account_routes.init_app(app, settings, chat.auth)  # accounts, sessions, tokens, CSRF, security headers
     # POST /files, GET /files/<id>: attachments (after accounts: uses its CSRF)
-    uploads = Uploads(settings, store)
+    uploads = Uploads(settings, store, chat.service)
     upload_routes.init_app(app, settings, store, uploads)
     if settings.metrics:  # GET /metrics; off, the path is not there (404)
         exporter = Exporter(Sources(chat.service, uploads), settings.metrics_dir or None, settings.metrics_flush_interval)

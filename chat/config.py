@@ -222,6 +222,19 @@ class Settings:
     metrics_flush_interval: float = _setting(
         1.0, "seconds between a worker's writes of its metrics to metrics_dir (what another worker's scrape sees)"
     )
+    # Retention (chat/store/retention.py): keep this block together
+    message_retention_days: float = _setting(
+        0.0, "days a message is kept; older ones are purged with their edits, reactions and files (room membership and "
+        "topic events never are); 0 keeps messages forever"
+    )
+    upload_retention_days: float = _setting(
+        0.0, "days an uploaded file is kept; older files are deleted (GET answers 410, their message stays as text); 0 keeps files forever"
+    )
+    retention_interval: float = _setting(3600.0, "seconds between purges (the first runs at start) when a retention setting is not 0")
+    retention_batch: int = _setting(
+        500, "messages or files one purge transaction deletes at most; a purge runs batch after batch until it is done"
+    )
+    retention_pause: float = _setting(0.05, "seconds a purge waits between two batches, so a big purge never starves the chat")
 
     def validate(self):
         if not 1 <= self.max_name_length <= 64:
@@ -262,6 +275,7 @@ class Settings:
         self._validate_transport()
         self._validate_history()
         self._validate_conversations()
+        self._validate_retention()
         return self
 
     def _validate_conversations(self):
@@ -338,6 +352,15 @@ class Settings:
             parts = urlsplit(self.public_url)
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment or "@" in parts.netloc:
                 raise ValueError(f"public_url must be http(s)://host[:port][/path], e.g. https://chat.example.com; got {self.public_url!r}")
+
+    def _validate_retention(self):
+        for name in ("message_retention_days", "upload_retention_days", "retention_pause"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be at least 0 (0 keeps everything)" if "days" in name else f"{name} must be at least 0")
+        if not self.retention_interval > 0:
+            raise ValueError("retention_interval must be more than 0")
+        if self.retention_batch < 1:
+            raise ValueError("retention_batch must be at least 1")
 
     def _validate_parser(self):
         if self.write_refusal_retries < 0:

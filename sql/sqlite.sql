@@ -141,3 +141,13 @@ CREATE TABLE IF NOT EXISTS sent_messages (
     PRIMARY KEY (sender, client_id)
 );
 CREATE INDEX IF NOT EXISTS sent_messages_created ON sent_messages (created_ms);
+-- How far the retention purge (chat/store/retention.py) has gone. 'messages': every message and lifecycle event with an
+-- id below `below` that was older than message_retention_days is deleted (room member/topic events are always kept);
+-- 'uploads': every file with an id below `below` older than upload_retention_days is deleted. Each purge batch locks its
+-- row, so several processes purging at once take turns.
+CREATE TABLE IF NOT EXISTS retention_marks (
+    what TEXT PRIMARY KEY,
+    below INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO retention_marks (what, below) VALUES ('messages', 0);
+INSERT OR IGNORE INTO retention_marks (what, below) VALUES ('uploads', 0);

@@ -113,11 +113,13 @@ def _consumed(rows):
 
 class Capped:
     """The first `limit` of `records`; once they are read, `tail()` gives {"next": ID} when there were more: the id of
-    the last one given, from which a client goes on (a history request with "since", or ?since=)."""
+    the last one given, from which a client goes on (a history request with "since", or ?since=). `fields`: what every
+    event of this history says besides (`purged`: see ChatService._replay)."""
 
-    def __init__(self, records, limit):
+    def __init__(self, records, limit, fields=None):
         self._records = records
         self._limit = limit
+        self.fields = fields or {}
         self.next_since = None
 
     def __iter__(self):

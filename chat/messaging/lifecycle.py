@@ -95,19 +95,28 @@ class LifecycleService:
         self._post(session, record, "edit", command.msg, ref)
 
     def delete(self, session, command):
-        user, ref = session.user, command.ref
+        self.post_delete(session, self.deletable(session.user, command.of, command.ref), command.ref)
+
+    def deletable(self, user, message_id, ref=None):
+        """The record of message `message_id` if `user` may delete it; else not_found (cannot see it), not_member or
+        forbidden (sees it, may not delete it)."""
         try:
-            record = self.message(user, command.of, ref)
+            record = self.message(user, message_id, ref)
         except ProtocolError as refusal:
             # A server admin deletes in rooms they are not in too (never a one-to-one: those are not theirs to see).
-            record = self._live_message(command.of, self._pending())
+            record = self._live_message(message_id, self._pending())
             if refusal.code not in ("not_found", "not_member") or record is None or record.recipient is not None:
                 raise
             if not self._accounts.is_admin(user):
                 raise
         if record.sender != user and not self._moderates(user, record) and not self._accounts.is_admin(user):
             raise ProtocolError("forbidden", "only its author (or a moderator of its room, or an admin) may delete a message", ref)
-        self._post(session, record, "delete", "", ref)
+        return record
+
+    def post_delete(self, poster, record, ref=None):
+        """Post the delete event of `record` (checked with `deletable`) from `poster` (a session, or anything with `user`
+        and `acknowledge(record, ref)`: DELETE /files stands in for a socket so)."""
+        self._post(poster, record, "delete", "", ref)
 
     def react(self, session, command):
         user, ref = session.user, command.ref

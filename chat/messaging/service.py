@@ -14,6 +14,7 @@ from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
 from chat.messaging.resends import template
 from chat.store import StoreUnavailable
+from chat.store.retention import RetentionQueries
 from chat.messaging.writer import BufferFull
 from chat.tally import Counts
 
@@ -85,6 +86,7 @@ class ChatService:
         self.conversations = ConversationService(settings, store, delivery, self.is_known, rooms)
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
         self.search = search
+        self.retention = RetentionQueries(store)
 
     def start(self):
         self.store.ensure_schema()
@@ -244,6 +246,10 @@ class ChatService:
         """Everything after `since` that `user` may see, at most `limit` (one more is read to know whether there are
         more: the Capped result says so, and from where to go on)."""
         rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
+        # The retention purge (chat/store/retention.py) deleted what was older than its window below this id: a replay
+        # from before it says so ("purged"), since what it can give from there is not everything that was sent.
+        horizon = self.retention.horizon()
+        fields = {"purged": horizon} if since + 1 < horizon else {}
         records = forward(
             self._pager(
                 lambda a, n: self.store.visible_since(user, a, n, rooms),
@@ -252,7 +258,7 @@ class ChatService:
             ),
             since, limit + 1, chunk,
         )
-        return Capped(primed(takewhile(lambda r: r.id < ceiling, records)), limit)
+        return Capped(primed(takewhile(lambda r: r.id < ceiling, records)), limit, fields)
 
     def _pager(self, rows_after, keep, ceiling):
         """page(after_id, n): the next `n` stored rows after an id, with the records matching `keep` that are

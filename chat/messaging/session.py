@@ -131,7 +131,7 @@ class ChatSession:
                 self.send_event(
                     {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
                 )
-                fields = {} if self.since is None else {"since": self.since}
+                fields = {} if self.since is None else {"since": self.since, **history.fields}
                 sent_held = set()
                 sent = send_history(
                     self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes, getattr(history, "tail", None)
@@ -191,7 +191,7 @@ class ChatSession:
             elif kind is History and command.since is not None:
                 page = self.service.replay_page(self.user, command.since, command.limit)
                 try:
-                    send_history(self.conn, page, with_ref({"since": command.since}, command.ref), self._frame_bytes)
+                    send_history(self.conn, page, with_ref({"since": command.since, **page.fields}, command.ref), self._frame_bytes)
                 except StoreUnavailable:
                     self.send_event(error_event("store_unavailable", "the message store is not answering; try again", command.ref))
             elif kind is History:

@@ -83,6 +83,11 @@ class Store:
         self._q_reserve = q("UPDATE chat_meta SET next_id = next_id + ? WHERE id = 1")
         self._q_next_id = q("SELECT next_id FROM chat_meta WHERE id = 1")
         self._q_messages_from = q(f"{_SELECT} WHERE m.id >= ? AND m.id < ? ORDER BY m.id LIMIT ?")
+        self._q_export = q(f"{_SELECT} WHERE m.id > ? AND {_MESSAGES_AND_ROOM_EVENTS} ORDER BY m.id LIMIT ?")
+        self._q_export_user = q(
+            f"{_SELECT} WHERE m.id > ? AND {_MESSAGES_AND_ROOM_EVENTS} AND (m.sender = ? OR m.recipient = ? OR m.subject = ?) "
+            f"AND m.id > {NAME_FLOOR} ORDER BY m.id LIMIT ?"
+        )
 
     @property
     def kind(self):
@@ -235,6 +240,13 @@ class Store:
             return []
         marks = ", ".join("?" * len(ids))
         return self._rows(self.dialect.sql(f"{_SELECT} WHERE m.id IN ({marks}) ORDER BY m.id"), tuple(ids))
+
+    def export_page(self, after_id, limit, user=None):
+        """Messages and room events (not lifecycle events) after `after_id`, oldest first: every one, or (`user`) those
+        `user` sent, received as directs or is the subject of, above the name's floor (chat/accounts/holds.py)."""
+        if user is None:
+            return self._rows(self._q_export, (after_id, limit))
+        return self._rows(self._q_export_user, (after_id, user, user, user, user, limit))
 
     def group_page(self, limit, before=None):
         return self._page(self._q_group_page, (before or 2**62, limit))

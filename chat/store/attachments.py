@@ -66,6 +66,7 @@ class AttachmentQueries:
         self._q_forget_days = q("DELETE FROM upload_usage WHERE day < ?")
         self._q_count_day = q("UPDATE upload_usage SET bytes = bytes + ? WHERE uploader = ? AND day = ? AND bytes + ? <= ?")
         self._q_day = q("SELECT bytes FROM upload_usage WHERE uploader = ? AND day = ?")
+        self._q_carrier = q("SELECT id FROM messages WHERE attachment_id = ? AND kind IS NULL ORDER BY id LIMIT 1")
 
     def insert(self, uploader, recipient, file_name, content_type, data, sha256, thumbnail=None, thumb_type=None, quotas=None):
         """Store one file (committed when this returns); its new id. With `quotas`, the file and its thumbnail are
@@ -139,10 +140,47 @@ class AttachmentQueries:
             None if row[9] is None else int(row[9]),
         )
 
+    def carrier(self, attachment_id):
+        """The id of the stored message that carries file `attachment_id` (deleted or not), or None when no stored
+        message does (its message is not committed yet, or was never posted)."""
+        row = self._store.transaction(_fetch_one, self._q_carrier, (attachment_id,))
+        return None if row is None else int(row[0])
+
+    def drop(self, attachment_id):
+        """Delete one file (its bytes go, GET answers 410, the stored total is counted down); True when this call
+        deleted it, False when it was already deleted (by a concurrent call, in any process) or never existed."""
+        return self._store.transaction(drop_files, self._store.dialect, [attachment_id], int(time.time() * 1000)) == 1
+
     def data(self, attachment_id, thumbnail=False):
         """The stored bytes (of the thumbnail with `thumbnail`), or None."""
         row = self._store.transaction(_fetch_one, self._q_thumb if thumbnail else self._q_data, (attachment_id,))
         return None if row is None or row[0] is None else bytes(row[0])
+
+
+def drop_files(cur, dialect, ids, now_ms):
+    """Delete the files `ids` that are not deleted yet, in the caller's transaction: their bytes are emptied, deleted_ms
+    set (GET answers 410) and the server's stored total counted down by what they held. The number deleted.
+
+    The total's row is locked first, as every upload and every message deletion (chat/store/lifecycle.py) locks it
+    before it touches a file: a file is counted down once however many deletions race, and the lock order is the same
+    everywhere."""
+    if not ids:
+        return 0
+    q = dialect.sql
+    marks = ", ".join("?" * len(ids))
+    cur.execute(q("UPDATE upload_totals SET bytes = bytes WHERE id = 1"))
+    # A locking read on MySQL: the caller's transaction may have read before it held the lock (InnoDB's snapshot would
+    # not see a deletion committed since). SQLite's write lock is held from the transaction's first write.
+    locking = " FOR UPDATE" if dialect.name == "mysql" else ""
+    cur.execute(q(f"SELECT COALESCE(SUM(size + COALESCE(LENGTH(thumbnail), 0)), 0) FROM attachments "
+                  f"WHERE id IN ({marks}) AND deleted_ms IS NULL{locking}"), tuple(ids))
+    freed = _first(cur.fetchone())
+    cur.execute(q(f"UPDATE attachments SET deleted_ms = ?, data = ?, thumbnail = NULL WHERE id IN ({marks}) AND deleted_ms IS NULL"),
+                (now_ms, b"", *ids))
+    dropped = cur.rowcount
+    if freed:
+        cur.execute(q("UPDATE upload_totals SET bytes = bytes - ? WHERE id = 1"), (freed,))
+    return dropped
 
 
 def _bound_statement(cur, query, params):

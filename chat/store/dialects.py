@@ -123,6 +123,7 @@ ADDED_INDEXES = [
     ("messages", "messages_kind_id", "kind, id"),
     ("messages", "messages_subject_id", "subject, id"),
     ("messages", "messages_target_id", "target_id, id"),
+    ("messages", "messages_attachment_id", "attachment_id"),  # the message carrying a file (DELETE /files/ID)
 ]
 
 

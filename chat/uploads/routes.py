@@ -1,5 +1,6 @@
 """Files in the chat: POST /files (multipart upload by a signed-in user or an API token) posts a message carrying the
-file; GET /files/<id> and /files/<id>/thumb serve it to whoever may read that conversation."""
+file; GET /files/<id> and /files/<id>/thumb serve it to whoever may read that conversation; DELETE /files/<id> deletes
+it (chat/uploads/deletion.py says who may, and what becomes of its message)."""
 import hashlib
 import logging
 import math
@@ -23,6 +24,7 @@ from chat.records import AttachmentRef
 from chat.responses import json_error
 from chat.store import StoreUnavailable
 from chat.store.attachments import DAY_SECONDS, AttachmentQueries, OverQuota, Quotas
+from chat.uploads.deletion import FileDeleter
 from chat.uploads.limits import DecodeSlots, UploadRate
 from chat.messaging.writer import BufferFull
 
@@ -47,9 +49,10 @@ _ID = f"<int(max={MAX_ID}):attachment_id>"
 class Uploads:
     """Per-app state: the settings, the queries, the allowed kinds, the decode slots and the upload limits."""
 
-    def __init__(self, settings, store):
+    def __init__(self, settings, store, service):
         self.settings = settings
         self.queries = AttachmentQueries(store)
+        self.deleter = FileDeleter(service, self.queries, settings.upload_commit_timeout)
         self.allowed = filetypes.parse_kinds(settings.upload_types)
         self.accept = filetypes.accept_list(self.allowed)
         self.image_slots = DecodeSlots(settings.image_decode_concurrency, settings.image_decode_wait)
@@ -66,6 +69,7 @@ def init_app(app, settings, store, uploads):
     # Flask-WTF's global check would parse the whole multipart body before the view sets its size limits: the view
     # checks the CSRF token itself (session uploads only; a token is no ambient credential).
     security.csrf.exempt(upload)
+    security.csrf.exempt(delete)  # checks the Origin and the CSRF token itself (session only), answering in JSON
     _check_packet_size(app.extensions["chat.uploads"].queries, settings)
 
 
@@ -368,6 +372,16 @@ def _not_found():
     return json_error(404, "no such file")
 
 
+def _visible(meta, viewer):
+    """Whether `viewer` may see the file `meta` (a group file: anyone who may read the group; a direct one: its two
+    users, unless it was an earlier holder's of the viewer's name). Raises StoreUnavailable."""
+    if meta.recipient is None:
+        return True
+    if viewer not in (meta.uploader, meta.recipient):
+        return False
+    return meta.id > current_app.extensions["chat"].store.name_floor(viewer)[1]  # chat/accounts/holds.py
+
+
 def _serve(attachment_id, thumbnail):
     """A group file to whoever may read the group; a direct one to its two users only (anyone else: 404)."""
     up = _uploads()
@@ -381,11 +395,9 @@ def _serve(attachment_id, thumbnail):
         meta = up.queries.meta(attachment_id)
     except StoreUnavailable:
         return json_error(503, "the file store is not answering; try again")
-    if meta is None or (meta.recipient is not None and viewer not in (meta.uploader, meta.recipient)):
-        return _not_found()
     try:
-        if meta.recipient is not None and meta.id <= current_app.extensions["chat"].store.name_floor(viewer)[1]:
-            return _not_found()  # a direct file of an earlier holder of the viewer's name (chat/accounts/holds.py)
+        if meta is None or not _visible(meta, viewer):
+            return _not_found()
     except StoreUnavailable:
         return json_error(503, "the file store is not answering; try again")
     if meta.deleted_ms is not None:
@@ -412,3 +424,40 @@ def _serve(attachment_id, thumbnail):
     picture = meta.content_type.startswith("image/")  # only verified, re-encoded pictures are stored as image/*
     headers["Content-Disposition"] = filetypes.content_disposition("inline" if picture else "attachment", meta.file_name)
     return Response(data, status=200, headers=headers, content_type=meta.thumb_type if thumbnail else meta.content_type)
+
+
+# ---- deleting -------------------------------------------------------------------------------------
+
+
+@bp.route(f"/files/{_ID}", methods=["DELETE"])
+def delete(attachment_id):
+    """Delete a file: its uploader; for a file whose message is in a named room, its owner and moderators; a server admin
+    for general and rooms. 200 {"id", "message", "event"} (the message carrying it and its delete event; "message" null
+    for a file no message carried). A file the caller may not see is 404 like a missing one; one they see but may not
+    delete 403; one already deleted 410."""
+    user, how, refusal = _identify()
+    if refusal is not None:
+        return refusal
+    origin = request.headers.get("Origin")
+    # A browser sends Origin with every DELETE: a page of another site must not ride on this site's cookie (nor on a
+    # token it has no business holding).
+    if origin is not None and not security.origin_allowed(origin, current_app.extensions["chat.auth"].allowed_origins):
+        return json_error(403, f"origin not allowed: {origin[:100]}")
+    if user is None:
+        return json_error(401, "sign in, or send an API token as Authorization: Bearer TOKEN", bearer=True)
+    if how == "session" and not _csrf_ok(request.headers.get("X-CSRFToken")):
+        return json_error(400, "the CSRF token is missing or invalid: send the page's token as X-CSRFToken")
+    up = _uploads()
+    try:
+        meta = up.queries.meta(attachment_id)
+        if meta is None or not _visible(meta, user):
+            return _not_found()
+        if meta.deleted_ms is not None:
+            return json_error(410, "this file was deleted")
+        outcome = up.deleter.delete(user, meta)
+    except StoreUnavailable:
+        return json_error(503, "the file store is not answering; try again")
+    if outcome.status != 200:
+        return json_error(outcome.status, outcome.error, **(outcome.fields or {}))
+    log.info("%s deleted file %d (message %s)", user, attachment_id, outcome.fields["message"])
+    return jsonify(outcome.fields)

@@ -145,6 +145,28 @@ class Stats:
 
 
 WAIT_HISTORY = False  # --wait-history: the server sends welcome and history on connect (ours does)
+SIO = False  # --protocol socketio: Engine.IO 4 / Socket.IO 5 over the websocket transport (the Flask-SocketIO peer)
+WAIT_READY = False  # wait for each connection's history (ours) or Socket.IO connect (`40`) before measuring
+
+
+def ws_path(name, query=""):
+    """The websocket path of user `name` (query: more `k=v&...` parameters, ours only)."""
+    if SIO:
+        return f"/socket.io/?EIO=4&transport=websocket&name={name}"
+    return f"/ws/{name}" + (f"?{query}" if query else "")
+
+
+def group_frame(text):
+    """The bytes of a group message with this text: ours and the plain peers take the text itself; Socket.IO an event."""
+    if SIO:
+        return b'42["message",' + json.dumps(text).encode() + b"]"
+    return text.encode()
+
+
+def direct_frame(to, text):
+    if SIO:
+        return b'42["direct",' + json.dumps({"to": to, "msg": text}).encode() + b"]"
+    return json.dumps({"to": to, "msg": text}).encode()
 
 
 def _ignore(client, payload):
@@ -165,7 +187,7 @@ class Client(WSListener):
         self.target = 0
         self.done = None  # a callback when count reaches target
         self.open = False
-        self.ready = not WAIT_HISTORY  # our server: ready once the connect-time history event arrived
+        self.ready = not WAIT_READY  # ours: once the connect-time history event arrived; Socket.IO: once `40` did
 
     def on_ws_connected(self, transport):
         self.transport = transport
@@ -181,6 +203,9 @@ class Client(WSListener):
                 if self.count == self.target:
                     self.done()
                 return
+            if SIO and payload[:2] != b"42":
+                self._engineio(transport, payload)
+                return
             if payload.find(b'"error"', 0, 24) >= 0:
                 self.stats.note_error(self.name, payload)
             elif not self.ready and payload.find(b'"history"', 0, 24) >= 0:
@@ -191,6 +216,22 @@ class Client(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
+    def _engineio(self, transport, payload):
+        """Engine.IO / Socket.IO control packets: answer pings (else the server drops idle sockets after
+        pingInterval + pingTimeout), join the default namespace once the Engine.IO session is open."""
+        kind = payload[:1]
+        if kind == b"2":
+            transport.send(TEXT, b"3" + payload[1:])
+        elif kind == b"0":
+            transport.send(TEXT, b"40")
+        elif payload[:2] == b"40":
+            self.ready = True
+        elif payload[:2] == b"44":
+            self.stats.note_error(self.name, payload)
+        elif kind == b"1" or payload[:2] == b"41":
+            self.stats.note_close(self.name, 1000, payload[:100].decode("utf-8", "replace"))
+            transport.disconnect()
+
     def on_ws_disconnected(self, transport):
         if self.open and not self.stats.expect_disconnect:
             self.stats.disconnects += 1
@@ -199,9 +240,14 @@ class Client(WSListener):
     def send(self, text):
         self.transport.send(TEXT, text.encode())
 
+    def send_group(self, text):
+        self.transport.send(TEXT, group_frame(text))
 
-async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory=None):
-    """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures."""
+
+async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory=None, marks=None):
+    """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures.
+
+    `marks`: a dict that gets "upgraded", the perf_ns() when every handshake had ended (before waiting for readiness)."""
     factory = factory or Client
     sem = asyncio.Semaphore(concurrency)
     failures = []
@@ -210,7 +256,7 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory
         async with sem:
             try:
                 _, client = await ws_connect(
-                    lambda: factory(name, stats), f"{url}/ws/{name}", websocket_handshake_timeout=timeout,
+                    lambda: factory(name, stats), url + ws_path(name), websocket_handshake_timeout=timeout,
                     read_buffer_init_size=4096,
                 )
                 return client
@@ -219,14 +265,17 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory
                 return None
 
     clients = [c for c in await asyncio.gather(*(one(n) for n in names)) if c is not None]
-    if WAIT_HISTORY and not failures:
+    if marks is not None:
+        marks["upgraded"] = perf_ns()
+    if WAIT_READY and not failures:
         # Messages sent before a client's connect-time history would reach it inside that history event, not live.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not all(c.ready for c in clients):
             await asyncio.sleep(0.02)
         waiting = [c.name for c in clients if not c.ready]
         if waiting:
-            failures += [f"{n}: no history event within {timeout:.0f} s of connecting" for n in waiting]
+            what = "Socket.IO connect (40)" if SIO else "history event"
+        failures += [f"{n}: no {what} within {timeout:.0f} s of connecting" for n in waiting]
     return clients, failures
 
 
@@ -431,7 +480,7 @@ async def scenario_fanout(args, server, stats):
     plan = Plan(args)
     rounds = plan.kept
     for r in plan:
-        texts = [f"#F{r}# {i} {FILLER}".encode() for i in range(args.messages)]
+        texts = [group_frame(f"#F{r}# {i} {FILLER}") for i in range(args.messages)]
         deliveries, acks = Completion(len(receivers)), Completion(1)
         tag = f"#F{r}#".encode()
         for c in receivers:
@@ -1004,7 +1053,7 @@ async def scenario_direct(args, server, stats):
             deliveries.arm(rc, args.messages, tag)
             s.handler = _ack_counter
             acks.arm(s, args.messages)
-            texts = [json.dumps({"to": rc.name, "msg": f"#D{r}# {i} {FILLER}"}).encode() for i in range(args.messages)]
+            texts = [direct_frame(rc.name, f"#D{r}# {i} {FILLER}") for i in range(args.messages)]
             batches.append((s.transport.send, texts))
         measure = Round(server)
         t0 = await measure.start()
@@ -1086,7 +1135,7 @@ async def scenario_latency(args, server, stats):
                 await asyncio.sleep((due - now) / 1e9)
             elif now - due > interval_ns:
                 late += 1
-            send(TEXT, f"{prefix}{perf_ns():019d} {seq} {FILLER}".encode())
+            send(TEXT, group_frame(f"{prefix}{perf_ns():019d} {seq} {FILLER}"))
         t_sent = perf_ns()
         if why := await wait_all(args.timeout, stats, deliveries, acks):
             missing, short = shortfall(receivers)
@@ -1154,6 +1203,44 @@ async def scenario_memory(args, server, stats):
     return result
 
 
+async def scenario_open(args, server, stats):
+    """`clients` connects (distinct users), `concurrency` handshakes in flight: seconds until every one is upgraded,
+    and until every one is ready (ours: its connect-time history arrived; Socket.IO: its namespace connect `40`)."""
+    names = [f"open{i}" for i in range(args.clients)]
+    await server.settle()
+    await wait_quiet(server)
+    cpu0 = server.cpu_precise()
+    machine0 = machine_times()
+    ccpu0 = client_cpu()
+    db0 = DB_PROC.cpu() if DB_PROC else 0.0
+    t0 = perf_ns()
+    marks = {}
+    clients, failures = await connect_many(args.url, names, stats, concurrency=args.concurrency, timeout=args.timeout,
+                                           marks=marks)
+    t_ready = perf_ns()
+    t_upgraded = marks.get("upgraded", t_ready)
+    machine1 = machine_times()
+    ours = (server.cpu() - cpu0[0]) + (client_cpu() - ccpu0) + ((DB_PROC.cpu() - db0) if DB_PROC else 0.0)
+    seconds = (t_ready - t0) / 1e9
+    settle_s = await server.settle(timeout=args.timeout)
+    cpu, source = cpu_between(cpu0, server.cpu_precise())
+    rss = server.rss_kb()
+    open_now = sum(1 for c in clients if c.open)
+    log(f"open: {len(clients)} of {args.clients} ready in {seconds:.3f} s ({args.concurrency} in flight), "
+        f"{len(failures)} failed; server cpu {cpu:.2f} s ({cpu / max(1, len(clients)) * 1e6:.0f} us per connect), "
+        f"busy {settle_s:.1f} s more; RSS {rss / 1024:.1f} MiB; {open_now} still open")
+    await close_all(clients, stats)
+    result = dict(
+        **interference(seconds, machine0, machine1, ours), ok=not failures, seconds=seconds,
+        upgraded_s=(t_upgraded - t0) / 1e9, opened=len(clients), failures=len(failures), failure_examples=failures[:5],
+        server_cpu_s=cpu, cpu_source=source, cpu_us_per_connect=cpu / max(1, len(clients)) * 1e6, busy_after_s=settle_s,
+        rss_kb=rss, open_after=open_now,
+    )
+    if failures:
+        result["failure"] = f"{len(failures)} of {args.clients} connects failed"
+    return result
+
+
 async def scenario_storm(args, server, stats):
     """`clients` connects (distinct users) started at once; seconds until every one is upgraded (101 received)."""
     t_done = []
@@ -1162,7 +1249,7 @@ async def scenario_storm(args, server, stats):
     async def one(name):
         try:
             _, client = await ws_connect(
-                lambda: Client(name, stats), f"{args.url}/ws/{name}", websocket_handshake_timeout=args.timeout,
+                lambda: Client(name, stats), args.url + ws_path(name), websocket_handshake_timeout=args.timeout,
                 read_buffer_init_size=4096,
             )
             t_done.append(perf_ns())
@@ -1201,12 +1288,14 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
-    global DB_PROC, WAIT_HISTORY
+    global DB_PROC, WAIT_HISTORY, SIO, WAIT_READY
     WAIT_HISTORY = args.wait_history
+    SIO = args.protocol == "socketio"
+    WAIT_READY = WAIT_HISTORY or SIO
     QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_budget
     if args.scenario == "cluster":
         server = ProcGroup(ServerProc(pid) for cfg in json.loads(args.configs) for pid in cfg["pids"])
@@ -1246,6 +1335,9 @@ def main():
     p.add_argument("--redis-url", default=None, help="cluster: the Redis server, for its command counters")
     p.add_argument("--db-pid", type=int, default=None, help="the database server's process id: its CPU is reported apart")
     p.add_argument("--wait-history", action="store_true", help="wait for each connection's history event before measuring")
+    p.add_argument("--protocol", choices=("plain", "socketio"), default="plain",
+                   help="plain: /ws/NAME, our frames (ours and the naive and websockets peers); socketio: Engine.IO 4 / "
+                        "Socket.IO 5 over the websocket transport (/socket.io/?EIO=4&transport=websocket&name=NAME)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--quiet-wait", type=float, default=15.0,

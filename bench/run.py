@@ -39,8 +39,12 @@ SERVERS = {
     "mariadb": "ours/MariaDB",
     "naive": "naive seed",
     "websockets": "websockets",
+    "socketio": "Flask-SocketIO",
 }
-SCENARIOS = ("fanout", "rooms", "direct", "latency", "memory", "storm", "cluster")
+PEERS = ("naive", "websockets", "socketio")
+SCENARIOS = ("fanout", "rooms", "direct", "latency", "open", "memory", "storm", "herd", "cluster", "ceiling")
+PER_START = ("open", "memory", "storm")  # a fresh server per round
+CONNECT_SCENARIOS = ("open", "memory", "storm", "herd")  # on a database that already holds history (--seed)
 OURS = ("sqlite", "mariadb")
 ROOMS_SERVERS = OURS  # the peers have no rooms: the rooms scenario skips them
 
@@ -55,6 +59,9 @@ FIGURES = [
     ("memory_5000", "memory: RSS per idle conn @5000", "KB", "<= 16", "low"),
     ("memory_10000", "memory: RSS per idle conn @10000", "KB", "<= 16", "low"),
     ("storm", "storm: s until 2000 connects upgraded", "s", "<= 1", "low"),
+    ("open_s", "open: s until 5000 connections ready (200 in flight)", "s", None, "low"),
+    ("open_upgraded", "open: s until the 5000 are upgraded", "s", None, "low"),
+    ("open_cpu", "open: server CPU per connect", "us", None, "low"),
     ("memory_connect", "memory: s to open the 10000 (100 at a time)", "s", None, "low"),
     ("rooms_cpu", "rooms: server CPU per delivery, room burst", "us", None, "low"),
     ("rooms_msgcpu", "rooms: server CPU per room message", "us", None, "low"),
@@ -71,6 +78,7 @@ FULL = dict(
     latency=dict(rounds=3, warmup=1, clients=100, rate=200, duration=5),
     memory=dict(rounds=2, steps="5000,10000"),
     storm=dict(rounds=5, clients=2000),
+    open=dict(rounds=3, clients=5000, concurrency=200),
     cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=7, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
 )
@@ -80,6 +88,7 @@ QUICK = dict(
     latency=dict(rounds=1, warmup=1, clients=100, rate=200, duration=2),
     memory=dict(rounds=1, steps="5000"),
     storm=dict(rounds=1, clients=2000),
+    open=dict(rounds=1, clients=5000, concurrency=200),
     cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=2, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
 )
@@ -283,6 +292,8 @@ class Server:
             return [PY, os.path.join(HERE, "peers", "naive_seed.py"), "--port", "0"]
         if self.kind == "websockets":
             return [PY, os.path.join(HERE, "peers", "websockets_server.py"), "--port", "0"]
+        if self.kind == "socketio":
+            return [PY, os.path.join(HERE, "peers", "socketio_server.py"), "--port", "0"]
         raise ValueError(self.kind)
 
     def start(self, timeout=30.0):
@@ -367,6 +378,8 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
         cmd += ["--names", opts.memory_names]
     if kind in ("sqlite", "mariadb") and scenario != "storm":
         cmd += ["--wait-history"]
+    if kind == "socketio":
+        cmd += ["--protocol", "socketio"]
     if kind == "mariadb" and opts.db_pid:
         cmd += ["--db-pid", str(opts.db_pid)]
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
@@ -401,7 +414,7 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
 
 def run_scenario(opts, kind, scenario, params, logdir):
     """All rounds of one scenario against one server kind. Fresh server per scenario (per round for memory/storm)."""
-    per_round_server = scenario in ("memory", "storm")
+    per_round_server = scenario in PER_START
     runs = params["rounds"] if per_round_server else 1
     results = []
     notes = []
@@ -901,7 +914,7 @@ def cluster_spread(figs):
 
 def _rounds_of(result, scenario):
     """The per-round rows of a scenario result (memory/storm: one row per server start)."""
-    if scenario in ("memory", "storm"):
+    if scenario in PER_START:
         starts = result.get("per_server_start", [result])
         return [r for r in starts if r.get("ok")]
     return result.get("rounds", []) if result.get("ok") else []
@@ -952,6 +965,9 @@ def figures_for(scenario, result):
         return out
     if scenario == "storm":
         return dict(storm=fig([r["seconds"] for r in rows]))
+    if scenario == "open":
+        return dict(open_s=fig([r["seconds"] for r in rows]), open_upgraded=fig([r["upgraded_s"] for r in rows]),
+                    open_cpu=fig([r["cpu_us_per_connect"] for r in rows]))
     if scenario == "rooms":
         leaks = [r["foreign_messages"] for r in rows]
         return dict(rooms_cpu=fig([r["rooms_cpu_us_per_delivery"] for r in rows]),
@@ -983,7 +999,7 @@ def fmt(value, unit):
 def build_table(servers, figures, failures):
     """Rows of cells: figure, target, each server, then ours÷peer ratios."""
     ours = [s for s in servers if s in ("sqlite", "mariadb")]
-    peers = [s for s in servers if s in ("naive", "websockets")]
+    peers = [s for s in servers if s in PEERS]
     ratio_cols = [(o, p) for o in ours for p in peers]
     header = ["figure", "target"] + [SERVERS[s] for s in servers] + [f"{SERVERS[o].split('/')[1]}÷{SERVERS[p].split()[0]}" for o, p in ratio_cols]
     rows = [header]
@@ -1100,6 +1116,9 @@ def parse_args(argv=None):
     p.add_argument("--rooms-users", type=int, default=None,
                    help="rooms scenario: connected users (default 1000; a multiple of 10, the room size), e.g. 100 for a "
                         "smoke run")
+    p.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
+                   help="override one parameter of a scenario's plan, e.g. --set open.clients=200 --set herd.clients=200 "
+                        "(repeatable; keys as in FULL/QUICK in this file; for smoke runs at small sizes)")
     p.add_argument("--server-core", type=int, default=1, help="the core the servers are pinned to (default 1)")
     p.add_argument("--client-core", type=int, default=0, help="the core the load client and this script are pinned to (default 0)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="where the JSON and markdown copies go")
@@ -1180,6 +1199,20 @@ def main(argv=None):
             v["rounds"] = opts.rounds
     if opts.rooms_users:
         plan["rooms"]["clients"] = opts.rooms_users
+    for item in opts.set:
+        key, _, value = item.partition("=")
+        scen, _, field = key.partition(".")
+        if scen not in plan or not field or not value:
+            say(f"bad --set {item!r}: want SCENARIO.KEY=VALUE with SCENARIO one of {', '.join(plan)}")
+            return 2
+        try:
+            value = int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        plan[scen][field] = value
     info = machine_info(opts.mysql_admin)
     if "mariadb" in opts.servers and str(info.get("mariadb", "")).startswith("unreachable"):
         say(f"MariaDB {info['mariadb']}: skipping ours/MariaDB")

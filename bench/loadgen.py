@@ -1203,6 +1203,109 @@ async def scenario_memory(args, server, stats):
     return result
 
 
+async def scenario_seed(args, server, stats):
+    """Give a fresh server of ours some history through the real protocol (not measured): `users` users, `rooms` rooms
+    (room k created by user k; every user also joins two more), `seed_messages` messages (20% general, 60% to the
+    sender's rooms, 20% direct to the next user), each user keeping `window` unacknowledged, then read markers for
+    general, each room and the direct conversation of every user, at ids spread over the history."""
+    n, n_rooms, total, window = args.clients, args.rooms, args.seed_messages, args.window
+    t_start = time.monotonic()
+    users, failures = await connect_many(args.url, [f"seed{i}" for i in range(n)], stats, timeout=args.timeout)
+    if failures:
+        return connect_failed(failures)
+    users.sort(key=lambda c: int(c.name[4:]))
+    rooms = [f"seedroom{k}" for k in range(n_rooms)]
+    member = [sorted({i % n_rooms, (i + 7) % n_rooms, (i * 3 + 1) % n_rooms}) for i in range(n)] if n_rooms else [[]] * n
+    top = [0]
+
+    def acks_then(client, payload):
+        if b'"ack"' in payload[:16]:
+            j = payload.find(b'"id":')
+            if j >= 0:
+                k = j + 5
+                e = k
+                while payload[e : e + 1].isdigit():
+                    e += 1
+                if e > k:
+                    top[0] = max(top[0], int(payload[k:e]))
+            client.count += 1
+            client.next_step()
+            if client.count == client.target and client.done is not None:
+                client.done()
+        elif b'"read"' in payload[:16]:
+            client.count += 1
+            client.next_step()
+            if client.count == client.target and client.done is not None:
+                client.done()
+
+    async def run_step(what, frames_of, window_of):
+        """Every user sends its frames, at most `window_of` unanswered; waits for an answer to each."""
+        done = Completion(n)
+        for i, c in enumerate(users):
+            frames = frames_of(i)
+            c.handler = acks_then
+            done.arm(c, len(frames))
+            if not frames:
+                done._one()
+            it = iter(frames)
+
+            def next_step(c=c, it=it):
+                frame = next(it, None)
+                if frame is not None:
+                    c.transport.send(TEXT, frame)
+
+            c.next_step = next_step
+            for _ in range(window_of):
+                next_step()
+        if why := await wait_all(max(args.timeout, 300), stats, done):
+            return f"seed ({what}): {why}"
+        return None
+
+    # The rooms: creators first, then every other membership.
+    creates = lambda i: [json.dumps({"type": "create", "room": rooms[i]}).encode()] if i < n_rooms else []  # noqa: E731
+    joins = lambda i: [json.dumps({"type": "join", "room": rooms[k]}).encode() for k in member[i] if k != i]  # noqa: E731
+    for what, frames_of in (("create", creates), ("join", joins)):
+        if why := await run_step(what, frames_of, 1):
+            return dict(ok=False, failure=why)
+
+    per_user = total // n
+    extra = total - per_user * n
+
+    def messages(i):
+        out = []
+        for j in range(per_user + (1 if i < extra else 0)):
+            k = j % 10
+            text = f"seed {i}.{j} {FILLER}"
+            if k < 2 or not member[i]:
+                out.append(text.encode())
+            elif k < 8:
+                out.append(json.dumps({"type": "message", "room": rooms[member[i][j % len(member[i])]], "msg": text}).encode())
+            else:
+                out.append(json.dumps({"to": users[(i + 1) % n].name, "msg": text}).encode())
+        return out
+
+    t_msgs = time.monotonic()
+    if why := await run_step("messages", messages, window):
+        return dict(ok=False, failure=why)
+    msgs_s = time.monotonic() - t_msgs
+
+    def reads(i):
+        at = lambda salt: max(1, int(top[0] * (0.5 + ((i * 37 + salt * 11) % 50) / 100)))  # noqa: E731
+        out = [json.dumps({"type": "read", "room": "general", "id": at(0)}).encode()]
+        out += [json.dumps({"type": "read", "room": rooms[k], "id": at(k + 1)}).encode() for k in member[i]]
+        out.append(json.dumps({"type": "read", "with": users[(i + 1) % n].name, "id": at(99)}).encode())
+        return out
+
+    if why := await run_step("read markers", reads, 4):
+        return dict(ok=False, failure=why)
+    await server.settle(timeout=args.timeout)
+    await close_all(users, stats)
+    seconds = time.monotonic() - t_start
+    log(f"seed: {n} users, {n_rooms} rooms, {total:,} messages (ids up to {top[0]:,}; {total / msgs_s:,.0f}/s), "
+        f"{sum(len(m) + 2 for m in member):,} read markers in {seconds:.1f} s")
+    return dict(ok=True, users=n, rooms=n_rooms, messages=total, last_id=top[0], seconds=seconds, messages_s=msgs_s)
+
+
 async def scenario_open(args, server, stats):
     """`clients` connects (distinct users), `concurrency` handshakes in flight: seconds until every one is upgraded,
     and until every one is ready (ours: its connect-time history arrived; Socket.IO: its namespace connect `40`)."""
@@ -1288,7 +1391,7 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
@@ -1355,6 +1458,9 @@ def main():
     p.add_argument("--names", choices=("shared", "distinct"), default="shared", help="memory: user names of the idle connections")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--rooms", type=int, default=20, help="seed: rooms")
+    p.add_argument("--seed-messages", type=int, default=50000, help="seed: messages")
+    p.add_argument("--window", type=int, default=16, help="seed, ceiling: unacknowledged messages per sender")
     args = p.parse_args()
     if (args.scenario == "cluster") != (args.configs is not None) or (args.scenario != "cluster" and None in (args.pid, args.url)):
         p.error("cluster needs --configs (instead of --url and --pid); every other scenario needs --url and --pid")

@@ -81,6 +81,7 @@ FULL = dict(
     open=dict(rounds=3, clients=5000, concurrency=200),
     cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=7, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
+    seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -91,6 +92,7 @@ QUICK = dict(
     open=dict(rounds=1, clients=5000, concurrency=200),
     cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=2, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
+    seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
 )
 
 
@@ -214,6 +216,20 @@ def create_database(admin):
     return name
 
 
+def clone_database(admin, source, target):
+    """Copy every table of `source` (rows, indexes, auto-increment counters) into the empty database `target`."""
+    import pymysql
+
+    conn = pymysql.connect(connect_timeout=5, autocommit=True, **admin)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute(f"SHOW FULL TABLES FROM `{source}` WHERE Table_type = 'BASE TABLE'")
+        for (table, _kind) in cur.fetchall():
+            cur.execute(f"CREATE TABLE `{target}`.`{table}` LIKE `{source}`.`{table}`")
+            cur.execute(f"INSERT INTO `{target}`.`{table}` SELECT * FROM `{source}`.`{table}`")
+    conn.close()
+
+
 def drop_database(admin, name):
     import pymysql
 
@@ -259,9 +275,14 @@ class Server:
 
     READY = re.compile(r"listening on http://([0-9.]+):(\d+)/")
 
-    def __init__(self, kind, opts, log_path, database_url=None, extra=(), core=None):
+    def __init__(self, kind, opts, log_path, database_url=None, extra=(), core=None, template=None, keep=False):
         """`database_url`: use this database (made and removed by the caller) instead of a fresh one; `extra`: more
-        flags for our server; `core`: pin to this core instead of the server core."""
+        flags for our server; `core`: pin to this core instead of the server core; `template`: the fresh database starts
+        as a copy of this one (a SQLite directory or a MariaDB database name, see Seeds); `keep`: stop() leaves the
+        fresh database in place (removed at the end of the run)."""
+        self.template = template
+        self.keep = keep
+        self.cmd = None
         self.kind = kind
         self.opts = opts
         self.log_path = log_path
@@ -280,10 +301,16 @@ class Server:
         if self.kind == "sqlite":
             self.tmpdir = tempfile.mkdtemp(prefix="chat-bench-")
             CLEANUP.dirs.append(self.tmpdir)
+            if self.template:
+                for f in os.listdir(self.template):
+                    if f.startswith("chat.db"):
+                        shutil.copyfile(os.path.join(self.template, f), os.path.join(self.tmpdir, f))
             return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", f"sqlite:///{self.tmpdir}/chat.db",
                     *self.opts.our_flags]
         if self.kind == "mariadb":
             self.database = create_database(self.opts.mysql_admin)
+            if self.template:
+                clone_database(self.opts.mysql_admin, self.template, self.database)
             a = self.opts.mysql_admin
             auth = a["user"] + (":" + a["password"] if a["password"] else "")
             url = f"mysql://{auth}@{a['host']}:{a['port']}/{self.database}"
@@ -298,6 +325,7 @@ class Server:
 
     def start(self, timeout=30.0):
         cmd = ["taskset", "-c", str(self.core)] + self.command()
+        self.cmd = cmd
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -345,6 +373,8 @@ class Server:
             code, graceful = stop_process(self.proc)
             CLEANUP.procs.pop(self.proc.pid, None)
             self.log.close()
+        if self.keep:
+            return code, graceful
         if self.database:
             drop_database(self.opts.mysql_admin, self.database)
         if self.tmpdir:
@@ -412,16 +442,48 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
         return dict(ok=False, failure=f"load client exited {proc.returncode} without a result", stderr=err.decode(errors="replace")[-2000:])
 
 
-def run_scenario(opts, kind, scenario, params, logdir):
-    """All rounds of one scenario against one server kind. Fresh server per scenario (per round for memory/storm)."""
+class Seeds:
+    """A database per store that already holds history, made once per run through the real protocol (bench/loadgen.py
+    seed: users, rooms, messages and read markers); every connect scenario's fresh server starts on a copy of it."""
+
+    def __init__(self, opts, params, logdir):
+        self.opts, self.params, self.logdir = opts, params, logdir
+        self.templates = {}  # kind -> SQLite directory or MariaDB database name
+        self.results = {}  # kind -> the seed run's result
+
+    def template(self, kind):
+        if kind not in self.templates:
+            server = Server(kind, self.opts, os.path.join(self.logdir, f"{kind}-seed.server.log"), keep=True)
+            try:
+                server.start()
+                say(f"[{SERVERS[kind]}] seeding: {self.params['clients']} users, {self.params['rooms']} rooms, "
+                    f"{self.params['seed_messages']:,} messages and read markers (not measured)")
+                t0 = time.monotonic()
+                result = run_load(self.opts, server, "seed", self.params, 1,
+                                  os.path.join(self.logdir, f"{kind}-seed.load.log"), per_round_s=900)
+                result["wall_s"] = round(time.monotonic() - t0, 1)
+            finally:
+                server.stop()  # gracefully: everything is committed (and SQLite's WAL folded back) before the copies
+            self.results[kind] = result
+            if not result.get("ok"):
+                raise RuntimeError(f"seeding the {kind} database failed: {result.get('failure')}\n{server.log_tail()}")
+            self.templates[kind] = server.tmpdir if kind == "sqlite" else server.database
+        return self.templates[kind]
+
+
+def run_scenario(opts, kind, scenario, params, logdir, seeds=None):
+    """All rounds of one scenario against one server kind. Fresh server per scenario (per round for open, memory and
+    storm); `seeds`: start every server of ours on a copy of the seeded database."""
     per_round_server = scenario in PER_START
     runs = params["rounds"] if per_round_server else 1
     results = []
     notes = []
     for i in range(runs):
         tag = f"{kind}-{scenario}" + (f"-{i + 1}" if per_round_server else "")
-        server = Server(kind, opts, os.path.join(logdir, f"{tag}.server.log"))
+        server = None
         try:
+            template = seeds.template(kind) if seeds is not None and kind in OURS else None
+            server = Server(kind, opts, os.path.join(logdir, f"{tag}.server.log"), template=template)
             server.start()
             say(f"[{SERVERS[kind]}] {scenario}{f' round {i + 1}/{runs}' if per_round_server else ''}: "
                 f"pid {server.proc.pid} on core {opts.server_core}, {server.url}")
@@ -433,13 +495,14 @@ def run_scenario(opts, kind, scenario, params, logdir):
         except Exception as e:  # noqa: BLE001
             result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
         finally:
-            code, graceful = server.stop()
+            code, graceful = server.stop() if server is not None else (None, None)
         if code not in (0, None, -signal.SIGTERM) or graceful is False:
             notes.append(f"{tag}: server exit code {code} ({'after SIGTERM' if graceful else 'killed'})")
-        for line in server.anomalies():
-            notes.append(f"{tag}: log: {line}")
-        if not result.get("ok"):
-            result["server_log_tail"] = server.log_tail()
+        if server is not None:
+            for line in server.anomalies():
+                notes.append(f"{tag}: log: {line}")
+            if not result.get("ok"):
+                result["server_log_tail"] = server.log_tail()
         results.append(result)
         if not result.get("ok"):
             break
@@ -1116,6 +1179,10 @@ def parse_args(argv=None):
     p.add_argument("--rooms-users", type=int, default=None,
                    help="rooms scenario: connected users (default 1000; a multiple of 10, the room size), e.g. 100 for a "
                         "smoke run")
+    p.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True,
+                   help="give our servers history before the connect scenarios (open, memory, storm, herd): a database "
+                        "seeded once per store through the protocol (the plan's seed: 200 users, 20 rooms, 50,000 "
+                        "messages, read markers), copied for every fresh server (default on; --no-seed: empty databases)")
     p.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
                    help="override one parameter of a scenario's plan, e.g. --set open.clients=200 --set herd.clients=200 "
                         "(repeatable; keys as in FULL/QUICK in this file; for smoke runs at small sizes)")
@@ -1234,6 +1301,7 @@ def main(argv=None):
     say(f"mode: {'quick' if opts.quick else 'full'}; servers: {', '.join(opts.servers)}; scenarios: {', '.join(opts.scenarios)}; logs in {logdir}")
 
     t_start = time.monotonic()
+    seeds = Seeds(opts, plan["seed"], logdir) if opts.seed else None
     raw = {s: {} for s in opts.servers}
     figures = {s: {} for s in opts.servers}
     failures = {s: {} for s in opts.servers}
@@ -1256,7 +1324,8 @@ def main(argv=None):
                     say(f"[{SERVERS[kind]}] rooms: skipped (the peers have no rooms)")
                     continue
                 t0 = time.monotonic()
-                result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir)
+                result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir,
+                                                  seeds if scenario in CONNECT_SCENARIOS else None)
                 result["scenario_wall_s"] = round(time.monotonic() - t0, 1)
                 raw[kind][scenario] = result
                 notes += scen_notes
@@ -1288,6 +1357,13 @@ def main(argv=None):
                          "(see the load logs): the figure is disturbed; rerun on a quiet machine.")
     if "rooms" in opts.scenarios:
         footnotes.append(rooms_note(plan["rooms"], opts.servers))
+    if seeds is not None and seeds.results:
+        sp = plan["seed"]
+        took = ", ".join(f"{SERVERS[k]} {r.get('wall_s', 0):.0f} s" for k, r in seeds.results.items())
+        footnotes.append(f"History: ours ran the connect scenarios ({', '.join(CONNECT_SCENARIOS)}) on a copy of a database "
+                         f"seeded through the protocol: {sp['clients']} users, {sp['rooms']} rooms, {sp['seed_messages']:,} "
+                         f"messages (20% general, 60% rooms, 20% direct), read markers for each user's conversations "
+                         f"(seeding, not measured: {took}). --no-seed: empty databases.")
     failure_text = []
     for kind in opts.servers:
         for scenario, result in failures[kind].items():
@@ -1382,7 +1458,7 @@ def main(argv=None):
     if notes:
         md += ["", "## Server log notes", "", "```", *notes[:200], "```"]
     payload = dict(machine=info, mode="quick" if opts.quick else "full", plan=plan, servers=opts.servers,
-                   scenarios=opts.scenarios, memory_names=opts.memory_names, elapsed_s=elapsed, interrupted=interrupted,
+                   scenarios=opts.scenarios, memory_names=opts.memory_names, seeds=seeds.results if seeds else None, elapsed_s=elapsed, interrupted=interrupted,
                    figures={s: {k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in f.items()} for s, f in figures.items()},
                    raw=raw, notes=notes, table=table, cluster=cluster_result, cluster_table=cluster_rows,
                    cluster_figures={k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in cluster_figs.items()})

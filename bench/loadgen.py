@@ -1306,6 +1306,253 @@ async def scenario_seed(args, server, stats):
     return dict(ok=True, users=n, rooms=n_rooms, messages=total, last_id=top[0], seconds=seconds, messages_s=msgs_s)
 
 
+class HerdMember:
+    """What one herd client knows across its connections: its resume token, the last id it saw, every tagged id."""
+
+    def __init__(self, name):
+        self.name = name
+        self.resume = None
+        self.last = 0  # the highest tagged id seen
+        self.seen = set()
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.client = None
+        self.attempts = 0
+        self.refusals = []  # close frames and failed connects while reconnecting
+        self.dropped = 0
+
+    def see(self, mid):
+        if mid in self.seen:
+            self.duplicates += 1
+            return
+        if mid < self.last:
+            self.out_of_order += 1
+        self.seen.add(mid)
+        self.last = max(self.last, mid)
+
+
+HERD_TAG = b"#H# "
+
+
+class HerdClient(Client):
+    """A herd connection: records its guest resume token and every tagged message id, live or in a history event."""
+
+    def __init__(self, member, stats):
+        super().__init__(member.name, stats)
+        self.member = member
+
+    def on_ws_frame(self, transport, frame):
+        kind = frame.msg_type
+        if kind is TEXT:
+            payload = frame.get_payload_as_bytes()
+            head = payload[:20]
+            if b'"history"' in head:
+                if HERD_TAG in payload:
+                    for m in json.loads(payload).get("messages", ()):
+                        if isinstance(m, dict) and m.get("type") == "message" and str(m.get("msg", "")).startswith("#H# "):
+                            self.member.see(int(m["id"]))
+            elif b'"welcome"' in head:  # its conversation list may quote a tagged message: not a delivery
+                self.member.resume = json.loads(payload).get("resume") or self.member.resume
+            elif head.startswith(b'{"type":"message"') and HERD_TAG in payload:
+                j = payload.index(b'"id":') + 5
+                k = j
+                while payload[k : k + 1].isdigit():
+                    k += 1
+                self.member.see(int(payload[j:k]))
+                return
+        elif kind is CLOSE:
+            self.member.refusals.append(f"close {frame.get_close_code()} {frame.get_close_message()!r}")
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            self.open = False
+            return
+        Client.on_ws_frame(self, transport, frame)
+
+    def on_ws_disconnected(self, transport):
+        if self.open and not self.stats.expect_disconnect:
+            self.member.dropped += 1
+        self.open = False
+
+
+async def scenario_herd(args, server, stats):
+    """Reconnect herd: `clients` connections of distinct guests see `herd_before` group messages; the server is killed
+    (--restart-signal) and started again (--restart-cmd, same port and database); a writer sends `herd_outage` messages
+    that the herd misses, then every herd client reconnects at once with ?since=<last id it saw>&resume=<its token>
+    while the writer sends `herd_after` more, as fast as acks allow. Time until all are connected and until all are
+    caught up; every client must have every message exactly once and in order (missing/duplicated/out-of-order: 0)."""
+    import signal as signal_lib
+    import socket
+    import subprocess
+
+    url = args.url
+    members = [HerdMember(f"herd{i}") for i in range(args.clients)]
+    writer = HerdMember("herdwriter")
+    acked = []
+
+    async def connect(member, query="", timeout=args.timeout):
+        _, client = await ws_connect(lambda: HerdClient(member, stats), url + ws_path(member.name, query),
+                                     websocket_handshake_timeout=timeout, read_buffer_init_size=4096)
+        member.client = client
+        return client
+
+    async def ready(clients, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(c.ready or not c.open for c in clients):
+            await asyncio.sleep(0.02)
+        return all(c.ready for c in clients)
+
+    def ack_ids(client, payload):
+        if b'"ack"' in payload[:16]:
+            j = payload.index(b'"id":') + 5
+            k = j
+            while payload[k : k + 1].isdigit():
+                k += 1
+            acked.append(int(payload[j:k]))
+            client.count += 1
+            if client.next is not None:
+                client.next()
+
+    async def write(n, phase):
+        """n group messages from the writer, each sent once the previous one is acknowledged; returns their ids."""
+        c = writer.client
+        start = len(acked)
+        done = asyncio.get_running_loop().create_future()
+        texts = iter([f"#H# {phase} {i} {FILLER}" for i in range(n)])
+
+        def nxt():
+            t = next(texts, None)
+            if t is None:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                c.send(t)
+
+        c.handler, c.next = ack_ids, nxt
+        nxt()
+        await asyncio.wait_for(done, args.timeout)
+        return acked[start:]
+
+    async def caught_up(expected, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(expected <= m.seen for m in members):
+                return perf_ns()
+            await asyncio.sleep(0.02)
+        return None
+
+    # 1. Everyone connected, and the messages before the restart seen.
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def first(m):
+        async with sem:
+            return await connect(m)
+
+    try:
+        clients = await asyncio.gather(*(first(m) for m in members + [writer]))
+    except Exception as e:  # noqa: BLE001
+        return dict(ok=False, failure=f"connecting the herd: {type(e).__name__}: {e}")
+    if not await ready(clients, args.timeout):
+        return dict(ok=False, failure="the herd's connect-time history did not all arrive")
+    before = set(await write(args.herd_before, "before"))
+    if await caught_up(before, args.timeout) is None:
+        return dict(ok=False, failure="the messages before the restart did not reach every client")
+    guests = sum(1 for m in members if m.resume)
+    log(f"herd: {len(members)} connected ({guests} with a resume token), {len(before)} messages seen by all; "
+        f"restarting the server (SIG{args.restart_signal})")
+
+    # 2. The restart: kill, wait until every socket saw it, start again on the same port and database.
+    stats.expect_disconnect = True
+    t_kill = time.monotonic()
+    os.kill(args.pid, getattr(signal_lib, "SIG" + args.restart_signal))
+    while any(m.client.open for m in members + [writer]) and time.monotonic() - t_kill < args.timeout:
+        await asyncio.sleep(0.02)
+    while ServerProc(args.pid).alive() and time.monotonic() - t_kill < args.timeout:
+        await asyncio.sleep(0.02)
+    down_s = time.monotonic() - t_kill
+    with open(args.restart_log, "ab") as logf:
+        proc = subprocess.Popen(json.loads(args.restart_cmd), stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1"))
+    with open(args.new_pid_file, "w") as f:
+        f.write(str(proc.pid))
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    t_start = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t_start > args.timeout:
+                return dict(ok=False, failure=f"the restarted server did not listen (exit {proc.poll()})")
+            await asyncio.sleep(0.02)
+    start_s = time.monotonic() - t_start
+    server = ServerProc(proc.pid)
+    stats.expect_disconnect = False
+
+    # 3. Messages the herd misses while it is away.
+    await connect(writer, f"resume={writer.resume}")
+    if not await ready([writer.client], args.timeout):
+        return dict(ok=False, failure="the writer could not reconnect")
+    outage = await write(args.herd_outage, "outage")
+
+    # 4. Everyone reconnects at once with ?since=, while the writer goes on.
+    async def again(m):
+        delay = 0.05
+        deadline = time.monotonic() + args.timeout
+        while True:
+            m.attempts += 1
+            try:
+                c = await connect(m, f"since={m.last}&resume={m.resume}")
+                while c.open and not c.ready:
+                    await asyncio.sleep(0.01)
+                if c.ready:
+                    return perf_ns()
+            except Exception as e:  # noqa: BLE001 - retried, and counted
+                m.refusals.append(f"{type(e).__name__}: {str(e)[:80]}")
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(delay * (0.5 + (hash(m.name) % 100) / 100))
+            delay = min(1.0, delay * 2)
+
+    cpu0 = server.cpu_precise()
+    t0 = perf_ns()
+    herd = asyncio.ensure_future(asyncio.gather(*(again(m) for m in members)))
+    after = await write(args.herd_after, "after")
+    connected = await herd
+    expected = set(outage) | set(after)
+    t_caught = await caught_up(expected, args.timeout)
+    await server.settle(timeout=args.timeout)
+    await asyncio.sleep(0.5)  # late duplicates, if any
+    cpu, source = cpu_between(cpu0, server.cpu_precise())
+    missing = sum(len(expected - m.seen) for m in members)
+    extra = sum(len({i for i in m.seen if i > max(before)} - expected) for m in members)
+    dup = sum(m.duplicates for m in members)
+    disorder = sum(m.out_of_order for m in members)
+    dropped = sum(m.dropped for m in members)
+    failed = sum(1 for t in connected if t is None)
+    retries = sum(m.attempts - 1 for m in members)
+    refusals = [f"{m.name}: {r}" for m in members for r in m.refusals][:5]
+    all_connected_s = (max(t for t in connected if t) - t0) / 1e9 if any(connected) else None
+    caught_s = (t_caught - t0) / 1e9 if t_caught else None
+    result = dict(
+        ok=not (missing or extra or dup or disorder or dropped or failed or t_caught is None), clients=len(members),
+        messages_before=len(before), messages_outage=len(outage), messages_after=len(after), down_s=down_s,
+        restart_listen_s=start_s, all_connected_s=all_connected_s, caught_up_s=caught_s, missing=missing,
+        unexpected=extra, duplicated=dup, out_of_order=disorder, dropped_after_reconnect=dropped,
+        reconnect_failures=failed, reconnect_retries=retries, refusal_examples=refusals, server_cpu_s=cpu,
+        cpu_source=source, new_pid=proc.pid,
+    )
+    log(f"herd: {len(members)} reconnected with ?since= in {all_connected_s or 0:.2f} s ({retries} retries, {failed} "
+        f"gave up), all caught up in {caught_s or 0:.2f} s; {len(outage)} messages during the outage, {len(after)} "
+        f"during the herd; missing {missing}, duplicated {dup}, out of order {disorder}, unexpected {extra}, dropped "
+        f"{dropped}; server cpu {cpu:.2f} s; restart: down {down_s:.2f} s, listening after {start_s:.2f} s")
+    if not result["ok"]:
+        result["failure"] = (f"missing {missing}, duplicated {dup}, out of order {disorder}, unexpected {extra}, dropped "
+                             f"{dropped}, gave up {failed}" + ("" if t_caught else ", not all caught up in time"))
+    stats.expect_disconnect = True
+    await close_all([m.client for m in members + [writer] if m.client is not None], stats)
+    return result
+
+
 async def scenario_open(args, server, stats):
     """`clients` connects (distinct users), `concurrency` handshakes in flight: seconds until every one is upgraded,
     and until every one is ready (ours: its connect-time history arrived; Socket.IO: its namespace connect `40`)."""
@@ -1391,7 +1638,7 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(herd=scenario_herd, seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
@@ -1415,7 +1662,7 @@ async def amain(args):
     result["elapsed_s"] = time.monotonic() - t0
     result["quiet_waited_s"] = QUIET["waited"]
     result.update(stats.as_dict())
-    if not server.alive():
+    if not (ServerProc(result["new_pid"]) if "new_pid" in result else server).alive():
         result["ok"] = False
         result["failure"] = (result.get("failure") or "") + " (server process died)"
     if stats.errors or stats.closes or stats.disconnects:
@@ -1459,6 +1706,13 @@ def main():
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--rooms", type=int, default=20, help="seed: rooms")
+    p.add_argument("--herd-before", type=int, default=20, help="herd: messages every client sees before the restart")
+    p.add_argument("--herd-outage", type=int, default=20, help="herd: messages sent after the restart, before the herd")
+    p.add_argument("--herd-after", type=int, default=50, help="herd: messages sent while the herd reconnects")
+    p.add_argument("--restart-signal", default="KILL", help="herd: the signal that stops the server (KILL or TERM)")
+    p.add_argument("--restart-cmd", default=None, help="herd: JSON argv that starts the server again (same port)")
+    p.add_argument("--restart-log", default=os.devnull, help="herd: the restarted server's log")
+    p.add_argument("--new-pid-file", default=os.devnull, help="herd: where the restarted server's pid is written")
     p.add_argument("--seed-messages", type=int, default=50000, help="seed: messages")
     p.add_argument("--window", type=int, default=16, help="seed, ceiling: unacknowledged messages per sender")
     args = p.parse_args()

@@ -47,6 +47,7 @@ PER_START = ("open", "memory", "storm")  # a fresh server per round
 CONNECT_SCENARIOS = ("open", "memory", "storm", "herd")  # on a database that already holds history (--seed)
 OURS = ("sqlite", "mariadb")
 ROOMS_SERVERS = OURS  # the peers have no rooms: the rooms scenario skips them
+HERD_SERVERS = OURS  # nor storage or ?since=: the herd scenario skips them
 
 # name: (label, unit, target from issue 3 or None, better: "low"/"high", scenario, how to get it from a result)
 FIGURES = [
@@ -59,6 +60,9 @@ FIGURES = [
     ("memory_5000", "memory: RSS per idle conn @5000", "KB", "<= 16", "low"),
     ("memory_10000", "memory: RSS per idle conn @10000", "KB", "<= 16", "low"),
     ("storm", "storm: s until 2000 connects upgraded", "s", "<= 1", "low"),
+    ("herd_connected", "herd: s until 10000 reconnected with ?since= after a restart", "s", None, "low"),
+    ("herd_caught", "herd: s until all 10000 caught up", "s", None, "low"),
+    ("herd_wrong", "herd: messages missing + duplicated + out of order", "msgs", "= 0", "low"),
     ("open_s", "open: s until 5000 connections ready (200 in flight)", "s", None, "low"),
     ("open_upgraded", "open: s until the 5000 are upgraded", "s", None, "low"),
     ("open_cpu", "open: server CPU per connect", "us", None, "low"),
@@ -82,6 +86,8 @@ FULL = dict(
     cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=7, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
     seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
+    herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
+              restart_signal="KILL", timeout=180),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -93,6 +99,8 @@ QUICK = dict(
     cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=2, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
     seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
+    herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
+              restart_signal="KILL", timeout=180),
 )
 
 
@@ -471,6 +479,30 @@ class Seeds:
         return self.templates[kind]
 
 
+def stop_pid_file(path, grace=15.0):
+    """Stop the server whose pid the herd scenario's load client wrote (it restarted the server itself)."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + grace
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+
+
 def run_scenario(opts, kind, scenario, params, logdir, seeds=None):
     """All rounds of one scenario against one server kind. Fresh server per scenario (per round for open, memory and
     storm); `seeds`: start every server of ours on a copy of the seeded database."""
@@ -487,9 +519,22 @@ def run_scenario(opts, kind, scenario, params, logdir, seeds=None):
             server.start()
             say(f"[{SERVERS[kind]}] {scenario}{f' round {i + 1}/{runs}' if per_round_server else ''}: "
                 f"pid {server.proc.pid} on core {opts.server_core}, {server.url}")
-            result = run_load(opts, server, scenario, params, 1 if per_round_server else params["rounds"],
-                              os.path.join(logdir, f"{tag}.load.log"), per_round_s=150 if scenario == "rooms" else 90)
-            if server.proc.poll() is not None:
+            target = None
+            if scenario == "herd":
+                cmd = list(server.cmd)
+                cmd[cmd.index("--port") + 1] = str(server.port)  # the restarted server: same port, same database
+                new_pid_file = os.path.join(logdir, f"{tag}.restarted.pid")
+                target = ["--url", server.url, "--pid", str(server.proc.pid), "--restart-cmd", json.dumps(cmd),
+                          "--restart-log", os.path.join(logdir, f"{tag}.restarted.server.log"),
+                          "--new-pid-file", new_pid_file]
+            try:
+                result = run_load(opts, server, scenario, params, 1 if per_round_server else params["rounds"],
+                                  os.path.join(logdir, f"{tag}.load.log"), target=target,
+                                  per_round_s={"rooms": 150, "herd": 600}.get(scenario, 90))
+            finally:
+                if scenario == "herd":
+                    stop_pid_file(new_pid_file)
+            if server.proc.poll() is not None and scenario != "herd":
                 result["ok"] = False
                 result["failure"] = (result.get("failure") or "") + f"; server exited with {server.proc.returncode}"
         except Exception as e:  # noqa: BLE001
@@ -980,6 +1025,8 @@ def _rounds_of(result, scenario):
     if scenario in PER_START:
         starts = result.get("per_server_start", [result])
         return [r for r in starts if r.get("ok")]
+    if scenario == "herd":
+        return [result] if result.get("ok") else []
     return result.get("rounds", []) if result.get("ok") else []
 
 
@@ -1028,6 +1075,10 @@ def figures_for(scenario, result):
         return out
     if scenario == "storm":
         return dict(storm=fig([r["seconds"] for r in rows]))
+    if scenario == "herd":
+        r = rows[0]
+        return dict(herd_connected=fig([r["all_connected_s"]]), herd_caught=fig([r["caught_up_s"]]),
+                    herd_wrong=(r["missing"] + r["duplicated"] + r["out_of_order"], [], ""))
     if scenario == "open":
         return dict(open_s=fig([r["seconds"] for r in rows]), open_upgraded=fig([r["upgraded_s"] for r in rows]),
                     open_cpu=fig([r["cpu_us_per_connect"] for r in rows]))
@@ -1050,7 +1101,7 @@ def fmt(value, unit):
         return f"{value:,.0f}"
     if unit in ("KB",):
         return f"{value:.1f}"
-    if unit == "frames":
+    if unit in ("frames", "msgs"):
         return f"{value:.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"
@@ -1322,6 +1373,9 @@ def main(argv=None):
             for kind in opts.servers:
                 if scenario == "rooms" and kind not in ROOMS_SERVERS:
                     say(f"[{SERVERS[kind]}] rooms: skipped (the peers have no rooms)")
+                    continue
+                if scenario == "herd" and kind not in HERD_SERVERS:
+                    say(f"[{SERVERS[kind]}] herd: skipped (the peers store nothing and have no ?since=)")
                     continue
                 t0 = time.monotonic()
                 result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir,

@@ -1553,6 +1553,101 @@ async def scenario_herd(args, server, stats):
     return result
 
 
+def mysql_status(url):
+    """InnoDB row-lock counters and commits of the MariaDB server (SHOW GLOBAL STATUS), or {} without one."""
+    if not url:
+        return {}
+    import pymysql
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = pymysql.connect(host=u.hostname, port=u.port or 3306, user=u.username or "root", password=u.password or "",
+                           connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_row_lock_time', 'Innodb_row_lock_waits', "
+                        "'Com_commit', 'Handler_commit')")
+            return {k: int(v) for k, v in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+async def scenario_ceiling(args, server, stats):
+    """Cluster ceiling: `clients` senders spread over the configuration's processes, each sending direct messages to a
+    partner on the next process, at most `window` unacknowledged (so as fast as acks allow), for `duration` s.
+    Messages/s committed (acks) and delivered, each process's CPU share, Redis's and mariadbd's, and the InnoDB row-lock
+    wait time (the chat_meta row that assigns ids at commit) per second of wall time."""
+    cfg = json.loads(args.configs)[0]
+    urls, n = cfg["urls"], args.clients
+    procs = [ServerProc(pid) for pid in cfg["pids"]]
+    bus = ServerProc(args.bus_pid) if args.bus_pid else None
+    clients, failures = [], []
+    for k, url in enumerate(urls):
+        got, failed = await connect_many(url, [f"ceil{i}" for i in range(k, n, len(urls))], stats, timeout=args.timeout)
+        clients += got
+        failures += failed
+    if failures:
+        return connect_failed(failures)
+    clients.sort(key=lambda c: int(c.name[4:]))
+    # partner of i: i+1, which sits on the next process (round-robin), so half the deliveries or more cross Redis
+    stop = [False]
+    acks = [0]
+    delivered = [0]
+    tag = b"#K#"
+
+    def on_frame(client, payload):
+        if b'"ack"' in payload[:16]:
+            acks[0] += 1
+            if not stop[0]:
+                client.transport.send(TEXT, client.frame)
+        elif tag in payload:
+            delivered[0] += 1
+
+    for i, c in enumerate(clients):
+        c.frame = direct_frame(clients[(i + 1) % len(clients)].name, f"#K# {i} {FILLER}")
+        c.handler = on_frame
+    group = ProcGroup(procs)
+    await group.settle()
+    await wait_quiet(group)
+    st0 = mysql_status(args.mysql_url)
+    cpu0 = group.readings()
+    bus0 = bus.cpu() if bus else None
+    db0 = DB_PROC.cpu() if DB_PROC else None
+    t0 = time.monotonic()
+    for c in clients:
+        for _ in range(args.window):
+            c.transport.send(TEXT, c.frame)
+    await asyncio.sleep(args.duration)
+    wall = time.monotonic() - t0
+    a1, d1 = acks[0], delivered[0]
+    cpu1 = group.readings()
+    bus1 = bus.cpu() if bus else None
+    db1 = DB_PROC.cpu() if DB_PROC else None
+    st1 = mysql_status(args.mysql_url)
+    stop[0] = True
+    await group.settle(timeout=args.timeout)
+    per = [cpu_between_threads(a, b)[0] / wall for a, b in zip(cpu0, cpu1)]
+    lock_ms = st1.get("Innodb_row_lock_time", 0) - st0.get("Innodb_row_lock_time", 0)
+    result = dict(
+        ok=True, processes=len(procs), clients=len(clients), window=args.window, wall_s=wall,
+        committed_per_s=a1 / wall, delivered_per_s=d1 / wall, cpu_share_per_process=per,
+        redis_cpu_share=(bus1 - bus0) / wall if bus else None, mariadb_cpu_share=(db1 - db0) / wall if DB_PROC else None,
+        row_lock_waits_per_s=(st1.get("Innodb_row_lock_waits", 0) - st0.get("Innodb_row_lock_waits", 0)) / wall,
+        row_lock_wait_share=lock_ms / 1000 / wall, commits_per_s=(st1.get("Com_commit", 0) - st0.get("Com_commit", 0)) / wall,
+    )
+    shares = dict(python=max(per), redis=result["redis_cpu_share"] or 0, mariadb=result["mariadb_cpu_share"] or 0,
+                  row_lock=result["row_lock_wait_share"])
+    top = max(shares, key=shares.get)
+    # Below 80% of a core (or of the time, for the lock) nothing is saturated: the senders wait on round trips.
+    result["first_to_saturate"] = top if shares[top] >= 0.8 else f"none ({top} {shares[top]:.0%}): latency-bound"
+    log(f"ceiling {len(procs)} process(es): {result['committed_per_s']:,.0f} committed/s, {result['delivered_per_s']:,.0f} "
+        f"delivered/s; cpu per process {', '.join(f'{x:.0%}' for x in per)}; redis {shares['redis']:.0%}, mariadbd "
+        f"{shares['mariadb']:.0%}; row-lock waits {result['row_lock_waits_per_s']:,.0f}/s, waiting "
+        f"{shares['row_lock']:.2f} s per s; highest: {result['first_to_saturate']}")
+    await close_all(clients, stats)
+    return result
+
+
 async def scenario_open(args, server, stats):
     """`clients` connects (distinct users), `concurrency` handshakes in flight: seconds until every one is upgraded,
     and until every one is ready (ours: its connect-time history arrived; Socket.IO: its namespace connect `40`)."""
@@ -1638,7 +1733,7 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(herd=scenario_herd, seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(ceiling=scenario_ceiling, herd=scenario_herd, seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
@@ -1647,7 +1742,7 @@ async def amain(args):
     SIO = args.protocol == "socketio"
     WAIT_READY = WAIT_HISTORY or SIO
     QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_budget
-    if args.scenario == "cluster":
+    if args.scenario in ("cluster", "ceiling"):
         server = ProcGroup(ServerProc(pid) for cfg in json.loads(args.configs) for pid in cfg["pids"])
     else:
         server = ServerProc(args.pid)
@@ -1706,6 +1801,7 @@ def main():
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--rooms", type=int, default=20, help="seed: rooms")
+    p.add_argument("--mysql-url", default=None, help="ceiling: the MariaDB server, for its row-lock counters")
     p.add_argument("--herd-before", type=int, default=20, help="herd: messages every client sees before the restart")
     p.add_argument("--herd-outage", type=int, default=20, help="herd: messages sent after the restart, before the herd")
     p.add_argument("--herd-after", type=int, default=50, help="herd: messages sent while the herd reconnects")
@@ -1716,7 +1812,8 @@ def main():
     p.add_argument("--seed-messages", type=int, default=50000, help="seed: messages")
     p.add_argument("--window", type=int, default=16, help="seed, ceiling: unacknowledged messages per sender")
     args = p.parse_args()
-    if (args.scenario == "cluster") != (args.configs is not None) or (args.scenario != "cluster" and None in (args.pid, args.url)):
+    grouped = args.scenario in ("cluster", "ceiling")
+    if grouped != (args.configs is not None) or (not grouped and None in (args.pid, args.url)):
         p.error("cluster needs --configs (instead of --url and --pid); every other scenario needs --url and --pid")
     if args.messages is None:
         args.messages = 100 if args.scenario == "direct" else 300

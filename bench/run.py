@@ -43,7 +43,7 @@ SERVERS = {
     "socketio": "Flask-SocketIO",
 }
 PEERS = ("naive", "websockets", "socketio")
-SCENARIOS = ("fanout", "rooms", "direct", "latency", "open", "memory", "storm", "herd", "cluster")
+SCENARIOS = ("fanout", "rooms", "direct", "latency", "open", "memory", "storm", "herd", "cluster", "ceiling")
 PER_START = ("open", "memory", "storm")  # a fresh server per round
 CONNECT_SCENARIOS = ("open", "memory", "storm", "herd")  # on a database that already holds history (--seed)
 OURS = ("sqlite", "mariadb")
@@ -89,6 +89,7 @@ FULL = dict(
     seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
     herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
               restart_signal="KILL", timeout=180),
+    ceiling=dict(rounds=1, processes="1,2,4", clients=400, window=4, duration=10),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -102,6 +103,7 @@ QUICK = dict(
     seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
     herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
               restart_signal="KILL", timeout=180),
+    ceiling=dict(rounds=1, processes="1,2,4", clients=400, window=4, duration=10),
 )
 
 
@@ -812,6 +814,72 @@ def run_cluster(opts, params, logdir):
     return result, notes
 
 
+def run_ceiling(opts, params, logdir):
+    """The cluster ceiling: 1, 2 and 4 processes sharing one database (MariaDB by default) and a private Redis, one
+    configuration after the other, each driven by bench/loadgen.py ceiling; a list of its results."""
+    bus = BenchRedis(opts, logdir)
+    results, notes = [], []
+    try:
+        bus.start()
+        for nproc in [int(x) for x in str(params["processes"]).split(",")]:
+            if opts.cluster_db == "sqlite":
+                tmp = tempfile.mkdtemp(prefix="chat-bench-")
+                CLEANUP.dirs.append(tmp)
+                database, name = f"sqlite:///{tmp}/chat.db", None
+            else:
+                name = create_database(opts.mysql_admin)
+                a = opts.mysql_admin
+                auth = a["user"] + (":" + a["password"] if a["password"] else "")
+                database = f"mysql://{auth}@{a['host']}:{a['port']}/{name}"
+            extra = ["--redis", bus.url, "--redis-prefix", f"{bus.prefix}ceiling{nproc}:"]
+            servers = []
+            try:
+                for i in range(nproc):
+                    server = Server(opts.cluster_db, opts, os.path.join(logdir, f"ceiling{nproc}-{i + 1}.server.log"),
+                                    database_url=database, extra=extra)
+                    servers.append(server)
+                    server.start()
+                wait_for_cluster(servers)
+                cfg = [dict(urls=[s.url for s in servers], pids=[s.proc.pid for s in servers])]
+                target = ["--configs", json.dumps(cfg), "--mysql-url", opts.mysql_url if opts.cluster_db == "mariadb" else ""]
+                if bus.pid:
+                    target += ["--bus-pid", str(bus.pid)]
+                if opts.cluster_db == "mariadb" and mariadbd_pid():
+                    target += ["--db-pid", str(mariadbd_pid())]
+                say(f"[ceiling] {nproc} process(es) on core {opts.server_core}, {opts.cluster_db}, Redis {bus.url}")
+                result = run_load(opts, None, "ceiling", {k: v for k, v in params.items() if k != "processes"}, 1,
+                                  os.path.join(logdir, f"ceiling{nproc}.load.log"), target=target, kind=opts.cluster_db)
+            except Exception as e:  # noqa: BLE001
+                result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
+            finally:
+                for server in servers:
+                    server.stop()
+                    for line in server.anomalies():
+                        notes.append(f"ceiling{nproc}: log: {line}")
+                if name:
+                    drop_database(opts.mysql_admin, name)
+            result["processes"] = nproc
+            results.append(result)
+    finally:
+        bus.stop()
+    return results, notes
+
+
+def ceiling_table(results):
+    rows = [["processes", "committed/s", "delivered/s", "CPU per process (share of a core)", "Redis CPU", "mariadbd CPU",
+             "row-lock waits/s", "row-lock wait (s per s)", "highest"]]
+    for r in results:
+        if not r.get("ok"):
+            rows.append([str(r.get("processes")), "FAIL: " + str(r.get("failure"))[:80]] + [""] * 7)
+            continue
+        pct = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
+        rows.append([str(r["processes"]), f"{r['committed_per_s']:,.0f}", f"{r['delivered_per_s']:,.0f}",
+                     " / ".join(pct(x) for x in r["cpu_share_per_process"]), pct(r["redis_cpu_share"]),
+                     pct(r["mariadb_cpu_share"]), f"{r['row_lock_waits_per_s']:,.0f}", f"{r['row_lock_wait_share']:.2f}",
+                     r["first_to_saturate"]])
+    return rows
+
+
 def cluster_figures(result):
     """{figure: (median, [per-round values], flags)} from the cluster result.
 
@@ -1359,9 +1427,16 @@ def main(argv=None):
     failures = {s: {} for s in opts.servers}
     notes = []
     cluster_result = None
+    ceiling_results = None
     interrupted = False
     try:
         for scenario in opts.scenarios:
+            if scenario == "ceiling":
+                say(f"[ceiling] 1, 2 and 4 processes, {opts.cluster_db} and Redis shared, every client sending as fast "
+                    "as acks allow")
+                ceiling_results, scen_notes = run_ceiling(opts, plan["ceiling"], logdir)
+                notes += scen_notes
+                continue
             if scenario == "cluster":
                 t0 = time.monotonic()
                 say(f"[cluster] fan-out with 1 and 2 processes over Redis ({opts.cluster_db}; Redis: {opts.redis_url})")
@@ -1486,6 +1561,16 @@ def main(argv=None):
             text += ["(no figures: see the failures)"]
         if probe_rows:
             text += ["", render_text(probe_rows), "", *PROBE_NOTES]
+    if ceiling_results:
+        pc = plan["ceiling"]
+        ceiling_note = (f"Cluster ceiling: {pc['clients']} clients spread over the processes, each sending direct "
+                        f"messages to a partner on the next process with {pc['window']} unacknowledged, for "
+                        f"{pc['duration']} s; database {opts.cluster_db}, a private Redis; every server process on core "
+                        f"{opts.server_core}. committed/s: acks (an ack means committed); delivered/s: directs received. "
+                        "CPU shares over the run; row-lock wait: InnoDB's Innodb_row_lock_time per second (mostly the "
+                        "chat_meta row that assigns ids at commit: 1.0 means a transaction always waiting); highest: the "
+                        "largest of the hottest process's CPU, Redis's, mariadbd's and the row-lock wait.")
+        text += ["", "Cluster ceiling", "", render_text(ceiling_table(ceiling_results)), "", ceiling_note]
     if failure_text:
         text += ["", "Failures:", *failure_text]
     if notes:
@@ -1508,6 +1593,8 @@ def main(argv=None):
             md += ["(no figures: see the failures)"]
         if probe_rows:
             md += ["", render_markdown(probe_rows), "", *[f"- {n}" for n in PROBE_NOTES]]
+    if ceiling_results:
+        md += ["", "## Cluster ceiling", "", render_markdown(ceiling_table(ceiling_results)), "", f"- {ceiling_note}"]
     if failure_text:
         md += ["", "## Failures", "", "```", *failure_text, "```"]
     if notes:
@@ -1515,7 +1602,7 @@ def main(argv=None):
     payload = dict(machine=info, mode="quick" if opts.quick else "full", plan=plan, servers=opts.servers,
                    scenarios=opts.scenarios, memory_names=opts.memory_names, seeds=seeds.results if seeds else None, elapsed_s=elapsed, interrupted=interrupted,
                    figures={s: {k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in f.items()} for s, f in figures.items()},
-                   raw=raw, notes=notes, table=table, cluster=cluster_result, cluster_table=cluster_rows,
+                   raw=raw, notes=notes, ceiling=ceiling_results, table=table, cluster=cluster_result, cluster_table=cluster_rows,
                    cluster_figures={k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in cluster_figs.items()})
     for name, content in ((f"bench-{stamp}.md", "\n".join(md) + "\n"), (f"bench-{stamp}.json", json.dumps(payload, indent=1) + "\n")):
         with open(os.path.join(opts.out, name), "w") as f:

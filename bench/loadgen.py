@@ -1524,7 +1524,7 @@ async def scenario_herd(args, server, stats):
     await asyncio.sleep(0.5)  # late duplicates, if any
     cpu, source = cpu_between(cpu0, server.cpu_precise())
     missing = sum(len(expected - m.seen) for m in members)
-    extra = sum(len({i for i in m.seen if i > max(before)} - expected) for m in members)
+    extra = sum(len({i for i in m.seen if i > max(before, default=0)} - expected) for m in members)
     dup = sum(m.duplicates for m in members)
     disorder = sum(m.out_of_order for m in members)
     dropped = sum(m.dropped for m in members)

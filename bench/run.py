@@ -6,6 +6,8 @@
     python3 bench/run.py --scenarios cluster    # fan-out with 1 and 2 processes over Redis only
     python3 bench/run.py --scenarios rooms --servers sqlite,mariadb   # named rooms against general, ours only
     python3 bench/run.py --scenarios herd --servers sqlite,mariadb    # 10,000 clients reconnecting after a restart
+    python3 bench/run.py --scenarios ceiling --cluster-db mariadb     # 1, 2, 4 processes sharing MariaDB and Redis
+    python3 bench/run.py --servers socketio --scenarios open --set open.clients=200   # small sizes: --set
 
 Each server runs pinned to one core (`taskset -c 1`), the load client (bench/loadgen.py, picows on uvloop)
 to the other (`taskset -c 0`), and so does this script. Everything is on 127.0.0.1. Servers are killed at

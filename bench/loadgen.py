@@ -145,6 +145,28 @@ class Stats:
 
 
 WAIT_HISTORY = False  # --wait-history: the server sends welcome and history on connect (ours does)
+SIO = False  # --protocol socketio: Engine.IO 4 / Socket.IO 5 over the websocket transport (the Flask-SocketIO peer)
+WAIT_READY = False  # wait for each connection's history (ours) or Socket.IO connect (`40`) before measuring
+
+
+def ws_path(name, query=""):
+    """The websocket path of user `name` (query: more `k=v&...` parameters, ours only)."""
+    if SIO:
+        return f"/socket.io/?EIO=4&transport=websocket&name={name}"
+    return f"/ws/{name}" + (f"?{query}" if query else "")
+
+
+def group_frame(text):
+    """The bytes of a group message with this text: ours and the plain peers take the text itself; Socket.IO an event."""
+    if SIO:
+        return b'42["message",' + json.dumps(text).encode() + b"]"
+    return text.encode()
+
+
+def direct_frame(to, text):
+    if SIO:
+        return b'42["direct",' + json.dumps({"to": to, "msg": text}).encode() + b"]"
+    return json.dumps({"to": to, "msg": text}).encode()
 
 
 def _ignore(client, payload):
@@ -165,7 +187,7 @@ class Client(WSListener):
         self.target = 0
         self.done = None  # a callback when count reaches target
         self.open = False
-        self.ready = not WAIT_HISTORY  # our server: ready once the connect-time history event arrived
+        self.ready = not WAIT_READY  # ours: once the connect-time history event arrived; Socket.IO: once `40` did
 
     def on_ws_connected(self, transport):
         self.transport = transport
@@ -181,6 +203,9 @@ class Client(WSListener):
                 if self.count == self.target:
                     self.done()
                 return
+            if SIO and payload[:2] != b"42":
+                self._engineio(transport, payload)
+                return
             if payload.find(b'"error"', 0, 24) >= 0:
                 self.stats.note_error(self.name, payload)
             elif not self.ready and payload.find(b'"history"', 0, 24) >= 0:
@@ -191,6 +216,22 @@ class Client(WSListener):
             transport.send_close(frame.get_close_code())
             transport.disconnect()
 
+    def _engineio(self, transport, payload):
+        """Engine.IO / Socket.IO control packets: answer pings (else the server drops idle sockets after
+        pingInterval + pingTimeout), join the default namespace once the Engine.IO session is open."""
+        kind = payload[:1]
+        if kind == b"2":
+            transport.send(TEXT, b"3" + payload[1:])
+        elif kind == b"0":
+            transport.send(TEXT, b"40")
+        elif payload[:2] == b"40":
+            self.ready = True
+        elif payload[:2] == b"44":
+            self.stats.note_error(self.name, payload)
+        elif kind == b"1" or payload[:2] == b"41":
+            self.stats.note_close(self.name, 1000, payload[:100].decode("utf-8", "replace"))
+            transport.disconnect()
+
     def on_ws_disconnected(self, transport):
         if self.open and not self.stats.expect_disconnect:
             self.stats.disconnects += 1
@@ -199,9 +240,14 @@ class Client(WSListener):
     def send(self, text):
         self.transport.send(TEXT, text.encode())
 
+    def send_group(self, text):
+        self.transport.send(TEXT, group_frame(text))
 
-async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory=None):
-    """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures."""
+
+async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory=None, marks=None):
+    """Connect every name (at most `concurrency` handshakes at a time); returns the clients and the failures.
+
+    `marks`: a dict that gets "upgraded", the perf_ns() when every handshake had ended (before waiting for readiness)."""
     factory = factory or Client
     sem = asyncio.Semaphore(concurrency)
     failures = []
@@ -210,7 +256,7 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory
         async with sem:
             try:
                 _, client = await ws_connect(
-                    lambda: factory(name, stats), f"{url}/ws/{name}", websocket_handshake_timeout=timeout,
+                    lambda: factory(name, stats), url + ws_path(name), websocket_handshake_timeout=timeout,
                     read_buffer_init_size=4096,
                 )
                 return client
@@ -219,14 +265,17 @@ async def connect_many(url, names, stats, concurrency=100, timeout=30.0, factory
                 return None
 
     clients = [c for c in await asyncio.gather(*(one(n) for n in names)) if c is not None]
-    if WAIT_HISTORY and not failures:
+    if marks is not None:
+        marks["upgraded"] = perf_ns()
+    if WAIT_READY and not failures:
         # Messages sent before a client's connect-time history would reach it inside that history event, not live.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not all(c.ready for c in clients):
             await asyncio.sleep(0.02)
         waiting = [c.name for c in clients if not c.ready]
         if waiting:
-            failures += [f"{n}: no history event within {timeout:.0f} s of connecting" for n in waiting]
+            what = "Socket.IO connect (40)" if SIO else "history event"
+        failures += [f"{n}: no {what} within {timeout:.0f} s of connecting" for n in waiting]
     return clients, failures
 
 
@@ -431,7 +480,7 @@ async def scenario_fanout(args, server, stats):
     plan = Plan(args)
     rounds = plan.kept
     for r in plan:
-        texts = [f"#F{r}# {i} {FILLER}".encode() for i in range(args.messages)]
+        texts = [group_frame(f"#F{r}# {i} {FILLER}") for i in range(args.messages)]
         deliveries, acks = Completion(len(receivers)), Completion(1)
         tag = f"#F{r}#".encode()
         for c in receivers:
@@ -1004,7 +1053,7 @@ async def scenario_direct(args, server, stats):
             deliveries.arm(rc, args.messages, tag)
             s.handler = _ack_counter
             acks.arm(s, args.messages)
-            texts = [json.dumps({"to": rc.name, "msg": f"#D{r}# {i} {FILLER}"}).encode() for i in range(args.messages)]
+            texts = [direct_frame(rc.name, f"#D{r}# {i} {FILLER}") for i in range(args.messages)]
             batches.append((s.transport.send, texts))
         measure = Round(server)
         t0 = await measure.start()
@@ -1086,7 +1135,7 @@ async def scenario_latency(args, server, stats):
                 await asyncio.sleep((due - now) / 1e9)
             elif now - due > interval_ns:
                 late += 1
-            send(TEXT, f"{prefix}{perf_ns():019d} {seq} {FILLER}".encode())
+            send(TEXT, group_frame(f"{prefix}{perf_ns():019d} {seq} {FILLER}"))
         t_sent = perf_ns()
         if why := await wait_all(args.timeout, stats, deliveries, acks):
             missing, short = shortfall(receivers)
@@ -1154,6 +1203,489 @@ async def scenario_memory(args, server, stats):
     return result
 
 
+async def scenario_seed(args, server, stats):
+    """Give a fresh server of ours some history through the real protocol (not measured): `users` users, `rooms` rooms
+    (room k created by user k; every user also joins two more), `seed_messages` messages (20% general, 60% to the
+    sender's rooms, 20% direct to the next user), each user keeping `window` unacknowledged, then read markers for
+    general, each room and the direct conversation of every user, at ids spread over the history."""
+    n, n_rooms, total, window = args.clients, args.rooms, args.seed_messages, args.window
+    t_start = time.monotonic()
+    users, failures = await connect_many(args.url, [f"seed{i}" for i in range(n)], stats, timeout=args.timeout)
+    if failures:
+        return connect_failed(failures)
+    users.sort(key=lambda c: int(c.name[4:]))
+    rooms = [f"seedroom{k}" for k in range(n_rooms)]
+    member = [sorted({i % n_rooms, (i + 7) % n_rooms, (i * 3 + 1) % n_rooms}) for i in range(n)] if n_rooms else [[]] * n
+    top = [0]
+
+    def acks_then(client, payload):
+        if b'"ack"' in payload[:16]:
+            j = payload.find(b'"id":')
+            if j >= 0:
+                k = j + 5
+                e = k
+                while payload[e : e + 1].isdigit():
+                    e += 1
+                if e > k:
+                    top[0] = max(top[0], int(payload[k:e]))
+            client.count += 1
+            client.next_step()
+            if client.count == client.target and client.done is not None:
+                client.done()
+        elif b'"read"' in payload[:16]:
+            client.count += 1
+            client.next_step()
+            if client.count == client.target and client.done is not None:
+                client.done()
+
+    async def run_step(what, frames_of, window_of):
+        """Every user sends its frames, at most `window_of` unanswered; waits for an answer to each."""
+        done = Completion(n)
+        for i, c in enumerate(users):
+            frames = frames_of(i)
+            c.handler = acks_then
+            done.arm(c, len(frames))
+            if not frames:
+                done._one()
+            it = iter(frames)
+
+            def next_step(c=c, it=it):
+                frame = next(it, None)
+                if frame is not None:
+                    c.transport.send(TEXT, frame)
+
+            c.next_step = next_step
+            for _ in range(window_of):
+                next_step()
+        if why := await wait_all(max(args.timeout, 300), stats, done):
+            return f"seed ({what}): {why}"
+        return None
+
+    # The rooms: creators first, then every other membership.
+    creates = lambda i: [json.dumps({"type": "create", "room": rooms[i]}).encode()] if i < n_rooms else []  # noqa: E731
+    joins = lambda i: [json.dumps({"type": "join", "room": rooms[k]}).encode() for k in member[i] if k != i]  # noqa: E731
+    for what, frames_of in (("create", creates), ("join", joins)):
+        if why := await run_step(what, frames_of, 1):
+            return dict(ok=False, failure=why)
+
+    per_user = total // n
+    extra = total - per_user * n
+
+    def messages(i):
+        out = []
+        for j in range(per_user + (1 if i < extra else 0)):
+            k = j % 10
+            text = f"seed {i}.{j} {FILLER}"
+            if k < 2 or not member[i]:
+                out.append(text.encode())
+            elif k < 8:
+                out.append(json.dumps({"type": "message", "room": rooms[member[i][j % len(member[i])]], "msg": text}).encode())
+            else:
+                out.append(json.dumps({"to": users[(i + 1) % n].name, "msg": text}).encode())
+        return out
+
+    t_msgs = time.monotonic()
+    if why := await run_step("messages", messages, window):
+        return dict(ok=False, failure=why)
+    msgs_s = time.monotonic() - t_msgs
+
+    def reads(i):
+        at = lambda salt: max(1, int(top[0] * (0.5 + ((i * 37 + salt * 11) % 50) / 100)))  # noqa: E731
+        out = [json.dumps({"type": "read", "room": "general", "id": at(0)}).encode()]
+        out += [json.dumps({"type": "read", "room": rooms[k], "id": at(k + 1)}).encode() for k in member[i]]
+        out.append(json.dumps({"type": "read", "with": users[(i + 1) % n].name, "id": at(99)}).encode())
+        return out
+
+    if why := await run_step("read markers", reads, 4):
+        return dict(ok=False, failure=why)
+    await server.settle(timeout=args.timeout)
+    await close_all(users, stats)
+    seconds = time.monotonic() - t_start
+    log(f"seed: {n} users, {n_rooms} rooms, {total:,} messages (ids up to {top[0]:,}; {total / msgs_s:,.0f}/s), "
+        f"{sum(len(m) + 2 for m in member):,} read markers in {seconds:.1f} s")
+    return dict(ok=True, users=n, rooms=n_rooms, messages=total, last_id=top[0], seconds=seconds, messages_s=msgs_s)
+
+
+class HerdMember:
+    """What one herd client knows across its connections: its resume token, the last id it saw, every tagged id."""
+
+    def __init__(self, name):
+        self.name = name
+        self.resume = None
+        self.last = 0  # the highest tagged id seen
+        self.seen = set()
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.client = None
+        self.attempts = 0
+        self.refusals = []  # close frames and failed connects while reconnecting
+        self.dropped = 0
+
+    def see(self, mid):
+        if mid in self.seen:
+            self.duplicates += 1
+            return
+        if mid < self.last:
+            self.out_of_order += 1
+        self.seen.add(mid)
+        self.last = max(self.last, mid)
+
+
+HERD_TAG = b"#H# "
+
+
+class HerdClient(Client):
+    """A herd connection: records its guest resume token and every tagged message id, live or in a history event."""
+
+    def __init__(self, member, stats):
+        super().__init__(member.name, stats)
+        self.member = member
+
+    def on_ws_frame(self, transport, frame):
+        kind = frame.msg_type
+        if kind is TEXT:
+            payload = frame.get_payload_as_bytes()
+            head = payload[:20]
+            if b'"history"' in head:
+                if HERD_TAG in payload:
+                    for m in json.loads(payload).get("messages", ()):
+                        if isinstance(m, dict) and m.get("type") == "message" and str(m.get("msg", "")).startswith("#H# "):
+                            self.member.see(int(m["id"]))
+            elif b'"welcome"' in head:  # its conversation list may quote a tagged message: not a delivery
+                self.member.resume = json.loads(payload).get("resume") or self.member.resume
+            elif head.startswith(b'{"type":"message"') and HERD_TAG in payload:
+                j = payload.index(b'"id":') + 5
+                k = j
+                while payload[k : k + 1].isdigit():
+                    k += 1
+                self.member.see(int(payload[j:k]))
+                return
+        elif kind is CLOSE:
+            self.member.refusals.append(f"close {frame.get_close_code()} {frame.get_close_message()!r}")
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+            self.open = False
+            return
+        Client.on_ws_frame(self, transport, frame)
+
+    def on_ws_disconnected(self, transport):
+        if self.open and not self.stats.expect_disconnect:
+            self.member.dropped += 1
+        self.open = False
+
+
+async def scenario_herd(args, server, stats):
+    """Reconnect herd: `clients` connections of distinct guests see `herd_before` group messages; the server is killed
+    (--restart-signal) and started again (--restart-cmd, same port and database); a writer sends `herd_outage` messages
+    that the herd misses, then every herd client reconnects at once with ?since=<last id it saw>&resume=<its token>
+    while the writer sends `herd_after` more, as fast as acks allow. Time until all are connected and until all are
+    caught up; every client must have every message exactly once and in order (missing/duplicated/out-of-order: 0)."""
+    import signal as signal_lib
+    import socket
+    import subprocess
+
+    url = args.url
+    members = [HerdMember(f"herd{i}") for i in range(args.clients)]
+    writer = HerdMember("herdwriter")
+    acked = []
+
+    async def connect(member, query="", timeout=args.timeout):
+        _, client = await ws_connect(lambda: HerdClient(member, stats), url + ws_path(member.name, query),
+                                     websocket_handshake_timeout=timeout, read_buffer_init_size=4096)
+        member.client = client
+        return client
+
+    async def ready(clients, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(c.ready or not c.open for c in clients):
+            await asyncio.sleep(0.02)
+        return all(c.ready for c in clients)
+
+    def ack_ids(client, payload):
+        if b'"ack"' in payload[:16]:
+            j = payload.index(b'"id":') + 5
+            k = j
+            while payload[k : k + 1].isdigit():
+                k += 1
+            acked.append(int(payload[j:k]))
+            client.count += 1
+            if client.next is not None:
+                client.next()
+
+    async def write(n, phase):
+        """n group messages from the writer, each sent once the previous one is acknowledged; returns their ids."""
+        c = writer.client
+        start = len(acked)
+        done = asyncio.get_running_loop().create_future()
+        texts = iter([f"#H# {phase} {i} {FILLER}" for i in range(n)])
+
+        def nxt():
+            t = next(texts, None)
+            if t is None:
+                if not done.done():
+                    done.set_result(None)
+            else:
+                c.send(t)
+
+        c.handler, c.next = ack_ids, nxt
+        nxt()
+        await asyncio.wait_for(done, args.timeout)
+        return acked[start:]
+
+    async def caught_up(expected, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(expected <= m.seen for m in members):
+                return perf_ns()
+            await asyncio.sleep(0.02)
+        return None
+
+    # 1. Everyone connected, and the messages before the restart seen.
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def first(m):
+        async with sem:
+            return await connect(m)
+
+    try:
+        clients = await asyncio.gather(*(first(m) for m in members + [writer]))
+    except Exception as e:  # noqa: BLE001
+        return dict(ok=False, failure=f"connecting the herd: {type(e).__name__}: {e}")
+    if not await ready(clients, args.timeout):
+        return dict(ok=False, failure="the herd's connect-time history did not all arrive")
+    before = set(await write(args.herd_before, "before"))
+    if await caught_up(before, args.timeout) is None:
+        return dict(ok=False, failure="the messages before the restart did not reach every client")
+    guests = sum(1 for m in members if m.resume)
+    log(f"herd: {len(members)} connected ({guests} with a resume token), {len(before)} messages seen by all; "
+        f"restarting the server (SIG{args.restart_signal})")
+
+    # 2. The restart: kill, wait until every socket saw it, start again on the same port and database.
+    stats.expect_disconnect = True
+    t_kill = time.monotonic()
+    os.kill(args.pid, getattr(signal_lib, "SIG" + args.restart_signal))
+    while any(m.client.open for m in members + [writer]) and time.monotonic() - t_kill < args.timeout:
+        await asyncio.sleep(0.02)
+    while ServerProc(args.pid).alive() and time.monotonic() - t_kill < args.timeout:
+        await asyncio.sleep(0.02)
+    down_s = time.monotonic() - t_kill
+    with open(args.restart_log, "ab") as logf:
+        proc = subprocess.Popen(json.loads(args.restart_cmd), stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1"))
+    with open(args.new_pid_file, "w") as f:
+        f.write(str(proc.pid))
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    t_start = time.monotonic()
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - t_start > args.timeout:
+                return dict(ok=False, failure=f"the restarted server did not listen (exit {proc.poll()})")
+            await asyncio.sleep(0.02)
+    start_s = time.monotonic() - t_start
+    server = ServerProc(proc.pid)
+    stats.expect_disconnect = False
+
+    # 3. Messages the herd misses while it is away.
+    await connect(writer, f"resume={writer.resume}")
+    if not await ready([writer.client], args.timeout):
+        return dict(ok=False, failure="the writer could not reconnect")
+    outage = await write(args.herd_outage, "outage")
+
+    # 4. Everyone reconnects at once with ?since=, while the writer goes on.
+    async def again(m):
+        delay = 0.05
+        deadline = time.monotonic() + args.timeout
+        while True:
+            m.attempts += 1
+            try:
+                c = await connect(m, f"since={m.last}&resume={m.resume}")
+                while c.open and not c.ready:
+                    await asyncio.sleep(0.01)
+                if c.ready:
+                    return perf_ns()
+            except Exception as e:  # noqa: BLE001 - retried, and counted
+                m.refusals.append(f"{type(e).__name__}: {str(e)[:80]}")
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(delay * (0.5 + (hash(m.name) % 100) / 100))
+            delay = min(1.0, delay * 2)
+
+    cpu0 = server.cpu_precise()
+    t0 = perf_ns()
+    herd = asyncio.ensure_future(asyncio.gather(*(again(m) for m in members)))
+    after = await write(args.herd_after, "after")
+    connected = await herd
+    expected = set(outage) | set(after)
+    t_caught = await caught_up(expected, args.timeout)
+    await server.settle(timeout=args.timeout)
+    await asyncio.sleep(0.5)  # late duplicates, if any
+    cpu, source = cpu_between(cpu0, server.cpu_precise())
+    missing = sum(len(expected - m.seen) for m in members)
+    extra = sum(len({i for i in m.seen if i > max(before, default=0)} - expected) for m in members)
+    dup = sum(m.duplicates for m in members)
+    disorder = sum(m.out_of_order for m in members)
+    dropped = sum(m.dropped for m in members)
+    failed = sum(1 for t in connected if t is None)
+    retries = sum(m.attempts - 1 for m in members)
+    refusals = [f"{m.name}: {r}" for m in members for r in m.refusals][:5]
+    all_connected_s = (max(t for t in connected if t) - t0) / 1e9 if any(connected) else None
+    caught_s = (t_caught - t0) / 1e9 if t_caught else None
+    result = dict(
+        ok=not (missing or extra or dup or disorder or dropped or failed or t_caught is None), clients=len(members),
+        messages_before=len(before), messages_outage=len(outage), messages_after=len(after), down_s=down_s,
+        restart_listen_s=start_s, all_connected_s=all_connected_s, caught_up_s=caught_s, missing=missing,
+        unexpected=extra, duplicated=dup, out_of_order=disorder, dropped_after_reconnect=dropped,
+        reconnect_failures=failed, reconnect_retries=retries, refusal_examples=refusals, server_cpu_s=cpu,
+        cpu_source=source, new_pid=proc.pid,
+    )
+    log(f"herd: {len(members)} reconnected with ?since= in {all_connected_s or 0:.2f} s ({retries} retries, {failed} "
+        f"gave up), all caught up in {caught_s or 0:.2f} s; {len(outage)} messages during the outage, {len(after)} "
+        f"during the herd; missing {missing}, duplicated {dup}, out of order {disorder}, unexpected {extra}, dropped "
+        f"{dropped}; server cpu {cpu:.2f} s; restart: down {down_s:.2f} s, listening after {start_s:.2f} s")
+    if not result["ok"]:
+        result["failure"] = (f"missing {missing}, duplicated {dup}, out of order {disorder}, unexpected {extra}, dropped "
+                             f"{dropped}, gave up {failed}" + ("" if t_caught else ", not all caught up in time"))
+    stats.expect_disconnect = True
+    await close_all([m.client for m in members + [writer] if m.client is not None], stats)
+    return result
+
+
+def mysql_status(url):
+    """InnoDB row-lock counters and commits of the MariaDB server (SHOW GLOBAL STATUS), or {} without one."""
+    if not url:
+        return {}
+    import pymysql
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = pymysql.connect(host=u.hostname, port=u.port or 3306, user=u.username or "root", password=u.password or "",
+                           connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_row_lock_time', 'Innodb_row_lock_waits', "
+                        "'Com_commit', 'Handler_commit')")
+            return {k: int(v) for k, v in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+async def scenario_ceiling(args, server, stats):
+    """Cluster ceiling: `clients` senders spread over the configuration's processes, each sending direct messages to a
+    partner on the next process, at most `window` unacknowledged (so as fast as acks allow), for `duration` s.
+    Messages/s committed (acks) and delivered, each process's CPU share, Redis's and mariadbd's, and the InnoDB row-lock
+    wait time (the chat_meta row that assigns ids at commit) per second of wall time."""
+    cfg = json.loads(args.configs)[0]
+    urls, n = cfg["urls"], args.clients
+    procs = [ServerProc(pid) for pid in cfg["pids"]]
+    bus = ServerProc(args.bus_pid) if args.bus_pid else None
+    clients, failures = [], []
+    for k, url in enumerate(urls):
+        got, failed = await connect_many(url, [f"ceil{i}" for i in range(k, n, len(urls))], stats, timeout=args.timeout)
+        clients += got
+        failures += failed
+    if failures:
+        return connect_failed(failures)
+    clients.sort(key=lambda c: int(c.name[4:]))
+    # partner of i: i+1, which sits on the next process (round-robin), so half the deliveries or more cross Redis
+    stop = [False]
+    acks = [0]
+    delivered = [0]
+    tag = b"#K#"
+
+    def on_frame(client, payload):
+        if b'"ack"' in payload[:16]:
+            acks[0] += 1
+            if not stop[0]:
+                client.transport.send(TEXT, client.frame)
+        elif tag in payload:
+            delivered[0] += 1
+
+    for i, c in enumerate(clients):
+        c.frame = direct_frame(clients[(i + 1) % len(clients)].name, f"#K# {i} {FILLER}")
+        c.handler = on_frame
+    group = ProcGroup(procs)
+    await group.settle()
+    await wait_quiet(group)
+    st0 = mysql_status(args.mysql_url)
+    cpu0 = group.readings()
+    bus0 = bus.cpu() if bus else None
+    db0 = DB_PROC.cpu() if DB_PROC else None
+    t0 = time.monotonic()
+    for c in clients:
+        for _ in range(args.window):
+            c.transport.send(TEXT, c.frame)
+    await asyncio.sleep(args.duration)
+    wall = time.monotonic() - t0
+    a1, d1 = acks[0], delivered[0]
+    cpu1 = group.readings()
+    bus1 = bus.cpu() if bus else None
+    db1 = DB_PROC.cpu() if DB_PROC else None
+    st1 = mysql_status(args.mysql_url)
+    stop[0] = True
+    await group.settle(timeout=args.timeout)
+    per = [cpu_between_threads(a, b)[0] / wall for a, b in zip(cpu0, cpu1)]
+    lock_ms = st1.get("Innodb_row_lock_time", 0) - st0.get("Innodb_row_lock_time", 0)
+    result = dict(
+        ok=True, processes=len(procs), clients=len(clients), window=args.window, wall_s=wall,
+        committed_per_s=a1 / wall, delivered_per_s=d1 / wall, cpu_share_per_process=per,
+        redis_cpu_share=(bus1 - bus0) / wall if bus else None, mariadb_cpu_share=(db1 - db0) / wall if DB_PROC else None,
+        row_lock_waits_per_s=(st1.get("Innodb_row_lock_waits", 0) - st0.get("Innodb_row_lock_waits", 0)) / wall,
+        row_lock_wait_share=lock_ms / 1000 / wall, commits_per_s=(st1.get("Com_commit", 0) - st0.get("Com_commit", 0)) / wall,
+    )
+    shares = dict(python=max(per), redis=result["redis_cpu_share"] or 0, mariadb=result["mariadb_cpu_share"] or 0,
+                  row_lock=result["row_lock_wait_share"])
+    top = max(shares, key=shares.get)
+    # Below 80% of a core (or of the time, for the lock) nothing is saturated: the senders wait on round trips.
+    result["first_to_saturate"] = top if shares[top] >= 0.8 else f"none ({top} {shares[top]:.0%}): latency-bound"
+    log(f"ceiling {len(procs)} process(es): {result['committed_per_s']:,.0f} committed/s, {result['delivered_per_s']:,.0f} "
+        f"delivered/s; cpu per process {', '.join(f'{x:.0%}' for x in per)}; redis {shares['redis']:.0%}, mariadbd "
+        f"{shares['mariadb']:.0%}; row-lock waits {result['row_lock_waits_per_s']:,.0f}/s, waiting "
+        f"{shares['row_lock']:.2f} s per s; highest: {result['first_to_saturate']}")
+    await close_all(clients, stats)
+    return result
+
+
+async def scenario_open(args, server, stats):
+    """`clients` connects (distinct users), `concurrency` handshakes in flight: seconds until every one is upgraded,
+    and until every one is ready (ours: its connect-time history arrived; Socket.IO: its namespace connect `40`)."""
+    names = [f"open{i}" for i in range(args.clients)]
+    await server.settle()
+    await wait_quiet(server)
+    cpu0 = server.cpu_precise()
+    machine0 = machine_times()
+    ccpu0 = client_cpu()
+    db0 = DB_PROC.cpu() if DB_PROC else 0.0
+    t0 = perf_ns()
+    marks = {}
+    clients, failures = await connect_many(args.url, names, stats, concurrency=args.concurrency, timeout=args.timeout,
+                                           marks=marks)
+    t_ready = perf_ns()
+    t_upgraded = marks.get("upgraded", t_ready)
+    machine1 = machine_times()
+    ours = (server.cpu() - cpu0[0]) + (client_cpu() - ccpu0) + ((DB_PROC.cpu() - db0) if DB_PROC else 0.0)
+    seconds = (t_ready - t0) / 1e9
+    settle_s = await server.settle(timeout=args.timeout)
+    cpu, source = cpu_between(cpu0, server.cpu_precise())
+    rss = server.rss_kb()
+    open_now = sum(1 for c in clients if c.open)
+    log(f"open: {len(clients)} of {args.clients} ready in {seconds:.3f} s ({args.concurrency} in flight), "
+        f"{len(failures)} failed; server cpu {cpu:.2f} s ({cpu / max(1, len(clients)) * 1e6:.0f} us per connect), "
+        f"busy {settle_s:.1f} s more; RSS {rss / 1024:.1f} MiB; {open_now} still open")
+    await close_all(clients, stats)
+    result = dict(
+        **interference(seconds, machine0, machine1, ours), ok=not failures, seconds=seconds,
+        upgraded_s=(t_upgraded - t0) / 1e9, opened=len(clients), failures=len(failures), failure_examples=failures[:5],
+        server_cpu_s=cpu, cpu_source=source, cpu_us_per_connect=cpu / max(1, len(clients)) * 1e6, busy_after_s=settle_s,
+        rss_kb=rss, open_after=open_now,
+    )
+    if failures:
+        result["failure"] = f"{len(failures)} of {args.clients} connects failed"
+    return result
+
+
 async def scenario_storm(args, server, stats):
     """`clients` connects (distinct users) started at once; seconds until every one is upgraded (101 received)."""
     t_done = []
@@ -1162,7 +1694,7 @@ async def scenario_storm(args, server, stats):
     async def one(name):
         try:
             _, client = await ws_connect(
-                lambda: Client(name, stats), f"{args.url}/ws/{name}", websocket_handshake_timeout=args.timeout,
+                lambda: Client(name, stats), args.url + ws_path(name), websocket_handshake_timeout=args.timeout,
                 read_buffer_init_size=4096,
             )
             t_done.append(perf_ns())
@@ -1201,14 +1733,16 @@ async def scenario_storm(args, server, stats):
     return result
 
 
-SCENARIOS = dict(cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
+SCENARIOS = dict(ceiling=scenario_ceiling, herd=scenario_herd, seed=scenario_seed, open=scenario_open, cluster=scenario_cluster, fanout=scenario_fanout, rooms=scenario_rooms, direct=scenario_direct, latency=scenario_latency, memory=scenario_memory, storm=scenario_storm)
 
 
 async def amain(args):
-    global DB_PROC, WAIT_HISTORY
+    global DB_PROC, WAIT_HISTORY, SIO, WAIT_READY
     WAIT_HISTORY = args.wait_history
+    SIO = args.protocol == "socketio"
+    WAIT_READY = WAIT_HISTORY or SIO
     QUIET["per_round"], QUIET["budget"] = args.quiet_wait, args.quiet_budget
-    if args.scenario == "cluster":
+    if args.scenario in ("cluster", "ceiling"):
         server = ProcGroup(ServerProc(pid) for cfg in json.loads(args.configs) for pid in cfg["pids"])
     else:
         server = ServerProc(args.pid)
@@ -1223,7 +1757,7 @@ async def amain(args):
     result["elapsed_s"] = time.monotonic() - t0
     result["quiet_waited_s"] = QUIET["waited"]
     result.update(stats.as_dict())
-    if not server.alive():
+    if not (ServerProc(result["new_pid"]) if "new_pid" in result else server).alive():
         result["ok"] = False
         result["failure"] = (result.get("failure") or "") + " (server process died)"
     if stats.errors or stats.closes or stats.disconnects:
@@ -1246,6 +1780,9 @@ def main():
     p.add_argument("--redis-url", default=None, help="cluster: the Redis server, for its command counters")
     p.add_argument("--db-pid", type=int, default=None, help="the database server's process id: its CPU is reported apart")
     p.add_argument("--wait-history", action="store_true", help="wait for each connection's history event before measuring")
+    p.add_argument("--protocol", choices=("plain", "socketio"), default="plain",
+                   help="plain: /ws/NAME, our frames (ours and the naive and websockets peers); socketio: Engine.IO 4 / "
+                        "Socket.IO 5 over the websocket transport (/socket.io/?EIO=4&transport=websocket&name=NAME)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--quiet-wait", type=float, default=15.0,
@@ -1263,8 +1800,20 @@ def main():
     p.add_argument("--names", choices=("shared", "distinct"), default="shared", help="memory: user names of the idle connections")
     p.add_argument("--concurrency", type=int, default=100, help="handshakes in flight while building the idle set")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--rooms", type=int, default=20, help="seed: rooms")
+    p.add_argument("--mysql-url", default=None, help="ceiling: the MariaDB server, for its row-lock counters")
+    p.add_argument("--herd-before", type=int, default=20, help="herd: messages every client sees before the restart")
+    p.add_argument("--herd-outage", type=int, default=20, help="herd: messages sent after the restart, before the herd")
+    p.add_argument("--herd-after", type=int, default=50, help="herd: messages sent while the herd reconnects")
+    p.add_argument("--restart-signal", default="KILL", help="herd: the signal that stops the server (KILL or TERM)")
+    p.add_argument("--restart-cmd", default=None, help="herd: JSON argv that starts the server again (same port)")
+    p.add_argument("--restart-log", default=os.devnull, help="herd: the restarted server's log")
+    p.add_argument("--new-pid-file", default=os.devnull, help="herd: where the restarted server's pid is written")
+    p.add_argument("--seed-messages", type=int, default=50000, help="seed: messages")
+    p.add_argument("--window", type=int, default=16, help="seed, ceiling: unacknowledged messages per sender")
     args = p.parse_args()
-    if (args.scenario == "cluster") != (args.configs is not None) or (args.scenario != "cluster" and None in (args.pid, args.url)):
+    grouped = args.scenario in ("cluster", "ceiling")
+    if grouped != (args.configs is not None) or (not grouped and None in (args.pid, args.url)):
         p.error("cluster needs --configs (instead of --url and --pid); every other scenario needs --url and --pid")
     if args.messages is None:
         args.messages = 100 if args.scenario == "direct" else 300

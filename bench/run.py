@@ -5,6 +5,9 @@
     python3 bench/run.py --servers sqlite,naive --scenarios fanout,direct
     python3 bench/run.py --scenarios cluster    # fan-out with 1 and 2 processes over Redis only
     python3 bench/run.py --scenarios rooms --servers sqlite,mariadb   # named rooms against general, ours only
+    python3 bench/run.py --scenarios herd --servers sqlite,mariadb    # 10,000 clients reconnecting after a restart
+    python3 bench/run.py --scenarios ceiling --cluster-db mariadb     # 1, 2, 4 processes sharing MariaDB and Redis
+    python3 bench/run.py --servers socketio --scenarios open --set open.clients=200   # small sizes: --set
 
 Each server runs pinned to one core (`taskset -c 1`), the load client (bench/loadgen.py, picows on uvloop)
 to the other (`taskset -c 0`), and so does this script. Everything is on 127.0.0.1. Servers are killed at
@@ -39,10 +42,15 @@ SERVERS = {
     "mariadb": "ours/MariaDB",
     "naive": "naive seed",
     "websockets": "websockets",
+    "socketio": "Flask-SocketIO",
 }
-SCENARIOS = ("fanout", "rooms", "direct", "latency", "memory", "storm", "cluster")
+PEERS = ("naive", "websockets", "socketio")
+SCENARIOS = ("fanout", "rooms", "direct", "latency", "open", "memory", "storm", "herd", "cluster", "ceiling")
+PER_START = ("open", "memory", "storm")  # a fresh server per round
+CONNECT_SCENARIOS = ("open", "memory", "storm", "herd")  # on a database that already holds history (--seed)
 OURS = ("sqlite", "mariadb")
 ROOMS_SERVERS = OURS  # the peers have no rooms: the rooms scenario skips them
+HERD_SERVERS = OURS  # nor storage or ?since=: the herd scenario skips them
 
 # name: (label, unit, target from issue 3 or None, better: "low"/"high", scenario, how to get it from a result)
 FIGURES = [
@@ -55,6 +63,12 @@ FIGURES = [
     ("memory_5000", "memory: RSS per idle conn @5000", "KB", "<= 16", "low"),
     ("memory_10000", "memory: RSS per idle conn @10000", "KB", "<= 16", "low"),
     ("storm", "storm: s until 2000 connects upgraded", "s", "<= 1", "low"),
+    ("herd_connected", "herd: s until 10000 reconnected with ?since= after a restart", "s", None, "low"),
+    ("herd_caught", "herd: s until all 10000 caught up", "s", None, "low"),
+    ("herd_wrong", "herd: messages missing + duplicated + out of order", "msgs", "= 0", "low"),
+    ("open_s", "open: s until 5000 connections ready (200 in flight)", "s", None, "low"),
+    ("open_upgraded", "open: s until the 5000 are upgraded", "s", None, "low"),
+    ("open_cpu", "open: server CPU per connect", "us", None, "low"),
     ("memory_connect", "memory: s to open the 10000 (100 at a time)", "s", None, "low"),
     ("rooms_cpu", "rooms: server CPU per delivery, room burst", "us", None, "low"),
     ("rooms_msgcpu", "rooms: server CPU per room message", "us", None, "low"),
@@ -71,8 +85,13 @@ FULL = dict(
     latency=dict(rounds=3, warmup=1, clients=100, rate=200, duration=5),
     memory=dict(rounds=2, steps="5000,10000"),
     storm=dict(rounds=5, clients=2000),
+    open=dict(rounds=3, clients=5000, concurrency=200),
     cluster=dict(rounds=7, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=7, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
+    seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
+    herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
+              restart_signal="KILL", timeout=180),
+    ceiling=dict(rounds=1, processes="1,2,4", clients=400, window=4, duration=10),
 )
 QUICK = dict(
     fanout=dict(rounds=2, warmup=1, clients=1000, messages=300),
@@ -80,8 +99,13 @@ QUICK = dict(
     latency=dict(rounds=1, warmup=1, clients=100, rate=200, duration=2),
     memory=dict(rounds=1, steps="5000"),
     storm=dict(rounds=1, clients=2000),
+    open=dict(rounds=1, clients=5000, concurrency=200),
     cluster=dict(rounds=3, warmup=1, clients=1000, messages=300, paced_rate=50, paced_messages=100),
     rooms=dict(rounds=2, warmup=1, clients=1000, room_size=10, room_messages=10, messages=300),
+    seed=dict(rounds=1, clients=200, rooms=20, seed_messages=50000, window=16),
+    herd=dict(rounds=1, clients=10000, concurrency=200, herd_before=20, herd_outage=20, herd_after=50,
+              restart_signal="KILL", timeout=180),
+    ceiling=dict(rounds=1, processes="1,2,4", clients=400, window=4, duration=10),
 )
 
 
@@ -205,6 +229,20 @@ def create_database(admin):
     return name
 
 
+def clone_database(admin, source, target):
+    """Copy every table of `source` (rows, indexes, auto-increment counters) into the empty database `target`."""
+    import pymysql
+
+    conn = pymysql.connect(connect_timeout=5, autocommit=True, **admin)
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        cur.execute(f"SHOW FULL TABLES FROM `{source}` WHERE Table_type = 'BASE TABLE'")
+        for (table, _kind) in cur.fetchall():
+            cur.execute(f"CREATE TABLE `{target}`.`{table}` LIKE `{source}`.`{table}`")
+            cur.execute(f"INSERT INTO `{target}`.`{table}` SELECT * FROM `{source}`.`{table}`")
+    conn.close()
+
+
 def drop_database(admin, name):
     import pymysql
 
@@ -250,9 +288,14 @@ class Server:
 
     READY = re.compile(r"listening on http://([0-9.]+):(\d+)/")
 
-    def __init__(self, kind, opts, log_path, database_url=None, extra=(), core=None):
+    def __init__(self, kind, opts, log_path, database_url=None, extra=(), core=None, template=None, keep=False):
         """`database_url`: use this database (made and removed by the caller) instead of a fresh one; `extra`: more
-        flags for our server; `core`: pin to this core instead of the server core."""
+        flags for our server; `core`: pin to this core instead of the server core; `template`: the fresh database starts
+        as a copy of this one (a SQLite directory or a MariaDB database name, see Seeds); `keep`: stop() leaves the
+        fresh database in place (removed at the end of the run)."""
+        self.template = template
+        self.keep = keep
+        self.cmd = None
         self.kind = kind
         self.opts = opts
         self.log_path = log_path
@@ -271,10 +314,16 @@ class Server:
         if self.kind == "sqlite":
             self.tmpdir = tempfile.mkdtemp(prefix="chat-bench-")
             CLEANUP.dirs.append(self.tmpdir)
+            if self.template:
+                for f in os.listdir(self.template):
+                    if f.startswith("chat.db"):
+                        shutil.copyfile(os.path.join(self.template, f), os.path.join(self.tmpdir, f))
             return [PY, os.path.join(ROOT, "run_server.py"), "--port", "0", "--database", f"sqlite:///{self.tmpdir}/chat.db",
                     *self.opts.our_flags]
         if self.kind == "mariadb":
             self.database = create_database(self.opts.mysql_admin)
+            if self.template:
+                clone_database(self.opts.mysql_admin, self.template, self.database)
             a = self.opts.mysql_admin
             auth = a["user"] + (":" + a["password"] if a["password"] else "")
             url = f"mysql://{auth}@{a['host']}:{a['port']}/{self.database}"
@@ -283,10 +332,13 @@ class Server:
             return [PY, os.path.join(HERE, "peers", "naive_seed.py"), "--port", "0"]
         if self.kind == "websockets":
             return [PY, os.path.join(HERE, "peers", "websockets_server.py"), "--port", "0"]
+        if self.kind == "socketio":
+            return [PY, os.path.join(HERE, "peers", "socketio_server.py"), "--port", "0"]
         raise ValueError(self.kind)
 
     def start(self, timeout=30.0):
         cmd = ["taskset", "-c", str(self.core)] + self.command()
+        self.cmd = cmd
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
@@ -334,6 +386,8 @@ class Server:
             code, graceful = stop_process(self.proc)
             CLEANUP.procs.pop(self.proc.pid, None)
             self.log.close()
+        if self.keep:
+            return code, graceful
         if self.database:
             drop_database(self.opts.mysql_admin, self.database)
         if self.tmpdir:
@@ -367,6 +421,8 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
         cmd += ["--names", opts.memory_names]
     if kind in ("sqlite", "mariadb") and scenario != "storm":
         cmd += ["--wait-history"]
+    if kind == "socketio":
+        cmd += ["--protocol", "socketio"]
     if kind == "mariadb" and opts.db_pid:
         cmd += ["--db-pid", str(opts.db_pid)]
     # A bound for the whole load run: connects, every round's wait (60 s each at most) and closing.
@@ -399,34 +455,104 @@ def run_load(opts, server, scenario, params, rounds, log_path, target=None, kind
         return dict(ok=False, failure=f"load client exited {proc.returncode} without a result", stderr=err.decode(errors="replace")[-2000:])
 
 
-def run_scenario(opts, kind, scenario, params, logdir):
-    """All rounds of one scenario against one server kind. Fresh server per scenario (per round for memory/storm)."""
-    per_round_server = scenario in ("memory", "storm")
+class Seeds:
+    """A database per store that already holds history, made once per run through the real protocol (bench/loadgen.py
+    seed: users, rooms, messages and read markers); every connect scenario's fresh server starts on a copy of it."""
+
+    def __init__(self, opts, params, logdir):
+        self.opts, self.params, self.logdir = opts, params, logdir
+        self.templates = {}  # kind -> SQLite directory or MariaDB database name
+        self.results = {}  # kind -> the seed run's result
+
+    def template(self, kind):
+        if kind not in self.templates:
+            server = Server(kind, self.opts, os.path.join(self.logdir, f"{kind}-seed.server.log"), keep=True)
+            try:
+                server.start()
+                say(f"[{SERVERS[kind]}] seeding: {self.params['clients']} users, {self.params['rooms']} rooms, "
+                    f"{self.params['seed_messages']:,} messages and read markers (not measured)")
+                t0 = time.monotonic()
+                result = run_load(self.opts, server, "seed", self.params, 1,
+                                  os.path.join(self.logdir, f"{kind}-seed.load.log"), per_round_s=900)
+                result["wall_s"] = round(time.monotonic() - t0, 1)
+            finally:
+                server.stop()  # gracefully: everything is committed (and SQLite's WAL folded back) before the copies
+            self.results[kind] = result
+            if not result.get("ok"):
+                raise RuntimeError(f"seeding the {kind} database failed: {result.get('failure')}\n{server.log_tail()}")
+            self.templates[kind] = server.tmpdir if kind == "sqlite" else server.database
+        return self.templates[kind]
+
+
+def stop_pid_file(path, grace=15.0):
+    """Stop the server whose pid the herd scenario's load client wrote (it restarted the server itself)."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    deadline = time.monotonic() + grace
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                        return
+            except FileNotFoundError:
+                return
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+
+
+def run_scenario(opts, kind, scenario, params, logdir, seeds=None):
+    """All rounds of one scenario against one server kind. Fresh server per scenario (per round for open, memory and
+    storm); `seeds`: start every server of ours on a copy of the seeded database."""
+    per_round_server = scenario in PER_START
     runs = params["rounds"] if per_round_server else 1
     results = []
     notes = []
     for i in range(runs):
         tag = f"{kind}-{scenario}" + (f"-{i + 1}" if per_round_server else "")
-        server = Server(kind, opts, os.path.join(logdir, f"{tag}.server.log"))
+        server = None
         try:
+            template = seeds.template(kind) if seeds is not None and kind in OURS else None
+            server = Server(kind, opts, os.path.join(logdir, f"{tag}.server.log"), template=template)
             server.start()
             say(f"[{SERVERS[kind]}] {scenario}{f' round {i + 1}/{runs}' if per_round_server else ''}: "
                 f"pid {server.proc.pid} on core {opts.server_core}, {server.url}")
-            result = run_load(opts, server, scenario, params, 1 if per_round_server else params["rounds"],
-                              os.path.join(logdir, f"{tag}.load.log"), per_round_s=150 if scenario == "rooms" else 90)
-            if server.proc.poll() is not None:
+            target = None
+            if scenario == "herd":
+                cmd = list(server.cmd)
+                cmd[cmd.index("--port") + 1] = str(server.port)  # the restarted server: same port, same database
+                new_pid_file = os.path.join(logdir, f"{tag}.restarted.pid")
+                target = ["--url", server.url, "--pid", str(server.proc.pid), "--restart-cmd", json.dumps(cmd),
+                          "--restart-log", os.path.join(logdir, f"{tag}.restarted.server.log"),
+                          "--new-pid-file", new_pid_file]
+            try:
+                result = run_load(opts, server, scenario, params, 1 if per_round_server else params["rounds"],
+                                  os.path.join(logdir, f"{tag}.load.log"), target=target,
+                                  per_round_s={"rooms": 150, "herd": 600}.get(scenario, 90))
+            finally:
+                if scenario == "herd":
+                    stop_pid_file(new_pid_file)
+            if server.proc.poll() is not None and scenario != "herd":
                 result["ok"] = False
                 result["failure"] = (result.get("failure") or "") + f"; server exited with {server.proc.returncode}"
         except Exception as e:  # noqa: BLE001
             result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
         finally:
-            code, graceful = server.stop()
+            code, graceful = server.stop() if server is not None else (None, None)
         if code not in (0, None, -signal.SIGTERM) or graceful is False:
             notes.append(f"{tag}: server exit code {code} ({'after SIGTERM' if graceful else 'killed'})")
-        for line in server.anomalies():
-            notes.append(f"{tag}: log: {line}")
-        if not result.get("ok"):
-            result["server_log_tail"] = server.log_tail()
+        if server is not None:
+            for line in server.anomalies():
+                notes.append(f"{tag}: log: {line}")
+            if not result.get("ok"):
+                result["server_log_tail"] = server.log_tail()
         results.append(result)
         if not result.get("ok"):
             break
@@ -690,6 +816,72 @@ def run_cluster(opts, params, logdir):
     return result, notes
 
 
+def run_ceiling(opts, params, logdir):
+    """The cluster ceiling: 1, 2 and 4 processes sharing one database (MariaDB by default) and a private Redis, one
+    configuration after the other, each driven by bench/loadgen.py ceiling; a list of its results."""
+    bus = BenchRedis(opts, logdir)
+    results, notes = [], []
+    try:
+        bus.start()
+        for nproc in [int(x) for x in str(params["processes"]).split(",")]:
+            if opts.cluster_db == "sqlite":
+                tmp = tempfile.mkdtemp(prefix="chat-bench-")
+                CLEANUP.dirs.append(tmp)
+                database, name = f"sqlite:///{tmp}/chat.db", None
+            else:
+                name = create_database(opts.mysql_admin)
+                a = opts.mysql_admin
+                auth = a["user"] + (":" + a["password"] if a["password"] else "")
+                database = f"mysql://{auth}@{a['host']}:{a['port']}/{name}"
+            extra = ["--redis", bus.url, "--redis-prefix", f"{bus.prefix}ceiling{nproc}:"]
+            servers = []
+            try:
+                for i in range(nproc):
+                    server = Server(opts.cluster_db, opts, os.path.join(logdir, f"ceiling{nproc}-{i + 1}.server.log"),
+                                    database_url=database, extra=extra)
+                    servers.append(server)
+                    server.start()
+                wait_for_cluster(servers)
+                cfg = [dict(urls=[s.url for s in servers], pids=[s.proc.pid for s in servers])]
+                target = ["--configs", json.dumps(cfg), "--mysql-url", opts.mysql_url if opts.cluster_db == "mariadb" else ""]
+                if bus.pid:
+                    target += ["--bus-pid", str(bus.pid)]
+                if opts.cluster_db == "mariadb" and mariadbd_pid():
+                    target += ["--db-pid", str(mariadbd_pid())]
+                say(f"[ceiling] {nproc} process(es) on core {opts.server_core}, {opts.cluster_db}, Redis {bus.url}")
+                result = run_load(opts, None, "ceiling", {k: v for k, v in params.items() if k != "processes"}, 1,
+                                  os.path.join(logdir, f"ceiling{nproc}.load.log"), target=target, kind=opts.cluster_db)
+            except Exception as e:  # noqa: BLE001
+                result = dict(ok=False, failure=f"{type(e).__name__}: {e}")
+            finally:
+                for server in servers:
+                    server.stop()
+                    for line in server.anomalies():
+                        notes.append(f"ceiling{nproc}: log: {line}")
+                if name:
+                    drop_database(opts.mysql_admin, name)
+            result["processes"] = nproc
+            results.append(result)
+    finally:
+        bus.stop()
+    return results, notes
+
+
+def ceiling_table(results):
+    rows = [["processes", "committed/s", "delivered/s", "CPU per process (share of a core)", "Redis CPU", "mariadbd CPU",
+             "row-lock waits/s", "row-lock wait (s per s)", "highest"]]
+    for r in results:
+        if not r.get("ok"):
+            rows.append([str(r.get("processes")), "FAIL: " + str(r.get("failure"))[:80]] + [""] * 7)
+            continue
+        pct = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
+        rows.append([str(r["processes"]), f"{r['committed_per_s']:,.0f}", f"{r['delivered_per_s']:,.0f}",
+                     " / ".join(pct(x) for x in r["cpu_share_per_process"]), pct(r["redis_cpu_share"]),
+                     pct(r["mariadb_cpu_share"]), f"{r['row_lock_waits_per_s']:,.0f}", f"{r['row_lock_wait_share']:.2f}",
+                     r["first_to_saturate"]])
+    return rows
+
+
 def cluster_figures(result):
     """{figure: (median, [per-round values], flags)} from the cluster result.
 
@@ -901,9 +1093,11 @@ def cluster_spread(figs):
 
 def _rounds_of(result, scenario):
     """The per-round rows of a scenario result (memory/storm: one row per server start)."""
-    if scenario in ("memory", "storm"):
+    if scenario in PER_START:
         starts = result.get("per_server_start", [result])
         return [r for r in starts if r.get("ok")]
+    if scenario == "herd":
+        return [result] if result.get("ok") else []
     return result.get("rounds", []) if result.get("ok") else []
 
 
@@ -952,6 +1146,13 @@ def figures_for(scenario, result):
         return out
     if scenario == "storm":
         return dict(storm=fig([r["seconds"] for r in rows]))
+    if scenario == "herd":
+        r = rows[0]
+        return dict(herd_connected=fig([r["all_connected_s"]]), herd_caught=fig([r["caught_up_s"]]),
+                    herd_wrong=(r["missing"] + r["duplicated"] + r["out_of_order"], [], ""))
+    if scenario == "open":
+        return dict(open_s=fig([r["seconds"] for r in rows]), open_upgraded=fig([r["upgraded_s"] for r in rows]),
+                    open_cpu=fig([r["cpu_us_per_connect"] for r in rows]))
     if scenario == "rooms":
         leaks = [r["foreign_messages"] for r in rows]
         return dict(rooms_cpu=fig([r["rooms_cpu_us_per_delivery"] for r in rows]),
@@ -971,7 +1172,7 @@ def fmt(value, unit):
         return f"{value:,.0f}"
     if unit in ("KB",):
         return f"{value:.1f}"
-    if unit == "frames":
+    if unit in ("frames", "msgs"):
         return f"{value:.0f}"
     if abs(value) >= 100:
         return f"{value:.0f}"
@@ -983,7 +1184,7 @@ def fmt(value, unit):
 def build_table(servers, figures, failures):
     """Rows of cells: figure, target, each server, then ours÷peer ratios."""
     ours = [s for s in servers if s in ("sqlite", "mariadb")]
-    peers = [s for s in servers if s in ("naive", "websockets")]
+    peers = [s for s in servers if s in PEERS]
     ratio_cols = [(o, p) for o in ours for p in peers]
     header = ["figure", "target"] + [SERVERS[s] for s in servers] + [f"{SERVERS[o].split('/')[1]}÷{SERVERS[p].split()[0]}" for o, p in ratio_cols]
     rows = [header]
@@ -1100,6 +1301,13 @@ def parse_args(argv=None):
     p.add_argument("--rooms-users", type=int, default=None,
                    help="rooms scenario: connected users (default 1000; a multiple of 10, the room size), e.g. 100 for a "
                         "smoke run")
+    p.add_argument("--seed", action=argparse.BooleanOptionalAction, default=True,
+                   help="give our servers history before the connect scenarios (open, memory, storm, herd): a database "
+                        "seeded once per store through the protocol (the plan's seed: 200 users, 20 rooms, 50,000 "
+                        "messages, read markers), copied for every fresh server (default on; --no-seed: empty databases)")
+    p.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=VALUE",
+                   help="override one parameter of a scenario's plan, e.g. --set open.clients=200 --set herd.clients=200 "
+                        "(repeatable; keys as in FULL/QUICK in this file; for smoke runs at small sizes)")
     p.add_argument("--server-core", type=int, default=1, help="the core the servers are pinned to (default 1)")
     p.add_argument("--client-core", type=int, default=0, help="the core the load client and this script are pinned to (default 0)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="where the JSON and markdown copies go")
@@ -1180,6 +1388,20 @@ def main(argv=None):
             v["rounds"] = opts.rounds
     if opts.rooms_users:
         plan["rooms"]["clients"] = opts.rooms_users
+    for item in opts.set:
+        key, _, value = item.partition("=")
+        scen, _, field = key.partition(".")
+        if scen not in plan or not field or not value:
+            say(f"bad --set {item!r}: want SCENARIO.KEY=VALUE with SCENARIO one of {', '.join(plan)}")
+            return 2
+        try:
+            value = int(value)
+        except ValueError:
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        plan[scen][field] = value
     info = machine_info(opts.mysql_admin)
     if "mariadb" in opts.servers and str(info.get("mariadb", "")).startswith("unreachable"):
         say(f"MariaDB {info['mariadb']}: skipping ours/MariaDB")
@@ -1201,14 +1423,22 @@ def main(argv=None):
     say(f"mode: {'quick' if opts.quick else 'full'}; servers: {', '.join(opts.servers)}; scenarios: {', '.join(opts.scenarios)}; logs in {logdir}")
 
     t_start = time.monotonic()
+    seeds = Seeds(opts, plan["seed"], logdir) if opts.seed else None
     raw = {s: {} for s in opts.servers}
     figures = {s: {} for s in opts.servers}
     failures = {s: {} for s in opts.servers}
     notes = []
     cluster_result = None
+    ceiling_results = None
     interrupted = False
     try:
         for scenario in opts.scenarios:
+            if scenario == "ceiling":
+                say(f"[ceiling] 1, 2 and 4 processes, {opts.cluster_db} and Redis shared, every client sending as fast "
+                    "as acks allow")
+                ceiling_results, scen_notes = run_ceiling(opts, plan["ceiling"], logdir)
+                notes += scen_notes
+                continue
             if scenario == "cluster":
                 t0 = time.monotonic()
                 say(f"[cluster] fan-out with 1 and 2 processes over Redis ({opts.cluster_db}; Redis: {opts.redis_url})")
@@ -1222,8 +1452,12 @@ def main(argv=None):
                 if scenario == "rooms" and kind not in ROOMS_SERVERS:
                     say(f"[{SERVERS[kind]}] rooms: skipped (the peers have no rooms)")
                     continue
+                if scenario == "herd" and kind not in HERD_SERVERS:
+                    say(f"[{SERVERS[kind]}] herd: skipped (the peers store nothing and have no ?since=)")
+                    continue
                 t0 = time.monotonic()
-                result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir)
+                result, scen_notes = run_scenario(opts, kind, scenario, plan[scenario], logdir,
+                                                  seeds if scenario in CONNECT_SCENARIOS else None)
                 result["scenario_wall_s"] = round(time.monotonic() - t0, 1)
                 raw[kind][scenario] = result
                 notes += scen_notes
@@ -1255,6 +1489,13 @@ def main(argv=None):
                          "(see the load logs): the figure is disturbed; rerun on a quiet machine.")
     if "rooms" in opts.scenarios:
         footnotes.append(rooms_note(plan["rooms"], opts.servers))
+    if seeds is not None and seeds.results:
+        sp = plan["seed"]
+        took = ", ".join(f"{SERVERS[k]} {r.get('wall_s', 0):.0f} s" for k, r in seeds.results.items())
+        footnotes.append(f"History: ours ran the connect scenarios ({', '.join(CONNECT_SCENARIOS)}) on a copy of a database "
+                         f"seeded through the protocol: {sp['clients']} users, {sp['rooms']} rooms, {sp['seed_messages']:,} "
+                         f"messages (20% general, 60% rooms, 20% direct), read markers for each user's conversations "
+                         f"(seeding, not measured: {took}). --no-seed: empty databases.")
     failure_text = []
     for kind in opts.servers:
         for scenario, result in failures[kind].items():
@@ -1322,6 +1563,16 @@ def main(argv=None):
             text += ["(no figures: see the failures)"]
         if probe_rows:
             text += ["", render_text(probe_rows), "", *PROBE_NOTES]
+    if ceiling_results:
+        pc = plan["ceiling"]
+        ceiling_note = (f"Cluster ceiling: {pc['clients']} clients spread over the processes, each sending direct "
+                        f"messages to a partner on the next process with {pc['window']} unacknowledged, for "
+                        f"{pc['duration']} s; database {opts.cluster_db}, a private Redis; every server process on core "
+                        f"{opts.server_core}. committed/s: acks (an ack means committed); delivered/s: directs received. "
+                        "CPU shares over the run; row-lock wait: InnoDB's Innodb_row_lock_time per second (mostly the "
+                        "chat_meta row that assigns ids at commit: 1.0 means a transaction always waiting); highest: the "
+                        "largest of the hottest process's CPU, Redis's, mariadbd's and the row-lock wait.")
+        text += ["", "Cluster ceiling", "", render_text(ceiling_table(ceiling_results)), "", ceiling_note]
     if failure_text:
         text += ["", "Failures:", *failure_text]
     if notes:
@@ -1344,14 +1595,16 @@ def main(argv=None):
             md += ["(no figures: see the failures)"]
         if probe_rows:
             md += ["", render_markdown(probe_rows), "", *[f"- {n}" for n in PROBE_NOTES]]
+    if ceiling_results:
+        md += ["", "## Cluster ceiling", "", render_markdown(ceiling_table(ceiling_results)), "", f"- {ceiling_note}"]
     if failure_text:
         md += ["", "## Failures", "", "```", *failure_text, "```"]
     if notes:
         md += ["", "## Server log notes", "", "```", *notes[:200], "```"]
     payload = dict(machine=info, mode="quick" if opts.quick else "full", plan=plan, servers=opts.servers,
-                   scenarios=opts.scenarios, memory_names=opts.memory_names, elapsed_s=elapsed, interrupted=interrupted,
+                   scenarios=opts.scenarios, memory_names=opts.memory_names, seeds=seeds.results if seeds else None, elapsed_s=elapsed, interrupted=interrupted,
                    figures={s: {k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in f.items()} for s, f in figures.items()},
-                   raw=raw, notes=notes, table=table, cluster=cluster_result, cluster_table=cluster_rows,
+                   raw=raw, notes=notes, ceiling=ceiling_results, table=table, cluster=cluster_result, cluster_table=cluster_rows,
                    cluster_figures={k: dict(median=v[0], rounds=v[1], flags=v[2]) for k, v in cluster_figs.items()})
     for name, content in ((f"bench-{stamp}.md", "\n".join(md) + "\n"), (f"bench-{stamp}.json", json.dumps(payload, indent=1) + "\n")):
         with open(os.path.join(opts.out, name), "w") as f:

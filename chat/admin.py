@@ -13,7 +13,7 @@ import urllib.request
 
 from chat.accounts.routes import admin_serializer
 from chat.accounts.credentials import AuthService
-from chat.accounts.serverbans import closing_reason
+from chat.accounts.serverbans import MAX_BAN_REASON, closing_reason
 from chat.messaging.export import export_lines
 from chat.config import load_settings
 from chat.names import normalize_name
@@ -54,29 +54,36 @@ def notify_server(url, secret_key, name, timeout=5.0, reason=None):
         return None
 
 
-def remove_user(settings, raw_name, release=False, server=None, out=print):
+class _StoreDown(Exception):
+    """The store did not answer; the message has been printed."""
+
+
+def _valid_name(settings, raw_name, out):
+    """The normalised name, or None after saying why it is not one."""
     name = normalize_name(raw_name, settings.max_name_length)
     if name is None:
         out(f"{raw_name!r} is not a valid user name")
-        return 2
+    return name
+
+
+def _on_store(settings, out, work):
+    """work(store) on a one-connection store with the schema in place; raises _StoreDown (said) if it does not answer."""
     store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
     try:
         store.ensure_schema()
-        auth = AuthService(settings, store)
-        existed = auth.remove_account(name, release=release)
+        return work(store)
     except StoreUnavailable as e:
         out(f"the store is not answering: {e}")
-        return 1
+        raise _StoreDown() from e
     finally:
         store.close()
-    if not existed:
-        out(f"no account named {name}")
-        return 1
-    out(f"{'deleted' if release else 'removed'} account {name}; its sessions and tokens are revoked"
-        + ("" if release else "; the name stays reserved (--release frees it)"))
+
+
+def _close_on_server(settings, server, name, out, reason=None):
+    """Have the running server close `name`'s sockets (POST /admin/disconnect); the exit status."""
     url = _server_url(settings, server)
     try:
-        closed = notify_server(url, load_secret_key(settings), name)
+        closed = notify_server(url, load_secret_key(settings), name, reason=reason)
     except urllib.error.HTTPError as e:
         out(f"the server at {url} refused the request ({e.code}): does it use the same secret key "
             "(CHAT_SECRET_KEY, or --instance-dir)?")
@@ -88,22 +95,32 @@ def remove_user(settings, raw_name, release=False, server=None, out=print):
     return 0
 
 
+def remove_user(settings, raw_name, release=False, server=None, out=print):
+    name = _valid_name(settings, raw_name, out)
+    if name is None:
+        return 2
+    try:
+        existed = _on_store(settings, out, lambda store: AuthService(settings, store).remove_account(name, release=release))
+    except _StoreDown:
+        return 1
+    if not existed:
+        out(f"no account named {name}")
+        return 1
+    out(f"{'deleted' if release else 'removed'} account {name}; its sessions and tokens are revoked"
+        + ("" if release else "; the name stays reserved (--release frees it)"))
+    return _close_on_server(settings, server, name, out)
+
+
 def set_admin(settings, raw_name, grant, out=print):
     """Grant or revoke server admin; takes effect at the user's next delete (the server reads it from the database)."""
-    name = normalize_name(raw_name, settings.max_name_length)
+    name = _valid_name(settings, raw_name, out)
     if name is None:
-        out(f"{raw_name!r} is not a valid user name")
         return 2
-    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
     try:
-        store.ensure_schema()
-        queries = AccountQueries(store)
-        done = queries.grant_admin(name) if grant else queries.revoke_admin(name)
-    except StoreUnavailable as e:
-        out(f"the store is not answering: {e}")
+        done = _on_store(settings, out, lambda store: (
+            AccountQueries(store).grant_admin(name) if grant else AccountQueries(store).revoke_admin(name)))
+    except _StoreDown:
         return 1
-    finally:
-        store.close()
     if not done:
         out(f"no account named {name}: only registered accounts can be admins" if grant else f"{name} is no admin")
         return 1
@@ -113,75 +130,56 @@ def set_admin(settings, raw_name, grant, out=print):
 
 def set_ban(settings, raw_name, ban, reason="", server=None, out=print):
     """Ban a name from the server (and have the running server close its sockets) or lift the ban."""
-    name = normalize_name(raw_name, settings.max_name_length)
+    name = _valid_name(settings, raw_name, out)
     if name is None:
-        out(f"{raw_name!r} is not a valid user name")
         return 2
-    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
     try:
-        store.ensure_schema()
-        queries = AccountQueries(store)
-        done = queries.ban(name, "operator", " ".join(reason.split())[:300]) if ban else queries.unban(name)
-    except StoreUnavailable as e:
-        out(f"the store is not answering: {e}")
+        done = _on_store(settings, out, lambda store: (
+            AccountQueries(store).ban(name, "operator", " ".join(reason.split())[:MAX_BAN_REASON]) if ban
+            else AccountQueries(store).unban(name)))
+    except _StoreDown:
         return 1
-    finally:
-        store.close()
     if not ban:
         out(f"{name} may connect again" if done else f"{name} is not banned")
         return 0 if done else 1
     out(f"{name} is banned from the server" if done else f"{name} was banned already")
-    url = _server_url(settings, server)
-    try:
-        closed = notify_server(url, load_secret_key(settings), name, reason=closing_reason(reason))
-    except urllib.error.HTTPError as e:
-        out(f"the server at {url} refused the request ({e.code}): does it use the same secret key?")
-        return 1
-    if closed is None:
-        out(f"no server answered at {url}: if one runs elsewhere, pass --server URL, or {name}'s open sockets stay open")
-    else:
-        out(f"the server at {url} closed {closed} open connection(s) of {name}")
-    return 0
+    return _close_on_server(settings, server, name, out, closing_reason(reason))
 
 
 def export(settings, raw_name=None, out=sys.stdout, err=print):
     """Stream the export to `out`, a line at a time."""
     name = None
     if raw_name is not None:
-        name = normalize_name(raw_name, settings.max_name_length)
+        name = _valid_name(settings, raw_name, err)
         if name is None:
-            err(f"{raw_name!r} is not a valid user name")
             return 2
-    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
-    try:
-        store.ensure_schema()
+
+    def write(store):
         for line in export_lines(store, name):
             out.write(line + "\n")
         out.flush()
-    except StoreUnavailable as e:
-        err(f"the store is not answering: {e}")
+
+    try:
+        _on_store(settings, err, write)
+    except _StoreDown:
         return 1
-    finally:
-        store.close()
     return 0
 
 
 def purge(settings, out=print):
     """Run the retention purge once, to the end, with the server's retention settings."""
-    store = Store(settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout)
-    try:
-        store.ensure_schema()
+    def run(store):
         purger = Purger(settings, store)
-        if not purger.enabled:
-            out("nothing to purge: message_retention_days and upload_retention_days are both 0 (keep forever)")
-            return 0
-        done = purger.run()
-    except StoreUnavailable as e:
-        out(f"the store is not answering: {e}")
+        return purger.run() if purger.enabled else None
+
+    try:
+        done = _on_store(settings, out, run)
+    except _StoreDown:
         return 1
-    finally:
-        store.close()
-    out(f"purged {done['messages']} messages and {done['files']} files")
+    if done is None:
+        out("nothing to purge: message_retention_days and upload_retention_days are both 0 (keep forever)")
+    else:
+        out(f"purged {done['messages']} messages and {done['files']} files")
     return 0
 
 

@@ -31,7 +31,7 @@ from chat.metrics.readings import Sources
 from chat.store import Store
 from chat.store.accounts import AccountQueries
 from chat.store.lifecycle import LifecycleQueries
-from chat.store.search import SearchQueries
+from chat.store.search import SearchIndexer, SearchQueries
 from chat.store.retention import Purger
 from chat.uploads import routes as upload_routes
 from chat.uploads.routes import Uploads
@@ -75,6 +75,8 @@ def build_chat(settings, store=None, instance_id=None):
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
     bans = ServerBans(AccountQueries(store), delivery.kick)
+    if store.dialect.name == "sqlite":  # MariaDB's FULLTEXT index is kept by InnoDB
+        SearchIndexer(store, settings.search_index_interval).start()
     search = SearchService(
         settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
     )

@@ -50,6 +50,9 @@ class Settings:
     search_timeout: float = _setting(
         2.0, "seconds one search may run in the database; a longer one is stopped and refused (search_timeout)"
     )
+    search_index_interval: float = _setting(
+        1.0, "SQLite: seconds between the batches that add new messages to the search index (a search adds them first too)"
+    )
     search_concurrency: int = _setting(
         2, "searches one process runs in the database at once; another waits up to search_timeout, then is refused (search_busy)"
     )
@@ -254,7 +257,7 @@ class Settings:
         for name in ("workers", "bus_catch_up_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval"):
+        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval", "search_index_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
         if self.metrics_token != self.metrics_token.strip() or any(c.isspace() for c in self.metrics_token):

@@ -461,9 +461,10 @@ def _drop_index(store):
 
     with store.cursor() as cur:
         if store.kind == "sqlite":
-            for trigger in ("messages_fts_insert", "messages_fts_delete", "messages_fts_update"):
+            for trigger in ("messages_fts_queue", "messages_fts_forget", "messages_fts_change"):
                 cur.execute(f"DROP TRIGGER {trigger}")
             cur.execute(f"DROP TABLE {SQLITE_TABLE}")
+            cur.execute("DROP TABLE search_pending")
         else:
             cur.execute(f"ALTER TABLE messages DROP INDEX {MYSQL_INDEX}, DROP COLUMN {MYSQL_COLUMN}")
 

@@ -5,7 +5,14 @@ only, and the bounded query for the newest matches a user may see.
 The index holds messages only (rows with no `kind`): never a room event, nor an edit, delete or reaction row (an edit
 row keeps its text for ?since= replays). It follows `messages.body`: an edit rewrites it and a delete empties it
 (chat/store/lifecycle.py), and the index changes in the same transaction.
-- SQLite: an FTS5 table over `messages` (external content: the text is not stored twice) kept by three triggers.
+- SQLite: an FTS5 table over `messages` (external content: the text is not stored twice). New messages are indexed in
+  batches, not in the commit that stores them: FTS5 writes a segment per transaction, which cost ~95 µs per message when
+  the writer commits messages one or a few at a time (issue 15's A/B: direct-message CPU x2.2). A trigger queues each new
+  message's id in `search_pending` (a B-tree insert in the same commit); `SearchIndexer` indexes the queue every
+  `search_index_interval`, and a search first does the same, so a message is found once it is stored, as before. Edits
+  and deletes of indexed messages change the index by two triggers in their own commit (rare, and they must: an
+  external-content index forgets a row only when told the exact text it indexed); of queued ones they change nothing
+  (the batch indexes the text as it is then).
 - MariaDB: a stored generated column `search_text` (the body of a message, '' for anything else) in a case- and
   accent-insensitive collation, with a FULLTEXT index made with stopwords off. Not on `body` itself: `body` is
   utf8mb4_bin, and InnoDB's FULLTEXT cache on a binary column keeps new words in their case (found as typed until the
@@ -15,8 +22,11 @@ Every user word goes in double quotes and a word holds only letters, marks, digi
 ever read as FTS syntax (operators, NEAR, column filters, prefixes, parentheses).
 
 Imports chat.store lazily: chat/store/__init__.py calls ensure_index() from here."""
+import logging
 import time
 import unicodedata
+
+log = logging.getLogger("chat.search")
 
 SQLITE_TABLE = "messages_fts"
 MYSQL_COLUMN = "search_text"
@@ -25,16 +35,22 @@ MYSQL_INDEX = "messages_search"
 # character; InnoDB: its own rule), case and accents do not count (FTS5: remove_diacritics 2; MariaDB: the collation).
 _FTS5_TOKENIZER = "unicode61 remove_diacritics 2 tokenchars '_'"
 _MESSAGE = "COALESCE({0}kind, '') = '' AND {0}body <> ''"
+_NOT_QUEUED = "NOT EXISTS (SELECT 1 FROM search_pending WHERE id = old.id)"
 _SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages WHEN {_MESSAGE.format('new.')} BEGIN "
-    f"INSERT INTO {SQLITE_TABLE} (rowid, body) VALUES (new.id, new.body); END",
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_delete AFTER DELETE ON messages WHEN {_MESSAGE.format('old.')} BEGIN "
+    f"CREATE TRIGGER IF NOT EXISTS messages_fts_queue AFTER INSERT ON messages WHEN {_MESSAGE.format('new.')} BEGIN "
+    "INSERT OR IGNORE INTO search_pending (id) VALUES (new.id); END",
+    f"CREATE TRIGGER IF NOT EXISTS messages_fts_forget AFTER DELETE ON messages "
+    f"WHEN {_MESSAGE.format('old.')} AND {_NOT_QUEUED} BEGIN "
     f"INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); END",
     # An external-content index forgets a row only when told the exact text it indexed: the old body.
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_update AFTER UPDATE OF body, kind ON messages BEGIN "
+    f"CREATE TRIGGER IF NOT EXISTS messages_fts_change AFTER UPDATE OF body, kind ON messages WHEN {_NOT_QUEUED} BEGIN "
     f"INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, body) SELECT 'delete', old.id, old.body WHERE {_MESSAGE.format('old.')}; "
     f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT new.id, new.body WHERE {_MESSAGE.format('new.')}; END",
 )
+# Triggers of the first version of the index, which indexed each message in the commit that stored it.
+_SQLITE_OLD_TRIGGERS = ("messages_fts_insert", "messages_fts_delete", "messages_fts_update")
+INDEX_BATCH = 5000  # queued messages one indexing transaction adds at most: a backlog never holds SQLite's write lock long
+
 _MYSQL_ADD = (
     f"ALTER TABLE messages ADD COLUMN {MYSQL_COLUMN} MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_520_ci "
     f"AS (IF(COALESCE(kind, '') = '', body, '')) STORED, ADD FULLTEXT INDEX {MYSQL_INDEX} ({MYSQL_COLUMN})"
@@ -103,24 +119,78 @@ def _ensure_sqlite(store):
     with store.connection() as conn:
         cur = conn.cursor()
         try:
-            if _has_sqlite_table(cur):
+            if _has_sqlite_table(cur, "search_pending"):
                 return
             cur.execute("BEGIN IMMEDIATE")  # another process starting at once waits here, then finds the index made
-            if not _has_sqlite_table(cur):
-                cur.execute(
-                    f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, content='messages', content_rowid='id', "
-                    f'tokenize="{_FTS5_TOKENIZER}")'
-                )
+            if not _has_sqlite_table(cur, "search_pending"):
+                for trigger in _SQLITE_OLD_TRIGGERS:
+                    cur.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+                cur.execute("CREATE TABLE search_pending (id INTEGER PRIMARY KEY)")
+                if not _has_sqlite_table(cur, SQLITE_TABLE):  # else a first-version index holds every message already
+                    cur.execute(
+                        f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, content='messages', content_rowid='id', "
+                        f'tokenize="{_FTS5_TOKENIZER}")'
+                    )
+                    cur.execute(f"INSERT INTO search_pending (id) SELECT id FROM messages WHERE {_MESSAGE.format('')}")
                 for trigger in _SQLITE_TRIGGERS:
                     cur.execute(trigger)
-                cur.execute(f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages WHERE {_MESSAGE.format('')}")
             conn.commit()
         finally:
             cur.close()
+    catch_up(store)  # a database from before search: its messages, a batch at a time
 
 
-def _has_sqlite_table(cur):
-    cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SQLITE_TABLE,))
+def _index_batch(cur):
+    """Index the next INDEX_BATCH queued messages, as their text is now; whether the queue is empty."""
+    cur.execute("DELETE FROM search_pending WHERE 0")  # the write lock first: no edit commits between read and write
+    cur.execute("SELECT id FROM search_pending ORDER BY id LIMIT ?", (INDEX_BATCH,))
+    ids = [row[0] for row in cur.fetchall()]
+    if not ids:
+        return True
+    marks = ", ".join("?" * len(ids))
+    cur.execute(
+        f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages WHERE id IN ({marks}) AND {_MESSAGE.format('')}",
+        ids,
+    )
+    cur.execute(f"DELETE FROM search_pending WHERE id IN ({marks})", ids)
+    return len(ids) < INDEX_BATCH
+
+
+def catch_up(store):
+    """Index every queued message, a batch per transaction."""
+    while not store.transaction(_index_batch):
+        pass
+
+
+class SearchIndexer:
+    """SQLite: adds the messages stored since the last batch to the index every `interval` seconds (a search also
+    catches up first: SearchQueries.message_ids)."""
+
+    def __init__(self, store, interval):
+        self._store = store
+        self._interval = interval
+        self._greenlet = None
+
+    def start(self):
+        import gevent
+
+        def loop():
+            while True:
+                gevent.sleep(self._interval)
+                try:
+                    catch_up(self._store)
+                except Exception:  # a store outage: the next round catches up  # noqa: BLE001
+                    log.warning("indexing new messages for search failed; trying again", exc_info=True)
+
+        self._greenlet = gevent.spawn(loop)
+
+    def stop(self):
+        if self._greenlet is not None:
+            self._greenlet.kill()
+
+
+def _has_sqlite_table(cur, name=SQLITE_TABLE):
+    cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
     return cur.fetchone() is not None
 
 
@@ -214,6 +284,8 @@ class SearchQueries:
         """Ids of the newest `limit` messages in `scope` below `before` whose text has every word of `expression`,
         newest first; SearchTimeout when the database takes longer than `timeout` seconds."""
         sql, params = self.statement(expression, scope, before, limit, timeout)
+        if self._sqlite:
+            catch_up(self._store)  # what was stored since the last batch (SearchIndexer)
         ids = self._store.transaction(self._run, sql, params, timeout)
         if ids is None:
             raise SearchTimeout()

@@ -76,9 +76,9 @@ def build_chat(settings, store=None, instance_id=None):
     rooms = RoomService(settings, directory, delivery, known.is_known)
     bans = ServerBans(AccountQueries(store), delivery.kick)
     if store.dialect.name == "sqlite":  # MariaDB's FULLTEXT index is kept by InnoDB
-        SearchIndexer(store, settings.search_index_interval).start()
+        SearchIndexer(store, settings.search_index_interval, delivery.settled_below).start()
     search = SearchService(
-        settings, SearchQueries(store), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
+        settings, SearchQueries(store, delivery.settled_below), rooms, known.is_known, LifecycleQueries(store).current, store.messages_with_ids
     )
     # One process delivers before the commit: a client_id it may not remember is looked up first (chat/messaging/resends.py).
     resends = Resends(settings, store, check_store=not settings.redis_url)

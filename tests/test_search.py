@@ -313,7 +313,7 @@ def ids_only(direct, sender, receiver, w):
 
 # ---- limits -------------------------------------------------------------------------------------------------------
 
-HIDDEN = 10**12  # ids of rows written straight into the database, far above what the server hands out
+HIDDEN = 10**12  # ids of rows written straight into the database, far above the server's until then
 
 
 def fill(database_url, count, text):
@@ -325,14 +325,23 @@ def fill(database_url, count, text):
         sql = (f"INSERT INTO messages (id, sender, recipient, body, created_ms, room) "
                f"SELECT {HIDDEN} + seq, 'zed', NULL, CONCAT('{text} ', seq), seq, 'hidden' FROM seq_1_to_{count}")
     db_execute(database_url, sql)
+    # as the server's own writes do: ids come from chat_meta, so the next one it hands out is above these
+    db_execute(database_url, f"UPDATE chat_meta SET next_id = {HIDDEN + count + 1} WHERE id = 1")
 
 
 def test_a_search_past_the_time_limit_is_stopped_and_refused_and_others_keep_chatting(start_server, database_url):
     # 20 ms: far less than a search through the filled rows takes (SQLite ~90 ms, MariaDB ~1 s here), far more than
     # a search for a rare word
-    server = start_server(database_url, search_timeout=0.02, bots="")
+    from chat.store import Store
+
+    # Filled before the server starts, as a server's own writes would (ids from chat_meta): on SQLite the index's mark
+    # never passes an id the server may still commit (chat/store/search.py), and indexes them at start.
+    store = Store(database_url, pool_size=1, connect_timeout=3)
+    store.ensure_schema()
+    store.close()
     w = word()
     fill(database_url, 100_000 if database_url.startswith("sqlite") else 50_000, w)
+    server = start_server(database_url, search_timeout=0.02, bots="")
     watch = Bystanders(server)
     alice = server.connect(unique("alice"))
     alice.handshake()
@@ -461,10 +470,10 @@ def _drop_index(store):
 
     with store.cursor() as cur:
         if store.kind == "sqlite":
-            for trigger in ("messages_fts_queue", "messages_fts_forget", "messages_fts_change"):
+            for trigger in ("messages_fts_forget", "messages_fts_change"):
                 cur.execute(f"DROP TRIGGER {trigger}")
             cur.execute(f"DROP TABLE {SQLITE_TABLE}")
-            cur.execute("DROP TABLE search_pending")
+            cur.execute("DROP TABLE search_mark")
         else:
             cur.execute(f"ALTER TABLE messages DROP INDEX {MYSQL_INDEX}, DROP COLUMN {MYSQL_COLUMN}")
 
@@ -482,6 +491,54 @@ def test_the_index_is_made_at_start_for_a_database_that_has_none(store):
     assert queries.message_ids(queries.expression(["joined"]), everywhere, 2**62, 10, 5.0) == []  # no room event
     store.ensure_schema()  # again: nothing twice
     assert queries.message_ids(queries.expression(["older"]), everywhere, 2**62, 10, 5.0) == [5, 2]
+
+
+def test_an_index_of_the_queueing_version_is_completed_and_kept_by_the_mark(store):
+    from chat.store.search import SQLITE_TABLE, SearchQueries
+
+    if store.kind != "sqlite":
+        pytest.skip("SQLite only: MariaDB's index is InnoDB's own")
+    store.insert_messages(_records())
+    with store.cursor() as cur:  # the second version: rows 1 and 2 indexed, row 5 still queued
+        for trigger in ("messages_fts_forget", "messages_fts_change"):
+            cur.execute(f"DROP TRIGGER {trigger}")
+        cur.execute("DROP TABLE search_mark")
+        cur.execute(f"INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}) VALUES ('delete-all')")  # external content: empty it so
+        cur.execute(f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages WHERE id IN (1, 2)")
+        cur.execute("CREATE TABLE search_pending (id INTEGER PRIMARY KEY)")
+        cur.execute("INSERT INTO search_pending (id) VALUES (5)")
+    store.ensure_schema()
+    queries = SearchQueries(store)
+    everywhere = ("everywhere", "alice", frozenset({"older"}))
+    assert queries.message_ids(queries.expression(["older"]), everywhere, 2**62, 10, 5.0) == [5, 2]
+    with store.cursor() as cur:
+        cur.execute("SELECT name FROM sqlite_master WHERE name = 'search_pending'")
+        assert cur.fetchall() == []
+        cur.execute("SELECT upto FROM search_mark")
+        assert cur.fetchall() == [(5,)]
+        cur.execute("UPDATE messages SET body = 'renamed' WHERE id = 2")  # indexed: the trigger keeps the index right
+    assert queries.message_ids(queries.expression(["older"]), everywhere, 2**62, 10, 5.0) == [5]
+    assert queries.message_ids(queries.expression(["renamed"]), everywhere, 2**62, 10, 5.0) == [2]
+
+
+def test_the_mark_never_passes_an_id_the_process_may_still_commit(store):
+    from chat.records import MessageRecord
+    from chat.store.search import SearchQueries
+
+    if store.kind != "sqlite":
+        pytest.skip("SQLite only: MariaDB's index is InnoDB's own")
+    settled = [3]  # ids 3 and 4 assigned, not committed yet
+    queries = SearchQueries(store, lambda: settled[0])
+    everywhere = ("everywhere", "alice", frozenset())
+    store.insert_messages([MessageRecord(1, "alice", None, "alpha one", 1), MessageRecord(2, "alice", None, "alpha two", 2),
+                           MessageRecord(5, "alice", None, "alpha five", 5)])
+    assert queries.message_ids(queries.expression(["alpha"]), everywhere, 2**62, 10, 5.0) == [2, 1]  # 5 waits for 3, 4
+    store.insert_messages([MessageRecord(3, "alice", None, "alpha three", 3), MessageRecord(4, "alice", None, "beta", 4)])
+    with store.cursor() as cur:
+        cur.execute("UPDATE messages SET body = 'alpha four' WHERE id = 4")  # above the mark: the batch takes it as it is
+    settled[0] = 6
+    assert queries.message_ids(queries.expression(["alpha"]), everywhere, 2**62, 10, 5.0) == [5, 4, 3, 2, 1]
+    assert queries.message_ids(queries.expression(["beta"]), everywhere, 2**62, 10, 5.0) == []
 
 
 SCOPES = [("everywhere", "alice", frozenset({"dev", "ops"})), ("everywhere", "alice", frozenset()), ("general",),

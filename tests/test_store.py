@@ -178,3 +178,37 @@ def test_queries_are_parameterised(store):
     assert store.directs_to_since(nasty, 0, 10)[0].body == nasty + ' "\\ %_'
     assert store.get_user(nasty) is None
     assert store.count_messages() == 1
+
+
+SPARSE = {"messages_kind_id": "kind", "messages_subject_id": "subject", "messages_target_id": "target_id",
+          "messages_attachment_id": "attachment_id"}
+
+
+def test_sqlite_indexes_on_mostly_null_columns_are_partial_also_after_an_upgrade(store, database_url):
+    if store.kind != "sqlite":
+        pytest.skip("SQLite only: InnoDB has no partial indexes")
+
+    def index_sql():
+        with store.cursor() as cur:
+            cur.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'")
+            return dict(cur.fetchall())
+
+    for name, column in SPARSE.items():
+        assert index_sql()[name].endswith(f"WHERE {column} IS NOT NULL"), name
+    with store.cursor() as cur:  # an older version's full indexes
+        for name, column in SPARSE.items():
+            cur.execute(f"DROP INDEX {name}")
+            cur.execute(f"CREATE INDEX {name} ON messages ({column})")
+    restarted = Store(database_url, pool_size=1)
+    restarted.ensure_schema()  # a restart with this version
+    restarted.close()
+    for name, column in SPARSE.items():
+        assert index_sql()[name].endswith(f"WHERE {column} IS NOT NULL"), name
+    with store.cursor() as cur:  # and the lifecycle's lookups still use them
+        cur.execute("EXPLAIN QUERY PLAN SELECT id FROM messages WHERE target_id = ? AND kind = 'edit'", (1,))
+        plan = " ".join(str(row) for row in cur.fetchall())
+    assert "USING INDEX messages_target_id" in plan or "USING INDEX messages_kind_id" in plan, plan
+    with store.cursor() as cur:
+        cur.execute("EXPLAIN QUERY PLAN SELECT id FROM messages WHERE attachment_id = ? AND kind IS NULL", (1,))
+        plan = " ".join(str(row) for row in cur.fetchall())
+    assert "USING INDEX messages_attachment_id" in plan, plan

@@ -140,6 +140,10 @@ class ClusterDelivery(LocalDelivery):
     def last_message_id(self):
         return self.sequencer.next_id - 1
 
+    def settled_below(self):
+        """None: the database assigns ids at commit, so they are committed in order (the search index's bound)."""
+        return None
+
     def history_ceiling(self):
         # What this process has not delivered yet is left out of a new connection's history: it arrives live,
         # in order, after it (the session is in the hub before the history query).

@@ -94,6 +94,12 @@ class LocalDelivery:
     def last_message_id(self):
         return self.ids.last_assigned
 
+    def settled_below(self):
+        """An id below which every id this process assigned is committed or never will be (the search index's bound:
+        chat/store/search.py)."""
+        oldest = self.writer.oldest_uncommitted_id() if self.writer is not None else None
+        return oldest if oldest is not None else self.ids.last_assigned + 1
+
     def history_ceiling(self):
         """Connect-time history holds only messages below this id (None: no limit); later ones come live."""
         return None

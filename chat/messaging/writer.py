@@ -77,6 +77,15 @@ class MessageWriter:
         then nobody has been sent them)."""
         return [e[0] for e in self._inflight if e[0].id is not None] + [e[0] for e in self._pending if e[0].id is not None]
 
+    def oldest_uncommitted_id(self):
+        """The lowest id among the records accepted but not yet committed (in id order when ids are assigned at post),
+        or None."""
+        for queue in (self._inflight, self._pending):
+            for entry in queue:
+                if entry[0].id is not None:
+                    return entry[0].id
+        return None
+
     def waiting(self):
         """Every record accepted but not committed yet, with an id or (ids assigned at commit) without, oldest first."""
         return [e[0] for e in self._inflight] + [e[0] for e in self._pending]

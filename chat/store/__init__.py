@@ -159,8 +159,15 @@ class Store:
 
     def _add_missing_indexes(self):
         """Indexes on such columns: made after them."""
-        for table, index, columns in ADDED_INDEXES:
-            self._add_missing(self.dialect.has_index, table, index, f"CREATE INDEX {index} ON {table} ({columns})")
+        for table, index, columns, sparse in ADDED_INDEXES:
+            with self.cursor() as cur:
+                statements = self.dialect.index_statements(cur, table, index, columns, sparse)
+                try:
+                    for statement in statements:
+                        cur.execute(statement)
+                except self.dialect.database_errors:
+                    if self.dialect.index_statements(cur, table, index, columns, sparse):
+                        raise  # else another server process made it first
 
     def _add_missing(self, has, table, name, statement):
         with self.cursor() as cur:

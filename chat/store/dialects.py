@@ -48,6 +48,19 @@ class SQLiteDialect:
         cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ?", (table, index))
         return cur.fetchone() is not None
 
+    def index_statements(self, cur, table, index, columns, sparse):
+        """What makes the index as this version wants it: nothing if it is there. An index on a column that is NULL for
+        most rows (`sparse`) is partial here, so a row without the value costs no index write: each full one was ~13 µs
+        of CPU per message committed alone (issue 15's A/B); an older database's full one is made again partial."""
+        cur.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND name = ?", (table, index))
+        row = cur.fetchone()
+        wanted = f"CREATE INDEX {index} ON {table} ({columns})" + (f" WHERE {sparse} IS NOT NULL" if sparse else "")
+        if row is None:
+            return [wanted]
+        if sparse and " WHERE " not in (row[0] or "").upper():
+            return [f"DROP INDEX {index}", wanted]
+        return []
+
     def has_column(self, cur, table, column):
         cur.execute(f"PRAGMA table_info({table})")
         return any(row[1] == column for row in cur.fetchall())
@@ -113,17 +126,23 @@ class MySQLDialect:
         )
         return cur.fetchone()[0] > 0
 
+    def index_statements(self, cur, table, index, columns, sparse):
+        """What makes the index: nothing if it is there (InnoDB has no partial indexes: `sparse` changes nothing)."""
+        return [] if self.has_index(cur, table, index) else [f"CREATE INDEX {index} ON {table} ({columns})"]
+
     def describe(self):
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
 
-# Indexes on columns that older databases get at start (so they are made after the columns): (table, name, columns).
+# Indexes on columns that older databases get at start (so they are made after the columns): (table, name, columns,
+# sparse). `sparse`: the column is NULL in most rows (a plain message has no kind, subject, target or file) and every
+# query by the index names a value, so SQLite keeps the index partial (SQLiteDialect.index_statements).
 ADDED_INDEXES = [
-    ("messages", "messages_room_recipient_id", "room, recipient, id"),
-    ("messages", "messages_kind_id", "kind, id"),
-    ("messages", "messages_subject_id", "subject, id"),
-    ("messages", "messages_target_id", "target_id, id"),
-    ("messages", "messages_attachment_id", "attachment_id"),  # the message carrying a file (DELETE /files/ID)
+    ("messages", "messages_room_recipient_id", "room, recipient, id", None),
+    ("messages", "messages_kind_id", "kind, id", "kind"),
+    ("messages", "messages_subject_id", "subject, id", "subject"),
+    ("messages", "messages_target_id", "target_id, id", "target_id"),
+    ("messages", "messages_attachment_id", "attachment_id", "attachment_id"),  # the message carrying a file (DELETE /files/ID)
 ]
 
 

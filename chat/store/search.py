@@ -7,12 +7,15 @@ row keeps its text for ?since= replays). It follows `messages.body`: an edit rew
 (chat/store/lifecycle.py), and the index changes in the same transaction.
 - SQLite: an FTS5 table over `messages` (external content: the text is not stored twice). New messages are indexed in
   batches, not in the commit that stores them: FTS5 writes a segment per transaction, which cost ~95 µs per message when
-  the writer commits messages one or a few at a time (issue 15's A/B: direct-message CPU x2.2). A trigger queues each new
-  message's id in `search_pending` (a B-tree insert in the same commit); `SearchIndexer` indexes the queue every
-  `search_index_interval`, and a search first does the same, so a message is found once it is stored, as before. Edits
-  and deletes of indexed messages change the index by two triggers in their own commit (rare, and they must: an
-  external-content index forgets a row only when told the exact text it indexed); of queued ones they change nothing
-  (the batch indexes the text as it is then).
+  the writer commits messages one or a few at a time (issue 15's A/B: direct-message CPU x2.2), against ~3.5 µs in a
+  batch. Nor does storing a message write anything for the index (a trigger queueing each id cost ~15 µs per message
+  committed alone): `search_mark.upto` says how far the index goes (every message with an id at or below it is in the
+  index with its text as it is now, none above it), and `SearchIndexer` indexes the messages above it every
+  `search_index_interval`; a search first does the same, so a message is found once it is stored, as before. Ids are
+  committed in order but for the ones this process assigned and has not committed yet (no Redis: chat/messaging/ids.py),
+  so the mark stops below the oldest of those (`settled_below`). Edits and deletes of indexed messages change the index
+  by two triggers in their own commit (rare, and they must: an external-content index forgets a row only when told the
+  exact text it indexed); of messages above the mark they change nothing (the batch indexes the text as it is then).
 - MariaDB: a stored generated column `search_text` (the body of a message, '' for anything else) in a case- and
   accent-insensitive collation, with a FULLTEXT index made with stopwords off. Not on `body` itself: `body` is
   utf8mb4_bin, and InnoDB's FULLTEXT cache on a binary column keeps new words in their case (found as typed until the
@@ -35,20 +38,21 @@ MYSQL_INDEX = "messages_search"
 # character; InnoDB: its own rule), case and accents do not count (FTS5: remove_diacritics 2; MariaDB: the collation).
 _FTS5_TOKENIZER = "unicode61 remove_diacritics 2 tokenchars '_'"
 _MESSAGE = "COALESCE({0}kind, '') = '' AND {0}body <> ''"
-_NOT_QUEUED = "NOT EXISTS (SELECT 1 FROM search_pending WHERE id = old.id)"
+_INDEXED = "old.id <= (SELECT upto FROM search_mark WHERE id = 1)"
 _SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_queue AFTER INSERT ON messages WHEN {_MESSAGE.format('new.')} BEGIN "
-    "INSERT OR IGNORE INTO search_pending (id) VALUES (new.id); END",
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_forget AFTER DELETE ON messages "
-    f"WHEN {_MESSAGE.format('old.')} AND {_NOT_QUEUED} BEGIN "
+    f"CREATE TRIGGER messages_fts_forget AFTER DELETE ON messages WHEN {_MESSAGE.format('old.')} AND {_INDEXED} BEGIN "
     f"INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, body) VALUES ('delete', old.id, old.body); END",
     # An external-content index forgets a row only when told the exact text it indexed: the old body.
-    f"CREATE TRIGGER IF NOT EXISTS messages_fts_change AFTER UPDATE OF body, kind ON messages WHEN {_NOT_QUEUED} BEGIN "
+    f"CREATE TRIGGER messages_fts_change AFTER UPDATE OF body, kind ON messages WHEN {_INDEXED} BEGIN "
     f"INSERT INTO {SQLITE_TABLE} ({SQLITE_TABLE}, rowid, body) SELECT 'delete', old.id, old.body WHERE {_MESSAGE.format('old.')}; "
     f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT new.id, new.body WHERE {_MESSAGE.format('new.')}; END",
 )
-# Triggers of the first version of the index, which indexed each message in the commit that stored it.
-_SQLITE_OLD_TRIGGERS = ("messages_fts_insert", "messages_fts_delete", "messages_fts_update")
+# Triggers of earlier versions of the index: the first indexed each message in the commit that stored it, the second
+# queued each new message's id in `search_pending` (its forget and change triggers had these names too).
+_SQLITE_OLD_TRIGGERS = (
+    "messages_fts_insert", "messages_fts_delete", "messages_fts_update", "messages_fts_queue", "messages_fts_forget",
+    "messages_fts_change",
+)
 INDEX_BATCH = 5000  # queued messages one indexing transaction adds at most: a backlog never holds SQLite's write lock long
 
 _MYSQL_ADD = (
@@ -119,46 +123,70 @@ def _ensure_sqlite(store):
     with store.connection() as conn:
         cur = conn.cursor()
         try:
-            if _has_sqlite_table(cur, "search_pending"):
-                return
-            cur.execute("BEGIN IMMEDIATE")  # another process starting at once waits here, then finds the index made
-            if not _has_sqlite_table(cur, "search_pending"):
-                for trigger in _SQLITE_OLD_TRIGGERS:
-                    cur.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-                cur.execute("CREATE TABLE search_pending (id INTEGER PRIMARY KEY)")
-                if not _has_sqlite_table(cur, SQLITE_TABLE):  # else a first-version index holds every message already
-                    cur.execute(
-                        f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, content='messages', content_rowid='id', "
-                        f'tokenize="{_FTS5_TOKENIZER}")'
-                    )
-                    cur.execute(f"INSERT INTO search_pending (id) SELECT id FROM messages WHERE {_MESSAGE.format('')}")
-                for trigger in _SQLITE_TRIGGERS:
-                    cur.execute(trigger)
-            conn.commit()
+            if not _has_sqlite_table(cur, "search_mark"):
+                cur.execute("BEGIN IMMEDIATE")  # another process starting at once waits here, then finds the index made
+                if not _has_sqlite_table(cur, "search_mark"):
+                    _make_sqlite_index(cur)
+                conn.commit()
         finally:
             cur.close()
-    catch_up(store)  # a database from before search: its messages, a batch at a time
+    # What is not indexed yet, a batch at a time: a database from before search, or what the last run stored since its
+    # last batch (nothing is in flight at start, so no bound).
+    catch_up(store)
 
 
-def _index_batch(cur):
-    """Index the next INDEX_BATCH queued messages, as their text is now; whether the queue is empty."""
-    cur.execute("DELETE FROM search_pending WHERE 0")  # the write lock first: no edit commits between read and write
-    cur.execute("SELECT id FROM search_pending ORDER BY id LIMIT ?", (INDEX_BATCH,))
-    ids = [row[0] for row in cur.fetchall()]
-    if not ids:
+def _make_sqlite_index(cur):
+    """The index and its mark for a database without them: empty, or an earlier version's, which is complete once its
+    queue (second version) is indexed."""
+    for trigger in _SQLITE_OLD_TRIGGERS:
+        cur.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+    if _has_sqlite_table(cur, SQLITE_TABLE):
+        if _has_sqlite_table(cur, "search_pending"):
+            cur.execute(
+                f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages "
+                f"WHERE id IN (SELECT id FROM search_pending) AND {_MESSAGE.format('')}"
+            )
+            cur.execute("DROP TABLE search_pending")
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM messages")
+        upto = cur.fetchone()[0]
+    else:
+        cur.execute(
+            f"CREATE VIRTUAL TABLE {SQLITE_TABLE} USING fts5(body, content='messages', content_rowid='id', "
+            f'tokenize="{_FTS5_TOKENIZER}")'
+        )
+        upto = 0  # catch_up indexes every stored message
+    cur.execute("CREATE TABLE search_mark (id INTEGER PRIMARY KEY CHECK (id = 1), upto INTEGER NOT NULL)")
+    cur.execute("INSERT INTO search_mark (id, upto) VALUES (1, ?)", (upto,))
+    for trigger in _SQLITE_TRIGGERS:
+        cur.execute(trigger)
+
+
+def _index_batch(cur, below):
+    """Index the next INDEX_BATCH messages above the mark (and below `below`, if set), as their text is now; whether
+    none is left."""
+    cur.execute("UPDATE search_mark SET upto = upto WHERE 0")  # the write lock first: no edit commits between read and write
+    cur.execute("SELECT upto FROM search_mark WHERE id = 1")
+    upto = cur.fetchone()[0]
+    cur.execute("SELECT MAX(id), COUNT(*) FROM (SELECT id FROM messages WHERE id > ? ORDER BY id LIMIT ?)", (upto, INDEX_BATCH))
+    last, count = cur.fetchone()
+    if last is None:
         return True
-    marks = ", ".join("?" * len(ids))
+    if below is not None and last >= below:
+        last, count = below - 1, 0  # the rest waits for the commits of this process's older ids
+        if last <= upto:
+            return True
     cur.execute(
-        f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages WHERE id IN ({marks}) AND {_MESSAGE.format('')}",
-        ids,
+        f"INSERT INTO {SQLITE_TABLE} (rowid, body) SELECT id, body FROM messages WHERE id > ? AND id <= ? AND {_MESSAGE.format('')}",
+        (upto, last),
     )
-    cur.execute(f"DELETE FROM search_pending WHERE id IN ({marks})", ids)
-    return len(ids) < INDEX_BATCH
+    cur.execute("UPDATE search_mark SET upto = ? WHERE id = 1", (last,))
+    return count < INDEX_BATCH
 
 
-def catch_up(store):
-    """Index every queued message, a batch per transaction."""
-    while not store.transaction(_index_batch):
+def catch_up(store, settled_below=None):
+    """Index every stored message above the mark, a batch per transaction. `settled_below()`: an id below which every
+    id this process assigned is committed (or never will be), or None when ids are assigned at commit."""
+    while not store.transaction(_index_batch, None if settled_below is None else settled_below()):
         pass
 
 
@@ -166,9 +194,10 @@ class SearchIndexer:
     """SQLite: adds the messages stored since the last batch to the index every `interval` seconds (a search also
     catches up first: SearchQueries.message_ids)."""
 
-    def __init__(self, store, interval):
+    def __init__(self, store, interval, settled_below=None):
         self._store = store
         self._interval = interval
+        self._settled_below = settled_below
         self._greenlet = None
 
     def start(self):
@@ -178,7 +207,7 @@ class SearchIndexer:
             while True:
                 gevent.sleep(self._interval)
                 try:
-                    catch_up(self._store)
+                    catch_up(self._store, self._settled_below)
                 except Exception:  # a store outage: the next round catches up  # noqa: BLE001
                     log.warning("indexing new messages for search failed; trying again", exc_info=True)
 
@@ -218,10 +247,11 @@ class SearchQueries:
     """The newest messages matching an expression, below an id, among what a user may see. `store` is a
     chat.store.Store; the floor of a name's directs is chat.store.NAME_FLOOR (chat/accounts/holds.py)."""
 
-    def __init__(self, store):
+    def __init__(self, store, settled_below=None):
         from chat.store import NAME_FLOOR
 
         self._store = store
+        self._settled_below = settled_below  # SQLite: catch_up's
         self._sqlite = store.dialect.name == "sqlite"
         self._floor = NAME_FLOOR
         if self._sqlite:
@@ -285,7 +315,7 @@ class SearchQueries:
         newest first; SearchTimeout when the database takes longer than `timeout` seconds."""
         sql, params = self.statement(expression, scope, before, limit, timeout)
         if self._sqlite:
-            catch_up(self._store)  # what was stored since the last batch (SearchIndexer)
+            catch_up(self._store, self._settled_below)  # what was stored since the last batch (SearchIndexer)
         ids = self._store.transaction(self._run, sql, params, timeout)
         if ids is None:
             raise SearchTimeout()

@@ -29,7 +29,7 @@ class MessageRecord(NamedTuple):
     reaction's is JSON {"key","op"}, a delete's is empty), addressed like that message. `room` None: general (recipient
     None) or a direct message. A message with `target_id` is a reply to it. A message whose `body` is empty was deleted
     (an empty text is never accepted). `state`: in history, what has become of the message since (wire fields: edited,
-    deleted, reactions, quote), None when nothing has or on the live path."""
+    deleted, reactions, quote), None when nothing has; on the live path only a reply's {"quote": ...}."""
 
     id: int
     sender: str

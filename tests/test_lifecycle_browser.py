@@ -73,7 +73,7 @@ def test_an_edit_and_a_delete_on_one_page_show_on_the_other(server, open_page):
     theirs.hover()
     expect(theirs.locator(".act-reply")).to_be_visible()
     expect(theirs.locator(".act-edit")).to_have_count(0)
-    expect(theirs.locator(".act-delete")).to_have_count(0)
+    expect(theirs.locator(".act-delete")).to_be_hidden()  # there for a server admin only (the last test)
 
     # Alice edits: the inline editor saves on Enter; bob sees the new text marked edited, with the time in a title.
     act(alice, mine, "edit")
@@ -384,3 +384,35 @@ def test_edits_reactions_and_deletes_missed_while_away_come_in_the_replay_once(s
     expect(alice.messages("after the changes").locator(".quote")).to_have_text("Reply to bobsee you at 9")
     assert alice.texts() == ["see you at 9", "Message deleted", "after the changes"]
     assert any(re.search(r"/ws/alice\?since=\d+", url) for url in alice.sockets), alice.sockets
+
+
+def test_a_server_admin_gets_delete_on_everyones_message_in_general(server, open_page, browser):
+    import subprocess
+    import sys
+
+    from tests.support.browser import DESKTOP
+    from tests.support.servers import ROOT
+    from tests.support.webusers import COOKIE, signed_up
+
+    user, root = signed_up(server, "pageroot")
+    done = subprocess.run([sys.executable, "-m", "chat.admin", "grant-admin", root, "--database", server.database_url],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (b,) = names("ad-bob")
+    bob = open_page(server, b)
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_cookies([{"name": COOKIE, "value": user.http.cookies.get(COOKIE), "url": server.http_url}])
+    admin = open_page(server, context=context)
+    admin.wait_online()
+    bob.send(f"abuse from {b}")
+    theirs = message(admin, f"abuse from {b}")
+    act(admin, theirs, "delete")
+    expect(theirs.locator(".delete-confirm")).to_contain_text(f"Delete {b}’s message for everyone?")
+    theirs.locator(".delete-yes").click()
+    for chat in (admin, bob):
+        expect(chat.messages(f"abuse from {b}")).to_have_count(0)
+    # bob, no admin, has no Delete on the admin's message
+    admin.send(f"notice from {root}")
+    message(bob, f"notice from {root}").hover()
+    expect(message(bob, f"notice from {root}").locator(".act-delete")).to_be_hidden()
+    context.close()

@@ -72,7 +72,7 @@ def check_handshake(auth, name):
     except StoreUnavailable as e:
         log.warning("refusing a websocket for %s: %s", name, e)
         return None, json_error(503, "the server is catching up; try again")
-    return auth.admit(name, credential[1], credential), None
+    return auth.admit(name, credential[1], credential, admin=state == "admin"), None
 
 
 def _admit_guest(auth, name):

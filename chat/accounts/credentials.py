@@ -187,11 +187,12 @@ def make_credentials(settings, queries):
 class Admission:
     """One websocket allowed in by the handshake: counts against its name's connection cap until released."""
 
-    __slots__ = ("auth", "name", "digest", "resume", "session", "_pending_close", "expiry")
+    __slots__ = ("auth", "name", "digest", "resume", "admin", "session", "_pending_close", "expiry")
 
-    def __init__(self, auth, name, digest, resume=None):
+    def __init__(self, auth, name, digest, resume=None, admin=False):
         self.auth = auth
         self.name = name
+        self.admin = admin  # a server admin at the handshake (said in its welcome, so the page offers what admins may do)
         self.digest = digest  # of the session or token it came with; None for a guest
         self.resume = resume  # a guest's resume token (sent in its welcome); None for an account
         self.session = None
@@ -286,13 +287,16 @@ class AuthService:
         return "active" if row[1] else "removed"
 
     def handshake_state(self, name):
-        """account_state's answer, or "banned" when an admin banned the name from the server (chat/accounts/serverbans.py)."""
-        exists, enabled, banned = self.accounts.name_state(name)
+        """account_state's answer ("admin" for the active account of a server admin), or "banned" when an admin banned
+        the name from the server (chat/accounts/serverbans.py)."""
+        exists, enabled, banned, admin = self.accounts.name_state(name)
         if banned:
             return "banned"
         if not exists:
             return None
-        return "active" if enabled else "removed"
+        if not enabled:
+            return "removed"
+        return "admin" if admin else "active"
 
     def register(self, name, password, address=None):
         """Create the account (raises NameTaken, WeakPassword, Throttled or Busy) with a new floor: it gets nothing guests
@@ -437,10 +441,10 @@ class AuthService:
     def connections_of(self, name):
         return self.live.count(name)
 
-    def admit(self, name, digest, credential=None, resume=None):
+    def admit(self, name, digest, credential=None, resume=None, admin=False):
         """Count a new socket against `name`; with the Credential it came with, it is closed with 4001 when that expires.
-        `resume` is a guest's resume token, given back in its welcome."""
-        admission = Admission(self, name, digest, resume)
+        `resume` is a guest's resume token, given back in its welcome; `admin`: the name is a server admin's."""
+        admission = Admission(self, name, digest, resume, admin)
         self.live.add(admission)
         if credential is not None:
             reason = REASON_SESSION_EXPIRED if credential.kind == SESSION else REASON_TOKEN_EXPIRED

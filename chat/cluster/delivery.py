@@ -72,10 +72,10 @@ class ClusterDelivery(LocalDelivery):
 
     def post(
         self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None,
-        client_id=None, sent=None,
+        client_id=None, sent=None, state=None,
     ):
         record = MessageRecord(
-            None, session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id, None, client_id
+            None, session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id, state, client_id
         )
 
         def stored(stored_record):

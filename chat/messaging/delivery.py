@@ -35,7 +35,7 @@ class LocalDelivery:
 
     def post(
         self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None,
-        client_id=None, sent=None,
+        client_id=None, sent=None, state=None,
     ):
         """Store and deliver one message (or, `kind` set, room or lifecycle event; `target_id`: the message it changes,
         or that a message replies to) from `session` (anything with `user` and `acknowledge(record, ref)`); raises
@@ -43,7 +43,7 @@ class LocalDelivery:
         (chat/messaging/resends.py Claim), told the outcome instead of the session."""
         record = MessageRecord(
             self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id,
-            None, client_id,
+            state, client_id,
         )
         if sent is not None:
             self.writer.submit(record, sent.stored, sent.refused)

@@ -14,6 +14,7 @@ from chat.messaging.lifecycle import LifecycleService
 from chat.messaging.protocol import ProtocolError
 from chat.messaging.resends import template
 from chat.store import StoreUnavailable
+from chat.store.lifecycle import quote_of
 from chat.store.retention import RetentionQueries
 from chat.messaging.writer import BufferFull
 from chat.tally import Counts
@@ -149,11 +150,13 @@ class ChatService:
                 known = False
             if not known:
                 raise ProtocolError("unknown_user", f"no user named {recipient!r} has ever connected", ref)
+        state = None
         if reply_to is not None:
-            self.lifecycle.check_reply(sender, reply_to, room, recipient, ref)
+            answered = self.lifecycle.check_reply(sender, reply_to, room, recipient, ref)
+            state = {"quote": quote_of(answered.sender, answered.body)}  # the live event quotes it, as history does
         try:
             return self.delivery.post(
-                session, recipient, body, ref, room=room, target_id=reply_to, client_id=client_id, sent=claim
+                session, recipient, body, ref, room=room, target_id=reply_to, client_id=client_id, sent=claim, state=state
             )
         except (BufferFull, StoreUnavailable):
             raise ProtocolError("not_stored", "the server cannot store messages right now; yours was not sent", ref) from None

@@ -24,7 +24,8 @@ class AccountQueries:
         self._q_state = q(
             "SELECT (SELECT COUNT(*) FROM accounts WHERE name = ?), "
             "(SELECT COUNT(*) FROM accounts WHERE name = ? AND password_hash IS NOT NULL), "
-            "(SELECT COUNT(*) FROM server_bans WHERE name = ?)"
+            "(SELECT COUNT(*) FROM server_bans WHERE name = ?), "
+            "(SELECT COUNT(*) FROM admins WHERE name = ?)"
         )
         self._q_ban = q(f"{store.dialect.insert_ignore} INTO server_bans (name, banned_by, banned_ms, reason) VALUES (?, ?, ?, ?)")
         self._q_unban = q("DELETE FROM server_bans WHERE name = ?")
@@ -98,11 +99,12 @@ class AccountQueries:
             return cur.rowcount > 0
 
     def name_state(self, name):
-        """(has an account, the account is enabled, the name is banned from the server), in one query."""
+        """(has an account, the account is enabled, the name is banned from the server, the name is an admin's), in one
+        query (an admin is one only with an enabled account: handshake_state)."""
         with self._store.cursor() as cur:
-            cur.execute(self._q_state, (name, name, name))
+            cur.execute(self._q_state, (name, name, name, name))
             row = cur.fetchone()
-        return bool(row[0]), bool(row[1]), bool(row[2])
+        return bool(row[0]), bool(row[1]), bool(row[2]), bool(row[3])
 
     # ---- accounts -----------------------------------------------------------------------
 

@@ -9,7 +9,12 @@ answers 410, and the server's stored total is counted down). A message whose bod
 No import of chat.store here: chat/store/__init__.py imports this module (Effects) for its insert path."""
 from chat.records import LIFECYCLE_KINDS, reaction_details
 
-QUOTE_LENGTH = 100  # characters of the answered message a reply's quote shows in history
+QUOTE_LENGTH = 100  # characters of the answered message a reply's quote shows (live and in history)
+
+
+def quote_of(sender, body):
+    """The quote a reply shows of the message it answers, from its sender and current text."""
+    return {"deleted": True} if body == "" else {"user": sender, "msg": body[:QUOTE_LENGTH]}
 
 
 class Effects:
@@ -104,7 +109,7 @@ class LifecycleQueries:
                 marks = ", ".join("?" * len(answered))
                 cur.execute(self._store.dialect.sql(f"SELECT id, sender, body FROM messages WHERE id IN ({marks})"), tuple(answered))
                 for message_id, sender, body in cur.fetchall():
-                    quotes[int(message_id)] = {"deleted": True} if body == "" else {"user": sender, "msg": body[:QUOTE_LENGTH]}
+                    quotes[int(message_id)] = quote_of(sender, body)
         out = []
         for r in records:
             if r.kind is not None:

@@ -16,11 +16,14 @@ import * as socket from "./socket.js";
 import * as state from "./state.js";
 import { resumeKey, save } from "./storage.js";
 import * as typing from "./typing.js";
+import { renderHeader } from "./views/conversations.js";
 import { renderOnline } from "./views/people.js";
 
 function onWelcome(ev) {
   const me = state.me();
   if (!ACCOUNT && typeof ev.resume === "string" && me) save(resumeKey(me), ev.resume);
+  state.setAdmin(ev.admin);
+  renderHeader(); // an admin's Delete on others' messages
   state.setOnline((Array.isArray(ev.online) ? ev.online : []).map(normalizeName).filter(Boolean), ev.online_count);
   renderOnline();
   socket.markWelcomed();

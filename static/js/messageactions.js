@@ -1,5 +1,6 @@
 // A message's actions on the page: Reply, React (a small emoji picker and the reaction chips), Edit (an inline editor: Enter saves, Escape cancels), Delete (after a confirmation), and a reply's quote that scrolls to what it answers.
 
+import { GROUP } from "./config.js";
 import { el, showNotice, ui } from "./dom.js";
 import { isRoomKey } from "./format.js";
 import * as lifecycle from "./lifecycle.js";
@@ -165,9 +166,10 @@ function confirmDelete(msg, box) {
   }
 }
 
-// Deleting someone else's message: in a named room that this user moderates.
+// Deleting someone else's message: in a named room that this user moderates, or anywhere for a server admin.
 function mayDelete(model) {
   if (model.user === state.me()) return true;
+  if (state.isAdmin() && (isRoomKey(model.key) || model.key === GROUP)) return true;
   return isRoomKey(model.key) && rooms.canModerate(model.key.slice(1));
 }
 
@@ -209,7 +211,7 @@ ui.thread.addEventListener("click", (e) => {
   else if (cls.contains("edit-cancel")) finishEditing(msg.li);
   else if (cls.contains("act-delete")) {
     if (mayDelete(msg.model)) openDeleteConfirm(msg);
-    else showNotice("Only its author or a moderator of the room can delete that message.");
+    else showNotice("Only its author, a moderator of the room or a server admin can delete that message.");
   } else if (cls.contains("delete-no")) closeDeleteConfirm(msg.li, true);
   else if (cls.contains("delete-yes")) confirmDelete(msg, button.closest(".delete-confirm"));
 });

@@ -4,6 +4,7 @@ import { GROUP } from "./config.js";
 import { el } from "./dom.js";
 
 let myName = null;
+let admin = false; // the welcome said this user is a server admin (the server still checks every action)
 let active = null; // the open conversation
 let lastId = 0; // the newest message id this page has seen live or in a replay
 let seq = 0; // numbers the refs of sends and history requests
@@ -16,6 +17,14 @@ export function me() {
 
 export function setMe(name) {
   myName = name;
+}
+
+export function isAdmin() {
+  return admin;
+}
+
+export function setAdmin(isAdmin) {
+  admin = isAdmin === true;
 }
 
 // ---- conversations: read their fields anywhere, change them only here ----

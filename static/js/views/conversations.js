@@ -113,7 +113,7 @@ export function renderHeader() {
   ui.chatTitle.textContent = titleOf(c.key);
   const room = isRoomKey(c.key);
   ui.roomActions.hidden = !room;
-  syncRoomControls(room ? roomOfKey(c.key) : null);
+  syncRoomControls(room ? roomOfKey(c.key) : null, c.key === GROUP);
   ui.chatSub.classList.toggle("topic", room);
   ui.chatSub.title = "";
   if (room) {

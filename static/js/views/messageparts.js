@@ -1,5 +1,6 @@
 // What the message lifecycle adds to a message's <li>: its model (text, edited, deleted, reactions, what it answers), the quote, the "(edited)" mark, reaction chips, the action buttons and the tombstone; user text only as textContent.
 
+import { GROUP } from "../config.js";
 import { el } from "../dom.js";
 import { isRoomKey, oneLine, parseTs } from "../format.js";
 import { fillLinked } from "../links.js";
@@ -129,7 +130,8 @@ function actionButton(cls, label, text) {
 }
 
 // Reply and React on every message; Edit on this user's own text messages; Delete on their own, and (shown while this
-// user moderates the open room: the .can-moderate class on the thread) on anyone's in a named room.
+// user moderates the open room, or is a server admin in general or a room: the .can-moderate class on the thread) on
+// anyone's in a named room or general.
 function renderActions(li, model) {
   let bar = li.querySelector(".msg-actions");
   if (model.deleted) {
@@ -143,7 +145,7 @@ function renderActions(li, model) {
   const own = model.user === state.me();
   bar.append(actionButton("act-reply", "Reply", "Reply"), actionButton("act-react", "Add a reaction", "React"));
   if (own && !model.file) bar.appendChild(actionButton("act-edit", "Edit", "Edit"));
-  if (own || isRoomKey(model.key)) {
+  if (own || isRoomKey(model.key) || model.key === GROUP) {
     const del = actionButton("act-delete", "Delete", "Delete");
     if (!own) del.classList.add("mod-only");
     bar.appendChild(del);

@@ -3,17 +3,19 @@
 import { MAX_TOPIC } from "../config.js";
 import { ui } from "../dom.js";
 import * as rooms from "../rooms.js";
+import * as state from "../state.js";
 
 let editing = null; // the room whose topic the editor shows
 
 ui.topicInput.maxLength = MAX_TOPIC;
 
-// The header shows `room` (null: not a named room): the Topic button for those who may set it; the editor closes when
-// it was for another room or this user may no longer set the topic.
-export function syncRoomControls(room) {
+// The header shows `room` (null: not a named room; `general`: the group chat): the Topic button for those who may set
+// it; the editor closes when it was for another room or this user may no longer set the topic.
+export function syncRoomControls(room, general) {
   const may = room !== null && rooms.canModerate(room);
   ui.roomTopic.hidden = !may;
-  ui.thread.classList.toggle("can-moderate", may); // shows Delete on others' messages (js/views/messageparts.js)
+  // Delete on others' messages (js/views/messageparts.js): a room's moderators; a server admin in general and rooms.
+  ui.thread.classList.toggle("can-moderate", may || (state.isAdmin() && (room !== null || general)));
   if (editing !== null && (editing !== room || !may)) closeTopicEditor();
 }
 

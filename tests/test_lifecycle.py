@@ -9,9 +9,9 @@ import uuid
 import pytest
 import requests
 
-from tests.support.clients import online_everywhere, post
+from tests.support.clients import acked, answer, online_everywhere, post
+from tests.support.clients import make_room as support_make_room
 from tests.support.databases import db_execute
-from tests.support.polling import wait_until
 from tests.support.servers import ROOT
 from tests.support.webusers import account, token_socket
 
@@ -20,22 +20,6 @@ NOWHERE = 2**62  # a message id nobody has
 
 def unique(short):
     return f"{short}-{uuid.uuid4().hex[:6]}"
-
-
-def answer(client, payload):
-    """Send `payload` with a fresh ref; the ack or error it is answered with (anything else in between is skipped)."""
-    ref = uuid.uuid4().hex[:8]
-    client.send({**payload, "ref": ref} if isinstance(payload, dict) else payload)
-    while True:
-        event = client.recv()
-        if event["type"] in ("ack", "error") and (event.get("ref") == ref or not isinstance(payload, dict)):
-            return event
-
-
-def acked(client, payload):
-    event = answer(client, payload)
-    assert event["type"] == "ack", event
-    return event
 
 
 def refused(client, payload):
@@ -59,14 +43,7 @@ def skip_to(client, message_id):
 
 def make_room(owner, members, private=True):
     """A room of `owner` with `members` in it, everyone's queue read up to a marker posted after the setup."""
-    room = unique("dev")
-    acked(owner, {"type": "create", "room": room, "private": private})
-    for member in members:
-        if private:
-            acked(owner, {"type": "invite", "room": room, "user": member.name})
-        # With two processes the room comes to the member's process with its event: until then it is no room there.
-        wait_until(lambda: answer(member, {"type": "join", "room": room})["type"] == "ack", timeout=10, interval=0.05,
-                   message=f"{member.name} to join {room}")
+    room = support_make_room(owner, members, unique("dev"), private)
     marker = acked(owner, {"type": "message", "room": room, "msg": "setup done"})
     for member in members:
         skip_to(member, marker["id"])

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from chat.names import NAME_PATTERN
 from chat.store.mentions import mentioned_names
 from tests.support.bystanders import Bystanders
-from tests.support.clients import online_everywhere, post
+from tests.support.clients import acked, answer, online_everywhere, post
+from tests.support.clients import make_room as support_make_room
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
 from tests.support.servers import ROOT, connect_when_free
@@ -26,22 +27,6 @@ GUEST_HOLD = 3  # seconds: a short hold, so that the name changes hands soon
 
 def unique(short):
     return f"{short}-{uuid.uuid4().hex[:6]}"
-
-
-def answer(client, payload):
-    """Send `payload` with a fresh ref; the event with that ref (anything else in between is skipped)."""
-    ref = uuid.uuid4().hex[:8]
-    client.send({**payload, "ref": ref})
-    while True:
-        event = client.recv()
-        if event.get("ref") == ref:
-            return event
-
-
-def acked(client, payload):
-    event = answer(client, payload)
-    assert event["type"] == "ack", event
-    return event
 
 
 def listing(client):
@@ -68,14 +53,7 @@ def mention_rows(server, message_id):
 
 
 def make_room(owner, members, private=True):
-    room = unique("dev")
-    acked(owner, {"type": "create", "room": room, "private": private})
-    for member in members:
-        if private:
-            acked(owner, {"type": "invite", "room": room, "user": member.name})
-        wait_until(lambda: answer(member, {"type": "join", "room": room})["type"] == "ack", timeout=10, interval=0.05,
-                   message=f"{member.name} to join {room}")
-    return room
+    return support_make_room(owner, members, unique("dev"), private)
 
 
 # ---- the rule, as a pure function -----------------------------------------------------------------------------------------

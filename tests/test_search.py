@@ -13,6 +13,8 @@ from chat.messaging.protocol import ProtocolError, Search, parse_inbound
 from chat.messaging.search import SearchLimits, build_query
 from chat.store.search import boolean_expression, fts5_expression, words
 from tests.support.bystanders import Bystanders
+from tests.support.clients import acked, answer
+from tests.support.clients import make_room as support_make_room
 from tests.support.databases import db_execute
 from tests.support.polling import wait_until
 from tests.support.servers import connect_when_free
@@ -28,22 +30,6 @@ def word():
 
 def unique(short):
     return f"{short}-{uuid.uuid4().hex[:6]}"
-
-
-def answer(client, payload):
-    """Send `payload` with a fresh ref; the ack, error or search answer with that ref (anything else is skipped)."""
-    ref = uuid.uuid4().hex[:8]
-    client.send({**payload, "ref": ref})
-    while True:
-        event = client.recv()
-        if event["type"] in ("ack", "error", "search") and event.get("ref") == ref:
-            return event
-
-
-def acked(client, payload):
-    event = answer(client, payload)
-    assert event["type"] == "ack", event
-    return event
 
 
 def post(client, text, to=None):
@@ -77,14 +63,7 @@ def ids(event):
 
 
 def make_room(owner, members, private=True):
-    room = unique("r")
-    acked(owner, {"type": "create", "room": room, "private": private})
-    for member in members:
-        if private:
-            acked(owner, {"type": "invite", "room": room, "user": member.name})
-        wait_until(lambda: answer(member, {"type": "join", "room": room})["type"] == "ack", timeout=10, interval=0.05,
-                   message=f"{member.name} to join {room}")
-    return room
+    return support_make_room(owner, members, unique("r"), private)
 
 
 # ---- what you can see ---------------------------------------------------------------------------------------------

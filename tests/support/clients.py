@@ -1,5 +1,6 @@
 """Real websocket clients of the chat (websocket-client) that read JSON events, and the reading helpers built on them."""
 import json
+import uuid
 
 import websocket  # websocket-client
 
@@ -137,3 +138,40 @@ def online_everywhere(client, *users):
         return online if set(users) <= set(online) else None
 
     return wait_until(all_online, timeout=10, interval=0, message=f"{users} all online for {client}")
+
+
+def answer(client, payload):
+    """Send `payload` and return the event that answers it: for a JSON request (a dict, sent with a fresh ref) the event
+    carrying that ref; for a text frame (a slash command carries no ref) the first ack or error. Whatever comes in
+    between (deliveries, presence) is skipped."""
+    if isinstance(payload, dict):
+        ref = uuid.uuid4().hex[:8]
+        client.send({**payload, "ref": ref})
+        while True:
+            event = client.recv()
+            if event.get("ref") == ref:
+                return event
+    client.send(payload)
+    while True:
+        event = client.recv()
+        if event["type"] in ("ack", "error"):
+            return event
+
+
+def acked(client, payload):
+    """answer(), which must be an ack."""
+    event = answer(client, payload)
+    assert event["type"] == "ack", event
+    return event
+
+
+def make_room(owner, members, room, private=True):
+    """Create `room` as `owner` and have each of `members` in it (invited first when it is private). With two processes
+    the room reaches a member's process with its event: until then it is no room there, so the join is retried."""
+    acked(owner, {"type": "create", "room": room, "private": private})
+    for member in members:
+        if private:
+            acked(owner, {"type": "invite", "room": room, "user": member.name})
+        wait_until(lambda: answer(member, {"type": "join", "room": room})["type"] == "ack", timeout=10, interval=0.05,
+                   message=f"{member.name} to join {room}")
+    return room

@@ -20,6 +20,7 @@ from chat.messaging.delivery import LocalDelivery
 from chat.messaging.hub import Hub
 from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
+from chat.messaging.recent import RecentGeneral
 from chat.messaging.resends import Resends
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
@@ -68,9 +69,12 @@ def build_chat(settings, store=None, instance_id=None):
         everyone = ClusterPresence(hub)
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online)
         delivery = ClusterDelivery(settings, store, hub, live.close, directory, instance_id, everyone, presence.may_have_changed)
+        recent = None
     else:
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online)
-        delivery = LocalDelivery(settings, store, hub, live.close, directory)
+        # One process delivers every record itself, with its text: general's newest are kept in memory for connects.
+        recent = RecentGeneral(settings.history_on_connect)
+        delivery = LocalDelivery(settings, store, hub, live.close, directory, recent)
     bots = load_bots(settings)
     known = KnownUsers(store, delivery)
     rooms = RoomService(settings, directory, delivery, known.is_known)
@@ -84,7 +88,7 @@ def build_chat(settings, store=None, instance_id=None):
     resends = Resends(settings, store, check_store=not settings.redis_url)
     service = ChatService(
         settings, store, hub, delivery, presence, rooms, known, bans, resends, search=search,
-        reserved_names=reserved_names() | {bot.name for bot in bots},
+        reserved_names=reserved_names() | {bot.name for bot in bots}, recent=recent,
     )
     service.start()
     runner = BotRunner(service, bots)
@@ -95,7 +99,7 @@ def build_chat(settings, store=None, instance_id=None):
     auth.start_holding()
     # Deletes what is older than message_retention_days / upload_retention_days (nothing when both are 0); every
     # process may run it, their batches take turns.
-    purger = Purger(settings, store)
+    purger = Purger(settings, store, on_purged=None if recent is None else recent.purged_below)
     purger.start()
     return Chat(service, auth, runner, purger)
 

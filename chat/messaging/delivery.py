@@ -14,12 +14,14 @@ from chat.websocket import frames
 
 class LocalDelivery:
     """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py); `rooms` is
-    the RoomDirectory (chat/messaging/rooms.py) that room events are folded into and room records are routed by."""
+    the RoomDirectory (chat/messaging/rooms.py) that room events are folded into and room records are routed by;
+    `recent` the RecentGeneral (chat/messaging/recent.py) every general record is applied to as it is delivered."""
 
     applies_at_post = True  # a room event is in effect once posted (ids are assigned at post, delivery follows at once)
 
-    def __init__(self, settings, store, hub, on_kick, rooms):
+    def __init__(self, settings, store, hub, on_kick, rooms, recent=None):
         self.settings = settings
+        self.recent = recent
         self.store = store
         self.hub = hub
         self.on_kick = on_kick
@@ -45,10 +47,13 @@ class LocalDelivery:
             self.ids.next_id(), session.user, recipient, body, now_ms(), attachment, room, kind, subject, target_id,
             state, client_id,
         )
-        if sent is not None:
-            self.writer.submit(record, sent.stored, sent.refused)
-        else:
-            self.writer.submit(record, lambda stored: session.acknowledge(stored, ref), refusal(session, ref))
+        refused = sent.refused if sent is not None else refusal(session, ref)
+        general = recipient is None and room is None and self.recent is not None
+        if general:
+            refused = self._forgetting(refused)
+        self.writer.submit(record, sent.stored if sent is not None else (lambda stored: session.acknowledge(stored, ref)), refused)
+        if general:
+            self.recent.apply(record)
         room_event = kind in ROOM_KINDS
         if room_event:
             self.rooms.apply(record)  # in effect at once: the ids of later posts are higher
@@ -66,6 +71,17 @@ class LocalDelivery:
         if kind is None:
             hub.to_bots(record)
         return record
+
+    def _forgetting(self, on_refused):
+        """`on_refused`, which first takes the refused record out of the recent history."""
+        discard = self.recent.discard
+
+        def refused(record):
+            discard(record.id)
+            if on_refused is not None:
+                on_refused(record)
+
+        return refused
 
     def to_room(self, record, frame, exclude=None):
         """Deliver a room record to its audience in this process (bots take part in general only)."""

@@ -70,9 +70,14 @@ class ChatService:
     (chat/messaging/presence.py); `rooms` is the RoomService (chat/messaging/roomservice.py); `known` the KnownUsers
     (chat/messaging/known.py); `server_bans` the ServerBans (chat/accounts/serverbans.py);
     `resends` the Resends (chat/messaging/resends.py: exactly-once sends); `search` the SearchService
-    (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as."""
+    (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as; `recent` the
+    RecentGeneral (chat/messaging/recent.py) the delivery keeps current, which a connect's group history is read from
+    (None: from the store)."""
 
-    def __init__(self, settings, store, hub, delivery, presence, rooms, known, server_bans, resends, search=None, reserved_names=frozenset()):
+    def __init__(
+        self, settings, store, hub, delivery, presence, rooms, known, server_bans, resends, search=None,
+        reserved_names=frozenset(), recent=None,
+    ):
         self.settings = settings
         self.store = store
         self.hub = hub
@@ -88,10 +93,13 @@ class ChatService:
         self.lifecycle = LifecycleService(settings, store, delivery, rooms)
         self.search = search
         self.retention = RetentionQueries(store)
+        self.recent = recent
 
     def start(self):
         self.store.ensure_schema()
         self.delivery.start()
+        if self.recent is not None:
+            self.recent.load(self.history_page(None, self.recent.size))
         self.resends.start()
 
     @property
@@ -225,7 +233,10 @@ class ChatService:
         floor = _read_once(lambda: self.store.name_floor(user)[0])
         if since is not None:
             return self._replay(user, since, limit, ceiling, floor, chunk)
-        group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
+        if self.recent is not None:
+            group = iter(self.recent.newest(settings.history_on_connect))
+        else:
+            group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
         directs = forward(
             self._pager(
                 lambda a, n: self.store.directs_to_since(user, a, n),

@@ -117,10 +117,13 @@ class RetentionQueries:
 
 class Purger:
     """Purges what is older than the retention settings: `run()` once, to the end, a batch per transaction with
-    `retention_pause` between batches; `start()` every `retention_interval` seconds in a greenlet (the first at once)."""
+    `retention_pause` between batches; `start()` every `retention_interval` seconds in a greenlet (the first at once).
+    `on_purged(mark)` is told, after a purge that deleted messages, that every message below id `mark` older than the
+    window is gone (the in-memory recent history drops them: chat/messaging/recent.py)."""
 
-    def __init__(self, settings, store, clock=time.time):
+    def __init__(self, settings, store, clock=time.time, on_purged=None):
         self.settings = settings
+        self._on_purged = on_purged
         self.queries = RetentionQueries(store)
         self._clock = clock
         self._greenlet = None
@@ -137,6 +140,8 @@ class Purger:
         if settings.message_retention_days > 0:
             cutoff = now - int(settings.message_retention_days * DAY_MS)
             done["messages"] = self._batches(self.queries.purge_messages, cutoff, now)
+            if done["messages"] and self._on_purged is not None:
+                self._on_purged(self.queries.horizon())
         if settings.upload_retention_days > 0:
             cutoff = now - int(settings.upload_retention_days * DAY_MS)
             done["files"] = self._batches(self.queries.purge_uploads, cutoff, now)

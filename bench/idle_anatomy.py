@@ -5,7 +5,7 @@ switched-out greenlets, per connection, on a fresh server and on one with histor
 
 It starts run_server.py under this file (`serve` mode: a SIGUSR1 writes a report of the process to a file), opens the
 idle connections from here (asyncio `websockets`, all as the user `idle`, each reading its welcome and history), and
-prints the difference per connection as JSON. Loopback only; it stops by itself."""
+prints the difference per connection as JSON (file descriptors too). Loopback only; it stops by itself."""
 import argparse
 import json
 import os
@@ -38,7 +38,8 @@ def serve(report_path, trace, argv):
 
         gc.collect()
         stacks = [g._stack_saved for g in gc.get_objects() if isinstance(g, greenlet.greenlet)]
-        result = {"greenlets": len(stacks), "greenlet_stack_bytes": sum(stacks), "rss_kb": _rss_kb()}
+        result = {"greenlets": len(stacks), "greenlet_stack_bytes": sum(stacks), "rss_kb": _rss_kb(),
+                  "fds": len(os.listdir("/proc/self/fd"))}
         if trace:
             import tracemalloc
 
@@ -166,6 +167,7 @@ def drive(args):
         "rss_kb_per_connection": round((after["rss_kb"] - before["rss_kb"]) / n, 2),
         "greenlets_per_connection": round((after["greenlets"] - before["greenlets"]) / n, 2),
         "greenlet_stack_kb_per_connection": round((after["greenlet_stack_bytes"] - before["greenlet_stack_bytes"]) / n / 1024, 2),
+        "fds_per_connection": round((after["fds"] - before["fds"]) / n, 2),
     }
     if args.trace:
         result["python_heap_kb_per_connection"] = round((after["python_heap_bytes"] - before["python_heap_bytes"]) / n / 1024, 2)

@@ -2,7 +2,6 @@
 import logging
 import socket
 import time
-from collections import deque
 
 import gevent
 from gevent.event import Event
@@ -54,18 +53,33 @@ class _Flusher:
 
 
 class _Pinger:
-    """One greenlet per ping interval that pings every open connection."""
+    """One greenlet per ping interval and timeout that pings every open connection, and fails those that have sent
+    nothing `timeout` seconds after a ping while their reader waits (a dead peer).
 
-    def __init__(self, interval):
+    One check per ping for all connections instead of a read timeout on each socket: gevent's costs a Timeout
+    object (~0.5 KB) per connection waiting in a read.
+    """
+
+    def __init__(self, interval, timeout):
         self.interval = interval
+        self.timeout = timeout
         self.connections = set()
         self._greenlet = gevent.spawn(self._run)
 
     def _run(self):
         while True:
             gevent.sleep(self.interval)
-            for conn in tuple(self.connections):
+            pinged = tuple(self.connections)
+            for conn in pinged:
+                conn._heard = False
                 conn.send_frame(PING_FRAME)
+            gevent.spawn_later(self.timeout, _fail_silent, pinged)
+
+
+def _fail_silent(pinged):
+    for conn in pinged:
+        if not conn._heard:
+            conn._time_out()
 
 
 class _SendBudget:
@@ -115,10 +129,10 @@ def slow_consumer_closes():
     return {"queue": _budget.overflow_closes, "budget": _budget.evictions}
 
 
-def _pinger_for(interval):
-    pinger = _pingers.get(interval)
+def _pinger_for(interval, timeout):
+    pinger = _pingers.get((interval, timeout))
     if pinger is None:
-        pinger = _pingers[interval] = _Pinger(interval)
+        pinger = _pingers[interval, timeout] = _Pinger(interval, timeout)
     return pinger
 
 
@@ -126,17 +140,15 @@ class Connection:
     """Frames in through `run()`, frames out through `send_frame()`; never blocks the caller of `send_frame()`."""
 
     __slots__ = (
-        "_sock", "_raw_send", "_initial", "_parser", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes",
-        "_dirty", "_state", "_writer", "_in_flight", "_pong", "_close_timer", "_pinger", "_close_timeout",
+        "_sock", "_initial", "_queue", "_queued_bytes", "_max_queue", "_max_queue_bytes",
+        "_dirty", "_state", "_writer", "_in_flight", "_pong", "_close_timer", "_pinger", "_settings", "_heard",
     )
 
     def __init__(self, sock, settings, initial=b""):
         self._sock = sock
-        # The real non-blocking socket under gevent's: its send() raises instead of waiting.
-        self._raw_send = sock._sock.send
         self._initial = initial
-        self._parser = FrameParser(settings.max_message_size, max_fragments=settings.max_fragments)
-        self._queue = deque()
+        # A list, not a deque: an empty deque keeps a 64-slot block (~0.6 KB) for every idle connection.
+        self._queue = []
         self._queued_bytes = 0
         self._max_queue = settings.send_queue_messages
         self._max_queue_bytes = settings.send_queue_bytes
@@ -146,11 +158,11 @@ class Connection:
         self._in_flight = 0  # bytes of the buffer the writer greenlet is sending
         self._pong = None  # while backed up, the answer to the latest ping: a ping flood keeps only one
         self._close_timer = None
-        self._pinger = _pinger_for(settings.ping_interval)
-        self._close_timeout = settings.close_timeout
+        self._pinger = _pinger_for(settings.ping_interval, settings.ping_timeout)
+        self._heard = True  # bytes came in since the last ping
+        self._settings = settings
         _budget.limit = settings.send_queue_total_bytes
-        # A read that sees nothing for a ping interval plus the ping timeout means a dead peer.
-        sock.settimeout(settings.ping_interval + settings.ping_timeout)
+        sock.settimeout(None)  # a dead peer is found by the pinger (see _Pinger)
 
     def send_frame(self, frame, message_id=None):
         """Queue an encoded frame. False when the connection is closing or was just closed for being too slow.
@@ -196,12 +208,12 @@ class Connection:
             return
         self._state = CLOSING
         self._queue_control(frames.encode_close(code, reason))
-        self._close_timer = gevent.spawn_later(self._close_timeout, self._abort)
+        self._close_timer = gevent.spawn_later(self._settings.close_timeout, self._abort)
 
     def run(self, on_text, on_binary=None):
         """Read until the connection ends. `on_text(str)` handles each text message; binary gets 1003 unless `on_binary`."""
         self._pinger.connections.add(self)
-        parser = self._parser
+        parser = None  # made when the first bytes arrive: many connections send nothing for hours
         # gevent's recv allocates its buffer only once data is there; a buffered reader's read1 would hold
         # READ_SIZE bytes for every idle connection while it waits.
         recv = self._sock.recv
@@ -218,6 +230,10 @@ class Connection:
                     break
                 if not data:
                     break
+                self._heard = True
+                if parser is None:
+                    settings = self._settings
+                    parser = FrameParser(settings.max_message_size, max_fragments=settings.max_fragments)
                 failure = None
                 try:
                     events = parser.feed(data)
@@ -247,9 +263,16 @@ class Connection:
                     self.close(failure.code, failure.reason)
                     self._linger()
                     break
+                events = event = None  # not kept through the wait for more
                 gevent.sleep(0)
         finally:
             self._finish()
+
+    def _time_out(self):
+        """Nothing came in since the pinger's ping: a reader waiting for bytes gets a read timeout (see run)."""
+        if self._state != CLOSED:
+            sock = self._sock
+            sock.hub.cancel_wait(sock._read_event, socket.timeout("ping timeout"))
 
     def _queue_control(self, frame):
         """Queue a control frame; never checked against the limits, so a close still goes out after an overflow."""
@@ -331,7 +354,8 @@ class Connection:
             return  # a writer greenlet is draining and will take these too
         data = self._take_queued()
         try:
-            sent = self._raw_send(data)
+            # The real non-blocking socket under gevent's: its send() raises instead of waiting.
+            sent = self._sock._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -368,7 +392,7 @@ class Connection:
             self._flush()
         writer = self._writer  # it sets self._writer to None when it ends, perhaps during the join
         if writer is not None:
-            writer.join(self._close_timeout)
+            writer.join(self._settings.close_timeout)
             writer.kill(block=False)
 
     def _linger(self):
@@ -377,7 +401,7 @@ class Connection:
         Closing a socket with unread input makes the kernel send a reset, which can destroy our close
         frame (and its code, e.g. 1009) before the peer reads it. The close timer bounds the wait.
         """
-        deadline = time.monotonic() + self._close_timeout
+        deadline = time.monotonic() + self._settings.close_timeout
         self._state = CLOSED
         self._flush_now()
         try:

@@ -76,7 +76,8 @@ def build_chat(settings, store=None, instance_id=None):
         recent = RecentGeneral(settings.history_on_connect)
         delivery = LocalDelivery(settings, store, hub, live.close, directory, recent)
     bots = load_bots(settings)
-    known = KnownUsers(store, delivery)
+    # One process alone moves last_seen: it keeps it, and writes names and leaves behind, in batches.
+    known = KnownUsers(store, delivery, write_behind=not settings.redis_url, write_interval=settings.users_write_interval)
     rooms = RoomService(settings, directory, delivery, known.is_known)
     bans = ServerBans(AccountQueries(store), delivery.kick)
     if store.dialect.name == "sqlite":  # MariaDB's FULLTEXT index is kept by InnoDB

@@ -22,6 +22,9 @@ class Settings:
     history_on_connect: int = _setting(50, "group messages sent in the history event on connect")
     max_history_page: int = _setting(200, "most messages one history request returns")
     max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
+    users_write_interval: float = _setting(
+        0.5, "one process: seconds between the batched writes of new user names and of the last message each saw"
+    )
     # Conversations (chat/messaging/conversations.py)
     max_unread_count: int = _setting(999, "unread messages counted per conversation at most: the count stops there")
     max_conversations: int = _setting(200, "one-to-one conversations listed per user (the newest); general is always listed")
@@ -257,7 +260,8 @@ class Settings:
         for name in ("workers", "bus_catch_up_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval", "search_index_interval"):
+        for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval", "search_index_interval",
+                     "users_write_interval"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
         if self.metrics_token != self.metrics_token.strip() or any(c.isspace() for c in self.metrics_token):

@@ -17,6 +17,9 @@ class IdAllocator:
     def start(self):
         start = self._store.reserve_ids(self._block_size)
         self._next, self._end = start, start + self._block_size
+        # Every id below the block was assigned by an earlier run (stored, or lost with it): a leave recorded before
+        # this run posts anything is after all of them, not after 0.
+        self.last_assigned = start - 1
 
     def next_id(self):
         """The next id; raises StoreUnavailable only if the database has been down for a whole block."""

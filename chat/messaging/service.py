@@ -121,7 +121,7 @@ class ChatService:
 
     def user_left(self, name):
         try:
-            self.store.set_last_seen(name, self.delivery.last_message_id)
+            self.known.left(name, self.delivery.last_message_id)
         except StoreUnavailable as e:
             log.warning("could not record when %s left: %s", name, e)
 
@@ -335,4 +335,9 @@ class ChatService:
             gevent.sleep(0.05)
         self.delivery.stop()
         self.resends.stop()
+        try:
+            self.known.flush()  # the leaves of the sockets just closed
+        except StoreUnavailable as e:
+            log.warning("could not record who left: %s", e)
+            flushed = False
         return flushed

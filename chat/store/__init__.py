@@ -309,6 +309,18 @@ class Store:
             row = cur.fetchone()
         return None if row is None else (row[0], int(row[1]))
 
+    def write_users(self, new_names, last_seen):
+        """Add `new_names` and move each (name, last_seen_id) of `last_seen` forward, in one transaction."""
+
+        def write(cur):
+            created = now_ms()
+            if new_names:
+                cur.executemany(self._q_add_user, [(name, created) for name in new_names])
+            if last_seen:
+                cur.executemany(self._q_set_last_seen, [(seen, name, seen) for name, seen in last_seen])
+
+        self.transaction(write)
+
     def set_last_seen(self, name, message_id):
         with self.cursor() as cur:
             cur.execute(self._q_set_last_seen, (message_id, name, message_id))

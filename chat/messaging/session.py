@@ -65,30 +65,26 @@ class ChatSession:
         # holds them (so nothing arrives twice or out of order), then it is the connection's own send_frame.
         self._held = []
         self._held_bytes = 0
-        self._held_ids = set()
+        self._held_ids = None  # a set once a held message has an id
         self._history_sent = False
-        self._typing = {}  # conversation key -> when this connection's last typing notice was forwarded
+        self._typing = None  # conversation key -> when this connection's last typing notice was forwarded (made at the first)
         self.room = GENERAL  # where plain text goes (/room #r)
         self.deliver = self._hold
-        settings = service.settings
-        self._parse_options = dict(
-            max_name_length=settings.max_name_length,
-            default_history=settings.history_on_connect,
-            max_history=settings.max_history_page,
-            max_topic_length=settings.max_topic_length,
-        )
+        self._parse_options = _parse_options(service.settings)
 
     def _hold(self, frame, message_id=None):
         held = self._held
         held.append((message_id, frame))
         self._held_bytes += len(frame)
         if message_id is not None:
+            if self._held_ids is None:
+                self._held_ids = set()
             self._held_ids.add(message_id)
         settings = self.service.settings
         if len(held) > settings.send_queue_messages or self._held_bytes > settings.send_queue_bytes:
             # The history is going out slower than messages arrive: what is held would not fit the send queue.
             log.info("closing %s: %s (%d messages, %d bytes held)", self.user, HELD_OVERFLOW_REASON, len(held), self._held_bytes)
-            self._held, self._held_bytes, self._held_ids = [], 0, set()
+            self._held, self._held_bytes, self._held_ids = [], 0, None
             self.deliver = _drop
             self.conn.close(CLOSE_HELD_OVERFLOW, HELD_OVERFLOW_REASON)
 
@@ -123,39 +119,44 @@ class ChatSession:
         hub = service.hub
         first = hub.add(self)
         try:
-            try:
-                last_seen = service.register_user(self.user)
-                # Registered before the history query: anything newer is held above and released after it.
-                history = service.connect_history(self.user, last_seen, self.since)
-                conversations = service.conversations.listing(self.user)
-                self.send_event(
-                    {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
-                )
-                fields = {} if self.since is None else {"since": self.since, **history.fields}
-                sent_held = set()
-                sent = send_history(
-                    self.conn, _noting(history, self._held_ids, sent_held), fields, self._frame_bytes, getattr(history, "tail", None)
-                )
-            except StoreUnavailable as e:
-                log.warning("refusing %s: store unavailable: %s", self.user, e)
-                self.deliver = _drop
-                self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
-                self.conn.run(_ignore)
-                return
-            if sent and self.conn.wait_sent():
-                self._history_sent = True
-                self._release_held(sent_held)
-            else:
-                self._held = None
-                self.deliver = _drop
-            if first:
-                service.presence_changed(self.user, True)
-            self.conn.run(self.handle_text)
+            # The connect in a frame of its own: its history, listing and sets are not kept while the connection idles.
+            self.conn.run(self._connect(first))
         finally:
             if hub.remove(self):
                 if self._history_sent:  # else the offline directs it was not sent yet go to the next connection
                     service.user_left(self.user)
                 service.presence_changed(self.user, False)
+
+    def _connect(self, first):
+        """Welcome, history and the messages held meanwhile; returns what handles the client's text from then on."""
+        service = self.service
+        try:
+            last_seen = service.register_user(self.user)
+            # Registered before the history query: anything newer is held above and released after it.
+            history = service.connect_history(self.user, last_seen, self.since)
+            conversations = service.conversations.listing(self.user)
+            self.send_event(
+                {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
+            )
+            fields = {} if self.since is None else {"since": self.since, **history.fields}
+            sent_held = set()
+            sent = send_history(
+                self.conn, _noting(history, self, sent_held), fields, self._frame_bytes, getattr(history, "tail", None)
+            )
+        except StoreUnavailable as e:
+            log.warning("refusing %s: store unavailable: %s", self.user, e)
+            self.deliver = _drop
+            self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
+            return _ignore
+        if sent and self.conn.wait_sent():
+            self._history_sent = True
+            self._release_held(sent_held)
+        else:
+            self._held = None
+            self.deliver = _drop
+        if first:
+            service.presence_changed(self.user, True)
+        return self.handle_text
 
     @property
     def _frame_bytes(self):
@@ -213,6 +214,8 @@ class ChatSession:
                 if command.action == "leave" and self.room == command.room:
                     self.room = GENERAL
             elif kind is Typing:
+                if self._typing is None:
+                    self._typing = {}
                 self.service.conversations.typing(self, self._resolved(command), self._typing)
             elif kind is Read:
                 self.service.conversations.mark_read(self, self._resolved(command))
@@ -280,12 +283,30 @@ class ChatSession:
         self.send_event(with_ref({"type": "room", "room": self.room, "topic": topic}, command.ref))
 
 
-def _noting(records, held_ids, sent_held):
+def _noting(records, session, sent_held):
     """`records`, noting in `sent_held` those also held to be delivered live (they must not go out twice)."""
     for record in records:
-        if record.id in held_ids:
+        held_ids = session._held_ids  # made by the first held message, perhaps while the history is going out
+        if held_ids is not None and record.id in held_ids:
             sent_held.add(record.id)
         yield record
+
+
+_shared_options = (None, None)
+
+
+def _parse_options(settings):
+    """parse_inbound's options from `settings`: one dict for every session of a server, not one each."""
+    global _shared_options
+    if _shared_options[0] is not settings:
+        options = dict(
+            max_name_length=settings.max_name_length,
+            default_history=settings.history_on_connect,
+            max_history=settings.max_history_page,
+            max_topic_length=settings.max_topic_length,
+        )
+        _shared_options = (settings, options)
+    return _shared_options[1]
 
 
 def _drop(frame, message_id=None):

@@ -42,6 +42,14 @@ def _run_counted(address, run):
         _addresses.release(address)
 
 
+def _run_session(session):
+    """_run_counted for a session, which knows its address (one reference kept for the connection's life, not three)."""
+    try:
+        session.run()
+    finally:
+        _addresses.release(session.address)
+
+
 def _upgrade(settings):
     """(connection, None) after the 101, or (None, error response) before it."""
     accept = request.environ.get(ACCEPT_KEY)
@@ -149,7 +157,7 @@ def _chat_socket(service, settings, username, address):
         admission.release()
         return refusal
     _addresses.hold(address)  # the session's own count, released when it ends
-    gevent.spawn(_run_counted, address, GuardedSession(service, user, conn, since, admission, address).run)
+    gevent.spawn(_run_session, GuardedSession(service, user, conn, since, admission, address))
     return Response()  # the handler's greenlet ends here; the session's goes on
 
 

@@ -44,6 +44,9 @@ from chat.store import StoreUnavailable
 
 log = logging.getLogger("chat.session")
 
+# What a welcome says it left out when the store was down at the connect (its history is general's, from memory).
+PARTIAL = ["directs", "conversations"]
+
 # Live messages held during a long history outgrew the send queue; the client resumes with ?since=.
 CLOSE_HELD_OVERFLOW = frames.CLOSE_POLICY_VIOLATION
 HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect with ?since=LAST_ID"
@@ -130,14 +133,22 @@ class ChatSession:
     def _connect(self, first):
         """Welcome, history and the messages held meanwhile; returns what handles the client's text from then on."""
         service = self.service
+        partial = None
         try:
-            last_seen = service.register_user(self.user)
-            # Registered before the history query: anything newer is held above and released after it.
-            history = service.connect_history(self.user, last_seen, self.since)
-            conversations = service.conversations.listing(self.user)
-            self.send_event(
-                {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
-            )
+            try:
+                last_seen = service.register_user(self.user)
+                # Registered before the history query: anything newer is held above and released after it.
+                history = service.connect_history(self.user, last_seen, self.since)
+                conversations = service.conversations.listing(self.user)
+            except StoreUnavailable as e:
+                history, conversations, partial = service.history_from_memory(self.since), [], PARTIAL
+                if history is None:
+                    raise
+                log.warning("connecting %s from memory: store unavailable: %s", self.user, e)
+            welcome = {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
+            if partial:
+                welcome["partial"] = partial
+            self.send_event(welcome)
             fields = {} if self.since is None else {"since": self.since, **history.fields}
             sent_held = set()
             sent = send_history(
@@ -149,7 +160,7 @@ class ChatSession:
             self.conn.close(frames.CLOSE_INTERNAL_ERROR, "store unavailable, try again")
             return _ignore
         if sent and self.conn.wait_sent():
-            self._history_sent = True
+            self._history_sent = partial is None  # a partial one did not send the directs missed: the next connect does
             self._release_held(sent_held)
         else:
             self._held = None
@@ -328,11 +339,11 @@ class GuardedSession(ChatSession):
 
     def __init__(self, service, user, conn, since, admission, address=None):
         super().__init__(service, user, conn, since, address)
-        settings = service.settings
         self.admission = admission
-        self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst)
+        # Both buckets are made when first needed (a bucket nobody took from is full): an idle connection has neither.
+        self._bucket = None
         # Refused messages use up strikes, one coming back per second; a client that keeps going gets 1008.
-        self._strikes = TokenBucket(1.0, settings.rate_limit_strikes)
+        self._strikes = None
         admission.attach(self)
 
     def send_event(self, event):
@@ -351,10 +362,15 @@ class GuardedSession(ChatSession):
 
     def handle_text(self, text):
         now = time.monotonic()
+        settings = self.service.settings
+        if self._bucket is None:
+            self._bucket = TokenBucket(settings.rate_limit, settings.rate_burst, now)
         wait = self._bucket.take(now)
         if not wait:
             return ChatSession.handle_text(self, text)
         self.service.counts.rate_limited += 1
+        if self._strikes is None:
+            self._strikes = TokenBucket(1.0, settings.rate_limit_strikes, now)
         if self._strikes.take(now):
             log.info("closing %s: %s", self.user, RATE_LIMITED_REASON)
             self.conn.close(CLOSE_RATE_LIMITED, RATE_LIMITED_REASON)

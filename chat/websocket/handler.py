@@ -14,6 +14,10 @@ from chat.websocket.connection import Connection
 
 ACCEPT_KEY = "chat.accept_websocket"
 
+# Every websocket's session is a greenlet for the connection's whole life; by default gevent has each greenlet keep
+# records of the ten frames that spawned it and its spawner (~0.6 KB), used only by its debugging dumps.
+gevent.config.track_greenlet_tree = False
+
 
 class HandshakeError(Exception):
     """The upgrade request itself is malformed (HTTP 400/426)."""

@@ -9,7 +9,7 @@ from flask import Flask
 from chat import pages
 from chat.accounts import routes as account_routes
 from chat.accounts.credentials import AuthService
-from chat.accounts.holds import ServiceFloors
+from chat.accounts.holds import ServiceFloors, make_holds
 from chat.accounts.live import LiveSockets
 from chat.accounts.serverbans import ServerBans
 from chat.bots import load_bots, reserved_names
@@ -58,7 +58,9 @@ def build_chat(settings, store=None, instance_id=None):
         )
     hub = Hub()
     directory = RoomDirectory()  # every named room's state, folded from the stream by the delivery
-    live = LiveSockets()  # the sockets admitted here, which a kick closes
+    # Guest holds; with one process they also remember what they confirmed, which a kick of the name forgets.
+    holds = make_holds(settings, AccountQueries(store))
+    live = LiveSockets(on_kick=getattr(holds, "forget", None))  # the sockets admitted here, which a kick closes
     if settings.redis_url:
         # Only here is Redis code imported: one process alone never loads it.
         from chat.cluster.delivery import ClusterDelivery
@@ -95,7 +97,7 @@ def build_chat(settings, store=None, instance_id=None):
     runner = BotRunner(service, bots)
     runner.start()
     floors = ServiceFloors(store, delivery, forget=rooms.forget)
-    auth = AuthService(settings, store, floors=floors, live=live, kick=delivery.kick)
+    auth = AuthService(settings, store, floors=floors, live=live, kick=delivery.kick, holds=holds)
     auth.start_purging()
     auth.start_holding()
     # Deletes what is older than message_retention_days / upload_retention_days (nothing when both are 0); every

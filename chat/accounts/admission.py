@@ -29,6 +29,7 @@ def check_handshake(auth, name):
     if origin is not None and not origin_allowed(origin, auth.allowed_origins):
         return None, json_error(403, f"origin not allowed: {origin[:100]}")
     credential = None  # (name, digest)
+    token = sid = None
     try:
         token = bearer_token()
         if token is not None:
@@ -45,6 +46,10 @@ def check_handshake(auth, name):
                 credential = auth.resolve(sid, SESSION)
         state = auth.handshake_state(name)
     except StoreUnavailable as e:
+        if token is None and not sid:  # a guest, perhaps one coming back: nothing else is admitted from memory
+            admitted = _admit_remembered_guest(auth, name)
+            if admitted is not None:
+                return admitted
         log.warning("refusing a websocket for %s: %s", name, e)
         return None, json_error(503, "the account store is not answering; try again")
     if state == "banned":
@@ -73,6 +78,19 @@ def check_handshake(auth, name):
         log.warning("refusing a websocket for %s: %s", name, e)
         return None, json_error(503, "the server is catching up; try again")
     return auth.admit(name, credential[1], credential, admin=state == "admin"), None
+
+
+def _admit_remembered_guest(auth, name):
+    """While the store is down: a guest whose resume token this process confirmed within the hold's time comes back as
+    it was ((Admission, None) or a refusal); None for anyone else, who is refused as the store is not answering."""
+    resume = request.args.get("resume")
+    if not auth.remembers_guest(name, resume):
+        return None
+    cap = auth.settings.max_connections_per_user
+    if auth.connections_of(name) >= cap:
+        return None, json_error(429, f"too many connections for {name}: at most {cap} at once")
+    log.info("admitting guest %s by its resume token confirmed here: the store is not answering", name)
+    return auth.admit(name, None, resume=resume), None
 
 
 def _admit_guest(auth, name):

@@ -222,9 +222,10 @@ class Admission:
 class AuthService:
     """Accounts and credentials for one server process (and, without the live-socket part, for the admin CLI)."""
 
-    def __init__(self, settings, store, credentials=None, floors=None, live=None, kick=None):
+    def __init__(self, settings, store, credentials=None, floors=None, live=None, kick=None, holds=None):
         """`live`: this process's admitted sockets (LiveSockets); `kick`: closes a user's sockets everywhere (with several
-        processes the cluster delivery's, which publishes it); by default only `live`'s, in this process."""
+        processes the cluster delivery's, which publishes it); by default only `live`'s, in this process. `holds`: the
+        guest holds (chat/accounts/holds.py make_holds), by default made here."""
         self.settings = settings
         self.accounts = AccountQueries(store)
         self.credentials = credentials if credentials is not None else make_credentials(settings, self.accounts)
@@ -232,7 +233,7 @@ class AuthService:
         self.limits = SigninLimits(settings, redis_run)  # in Redis too when credentials are: shared by every process
         self.hashing = HashGate(settings.password_hash_concurrency, settings.password_hash_queue)
         self.expiry = ExpirySweeper(self._credential_expired)
-        self.holds = make_holds(settings, self.accounts)
+        self.holds = holds if holds is not None else make_holds(settings, self.accounts)
         self.floors = floors if floors is not None else StoreFloors(store)  # chat.accounts.holds.ServiceFloors in a server
         self.allowed_origins = parse_allowed_origins(settings.allowed_origins)
         self.live = live if live is not None else LiveSockets()
@@ -377,6 +378,14 @@ class AuthService:
             raise StoreUnavailable("messages up to the name's floor have not arrived over the bus yet")
         log.info("guest name %s has a new holder (floor %d)", name, floor)
         return secret
+
+    def remembers_guest(self, name, resume):
+        """Whether this process confirmed, within the hold's time, that `resume` holds the guest name `name` (one process
+        only: chat/accounts/holds.py RememberingHolds). What admits a guest coming back while the database is down."""
+        confirmed = getattr(self.holds, "confirmed", None)
+        if confirmed is None or not isinstance(resume, str) or not 0 < len(resume) <= MAX_SECRET_LENGTH:
+            return False
+        return confirmed(name, secret_hash(resume))
 
     def held_by_another(self, name, resume):
         """Whether a guest holds `name` whose resume token is not `resume`."""

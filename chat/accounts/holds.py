@@ -1,4 +1,6 @@
 """Who holds a guest name (a resume token's digest, in the database or Redis) and the floor a name gets when it changes hands."""
+import time
+
 from chat.accounts.redis_calls import RedisCalls
 from chat.clock import now_ms
 
@@ -67,10 +69,64 @@ class RedisHolds:
         self._redis.close()
 
 
+class RememberingHolds:
+    """The holds of one process alone (DatabaseHolds), and what it last confirmed of each: which resume token's digest
+    held the name and until when at least. While the database is down, `confirmed(name, digest)` says whether a guest
+    may come back with its token (chat/accounts/admission.py): the name cannot have changed hands since, for only this
+    process gives guest names (a claim needs the hold to have ended) and takes them (a registration, a ban: `forget`).
+    Entries past their hold are dropped as new ones come."""
+
+    def __init__(self, holds, hold_seconds, clock=time.monotonic):
+        self._holds = holds
+        self._hold = hold_seconds
+        self._clock = clock
+        self._until = {}  # name -> (digest, monotonic time until which the hold runs at least)
+        self._sweep_at = 64
+
+    def holder(self, name):
+        return self._holds.holder(name)
+
+    def claim(self, name, digest, hold):
+        claimed = self._holds.claim(name, digest, hold)
+        if claimed:
+            self._remember(name, digest, hold)
+        return claimed
+
+    def extend(self, name, digest, hold):
+        extended = self._holds.extend(name, digest, hold)
+        if extended:
+            self._remember(name, digest, hold)
+        return extended
+
+    def drop(self, name):
+        self.forget(name)
+        self._holds.drop(name)
+
+    def purge(self):
+        return self._holds.purge()
+
+    def forget(self, name):
+        self._until.pop(name, None)
+
+    def confirmed(self, name, digest):
+        """Whether this process confirmed, within the hold's time, that the guest with `digest` holds `name`."""
+        held = self._until.get(name)
+        return held is not None and held[0] == digest and self._clock() < held[1]
+
+    def _remember(self, name, digest, hold):
+        until = self._until
+        now = self._clock()
+        until[name] = (digest, now + hold)
+        if len(until) >= self._sweep_at:  # amortised: at most one sweep per doubling
+            for old in [n for n, (_, end) in until.items() if end <= now]:
+                del until[old]
+            self._sweep_at = max(64, 2 * len(until))
+
+
 def make_holds(settings, queries):
     if settings.redis_url:
         return RedisHolds(settings.redis_url, settings.redis_prefix, settings.db_connect_timeout)
-    return DatabaseHolds(queries)
+    return RememberingHolds(DatabaseHolds(queries), settings.guest_hold)
 
 
 class StoreFloors:

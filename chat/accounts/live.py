@@ -11,8 +11,9 @@ CLOSE_CREDENTIALS_ENDED = 4001
 class LiveSockets:
     """name -> the Admissions (chat/accounts/credentials.py) of that name's open websockets here."""
 
-    def __init__(self):
+    def __init__(self, on_kick=None):
         self._by_name = {}
+        self._on_kick = on_kick  # told the name of every kick run here (the remembered guest holds forget it)
 
     def add(self, admission):
         self._by_name.setdefault(admission.name, set()).add(admission)
@@ -39,6 +40,8 @@ class LiveSockets:
         """Close the sockets here that `kick` (chat.records.Kick) names with 4001; also run for kicks from other
         processes. Returns how many were closed."""
         name, reason, digest, guests_only = kick
+        if self._on_kick is not None:
+            self._on_kick(name)
         closed = 0
         for admission in tuple(self._by_name.get(name, ())):
             if guests_only and admission.digest is not None:

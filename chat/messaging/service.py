@@ -247,6 +247,14 @@ class ChatService:
         )
         return primed(takewhile(lambda r: r.id < ceiling, merged(group, directs)))
 
+    def history_from_memory(self, since):
+        """What a connect is sent while the store is down: general's newest messages kept here, or None when there is
+        nothing to give from memory (several processes keep none; a ?since= replay needs the store: it holds directs and
+        rooms too, and a client must not move past what it was not sent)."""
+        if self.recent is None or since is not None:
+            return None
+        return iter(self.recent.newest(self.settings.history_on_connect))
+
     def replay_page(self, user, since, limit):
         """A history request with "since": the next `limit` items after `since` that `user` may see, as a ?since= replay
         reads them (Capped: says where to go on when there are more)."""

@@ -2,6 +2,7 @@
 import os
 import secrets
 import socket
+from functools import partial
 from typing import NamedTuple
 
 from flask import Flask
@@ -21,6 +22,7 @@ from chat.messaging.hub import Hub
 from chat.messaging.known import KnownUsers
 from chat.messaging.presence import PresenceAnnouncer
 from chat.messaging.recent import RecentGeneral
+from chat.messaging.stream import RecentStream
 from chat.messaging.resends import Resends
 from chat.messaging.rooms import RoomDirectory
 from chat.messaging.roomservice import RoomService
@@ -71,12 +73,13 @@ def build_chat(settings, store=None, instance_id=None):
         everyone = ClusterPresence(hub)
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online)
         delivery = ClusterDelivery(settings, store, hub, live.close, directory, instance_id, everyone, presence.may_have_changed)
-        recent = None
+        recent = stream = None
     else:
         presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online)
         # One process delivers every record itself, with its text: general's newest are kept in memory for connects.
         recent = RecentGeneral(settings.history_on_connect)
-        delivery = LocalDelivery(settings, store, hub, live.close, directory, recent)
+        stream = RecentStream(settings.recent_records) if settings.recent_records > 0 else None
+        delivery = LocalDelivery(settings, store, hub, live.close, directory, recent, stream)
     bots = load_bots(settings)
     # One process alone moves last_seen: it keeps it, and writes names and leaves behind, in batches.
     known = KnownUsers(store, delivery, write_behind=not settings.redis_url, write_interval=settings.users_write_interval)
@@ -91,7 +94,7 @@ def build_chat(settings, store=None, instance_id=None):
     resends = Resends(settings, store, check_store=not settings.redis_url)
     service = ChatService(
         settings, store, hub, delivery, presence, rooms, known, bans, resends, search=search,
-        reserved_names=reserved_names() | {bot.name for bot in bots}, recent=recent,
+        reserved_names=reserved_names() | {bot.name for bot in bots}, recent=recent, stream=stream,
     )
     service.start()
     runner = BotRunner(service, bots)
@@ -102,9 +105,16 @@ def build_chat(settings, store=None, instance_id=None):
     auth.start_holding()
     # Deletes what is older than message_retention_days / upload_retention_days (nothing when both are 0); every
     # process may run it, their batches take turns.
-    purger = Purger(settings, store, on_purged=None if recent is None else recent.purged_below)
+    purger = Purger(settings, store, on_purged=None if recent is None else partial(_purged, recent, stream))
     purger.start()
     return Chat(service, auth, runner, purger)
+
+
+def _purged(recent, stream, mark):
+    """The retention purge deleted the messages below `mark`: what is kept in memory drops them too."""
+    recent.purged_below(mark)
+    if stream is not None:
+        stream.purged_below(mark)
 
 
 def create_app(settings=None, **overrides):

@@ -22,6 +22,10 @@ class Settings:
     history_on_connect: int = _setting(50, "group messages sent in the history event on connect")
     max_history_page: int = _setting(200, "most messages one history request returns")
     max_replay: int = _setting(10000, "most messages a ?since= reconnect replays")
+    recent_records: int = _setting(
+        20000, "one process: the newest records of all conversations kept in memory, from which ?since= replays and a "
+        "connect's missed directs are answered without the database (0: always from the database)"
+    )
     users_write_interval: float = _setting(
         0.5, "one process: seconds between the batched writes of new user names and of the last message each saw"
     )
@@ -382,6 +386,8 @@ class Settings:
         for name in ("history_on_connect", "max_history_page", "max_replay"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 0 <= self.recent_records <= 10_000_000:
+            raise ValueError("recent_records must be between 0 and 10000000")
         if self.history_frame_bytes < 1024:
             raise ValueError("history_frame_bytes must be at least 1024")
         # A history event is queued only once the queue is empty (chat/messaging/history.py): it must fit in it alone.

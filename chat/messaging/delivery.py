@@ -15,13 +15,15 @@ from chat.websocket import frames
 class LocalDelivery:
     """`on_kick(kick)` closes the sockets a chat.records.Kick names in this process (chat/accounts/live.py); `rooms` is
     the RoomDirectory (chat/messaging/rooms.py) that room events are folded into and room records are routed by;
-    `recent` the RecentGeneral (chat/messaging/recent.py) every general record is applied to as it is delivered."""
+    `recent` the RecentGeneral (chat/messaging/recent.py) every general record is applied to as it is delivered, and
+    `stream` the RecentStream (chat/messaging/stream.py) every record is."""
 
     applies_at_post = True  # a room event is in effect once posted (ids are assigned at post, delivery follows at once)
 
-    def __init__(self, settings, store, hub, on_kick, rooms, recent=None):
+    def __init__(self, settings, store, hub, on_kick, rooms, recent=None, stream=None):
         self.settings = settings
         self.recent = recent
+        self.stream = stream
         self.store = store
         self.hub = hub
         self.on_kick = on_kick
@@ -49,11 +51,13 @@ class LocalDelivery:
         )
         refused = sent.refused if sent is not None else refusal(session, ref)
         general = recipient is None and room is None and self.recent is not None
-        if general:
+        if general or self.stream is not None:
             refused = self._forgetting(refused)
         self.writer.submit(record, sent.stored if sent is not None else (lambda stored: session.acknowledge(stored, ref)), refused)
         if general:
             self.recent.apply(record)
+        if self.stream is not None:
+            self.stream.apply(record)
         room_event = kind in ROOM_KINDS
         if room_event:
             self.rooms.apply(record)  # in effect at once: the ids of later posts are higher
@@ -73,11 +77,12 @@ class LocalDelivery:
         return record
 
     def _forgetting(self, on_refused):
-        """`on_refused`, which first takes the refused record out of the recent history."""
-        discard = self.recent.discard
+        """`on_refused`, which first takes the refused record out of what is kept in memory."""
+        kept = [k for k in (self.recent, self.stream) if k is not None]
 
         def refused(record):
-            discard(record.id)
+            for k in kept:
+                k.discard(record.id)
             if on_refused is not None:
                 on_refused(record)
 

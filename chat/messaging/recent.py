@@ -19,6 +19,7 @@ class RecentGeneral:
         self.size = size
         self._records = []  # oldest first
         self._ids = []  # their ids, for bisect
+        self.horizon = 0  # the retention purge's mark it has dropped what is below
 
     def load(self, records):
         """The store's newest records of general (oldest first, current state); anything applied since with a higher
@@ -53,6 +54,7 @@ class RecentGeneral:
 
     def purged_below(self, mark):
         """The retention purge deleted the messages below id `mark`."""
+        self.horizon = max(self.horizon, mark)
         cut = bisect.bisect_left(self._ids, mark)
         if cut:
             self._set(self._records[cut:])

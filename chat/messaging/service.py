@@ -2,7 +2,7 @@
 import logging
 import time
 from functools import partial
-from itertools import takewhile
+from itertools import islice, takewhile
 
 import gevent
 from gevent.event import Event
@@ -29,6 +29,22 @@ def _merge(db_records, uncommitted, keep):
         if keep(r):
             by_id[r.id] = r
     return [by_id[i] for i in sorted(by_id)]
+
+
+# Messages whose current state one query reads when the recent stream is loaded at start.
+STATE_CHUNK = 1000
+
+
+def _in_replay(record, user, rooms, floor):
+    """Whether a ?since= replay of `user`, a member of `rooms`, holds `record`: what the store's visible_since selects
+    (general; the named rooms; the user's directs, and events about the user, above the name's floor)."""
+    if record.room is None and record.recipient is None:
+        return True
+    if record.room is not None and record.room in rooms:
+        return True
+    if (record.room is None and (record.recipient == user or record.sender == user)) or record.subject == user:
+        return record.id > floor()
+    return False
 
 
 def _read_once(read):
@@ -72,11 +88,12 @@ class ChatService:
     `resends` the Resends (chat/messaging/resends.py: exactly-once sends); `search` the SearchService
     (chat/messaging/search.py); `reserved_names`: the bots' names, which nobody may connect or register as; `recent` the
     RecentGeneral (chat/messaging/recent.py) the delivery keeps current, which a connect's group history is read from
-    (None: from the store)."""
+    (None: from the store); `stream` the RecentStream (chat/messaging/stream.py) it keeps too, which ?since= replays and
+    a connect's missed directs are read from when it holds everything they need (None: from the store)."""
 
     def __init__(
         self, settings, store, hub, delivery, presence, rooms, known, server_bans, resends, search=None,
-        reserved_names=frozenset(), recent=None,
+        reserved_names=frozenset(), recent=None, stream=None,
     ):
         self.settings = settings
         self.store = store
@@ -94,12 +111,23 @@ class ChatService:
         self.search = search
         self.retention = RetentionQueries(store)
         self.recent = recent
+        self.stream = stream
 
     def start(self):
         self.store.ensure_schema()
         self.delivery.start()
         if self.recent is not None:
             self.recent.load(self.history_page(None, self.recent.size))
+        if self.stream is not None:
+            self._load_stream()
+
+    def _load_stream(self):
+        size = self.stream.size
+        rows = self.store.newest_records(size)
+        current = []
+        for start in range(0, len(rows), STATE_CHUNK):  # one IN list per chunk of messages
+            current += self.lifecycle.current(rows[start:start + STATE_CHUNK])
+        self.stream.load(current, 0 if len(rows) < size else rows[0].id - 1, self.retention.horizon())
         self.resends.start()
 
     @property
@@ -234,9 +262,15 @@ class ChatService:
         if since is not None:
             return self._replay(user, since, limit, ceiling, floor, chunk)
         if self.recent is not None:
+            self._purged_mark()
             group = iter(self.recent.newest(settings.history_on_connect))
         else:
             group = NewestWindow(partial(self.history_page, user), settings.history_on_connect, None, chunk, settings.history_frame_bytes)
+        if self.stream is not None and self.stream.covers(last_seen_id):
+            directs = islice(
+                (r for r in self.stream.after(last_seen_id) if r.recipient == user and r.kind is None and r.id > floor()), limit
+            )
+            return primed(merged(group, directs))
         directs = forward(
             self._pager(
                 lambda a, n: self.store.directs_to_since(user, a, n),
@@ -246,6 +280,15 @@ class ChatService:
             last_seen_id, limit, chunk,
         )
         return primed(takewhile(lambda r: r.id < ceiling, merged(group, directs)))
+
+    def _purged_mark(self):
+        """The retention purge's mark, read from the store (one row): what memory keeps drops what a purge deleted
+        there, the server's own or `chat.admin purge` run beside it."""
+        horizon = self.retention.horizon()
+        for kept in (self.recent, self.stream):
+            if kept is not None and horizon > kept.horizon:
+                kept.purged_below(horizon)
+        return horizon
 
     def history_from_memory(self, since):
         """What a connect is sent while the store is down: general's newest messages kept here, or None when there is
@@ -268,6 +311,12 @@ class ChatService:
         """Everything after `since` that `user` may see, at most `limit` (one more is read to know whether there are
         more: the Capped result says so, and from where to go on)."""
         rooms = frozenset(self.rooms.rooms_of(user))  # as of now: later changes come live, after the history
+        stream = self.stream
+        if stream is not None and stream.covers(since):  # all of it in memory: the same records
+            horizon = self._purged_mark()
+            fields = {"purged": horizon} if since + 1 < horizon else {}
+            visible = (r for r in stream.after(since) if _in_replay(r, user, rooms, floor))
+            return Capped(primed(visible), limit, fields)
         # The retention purge (chat/store/retention.py) deleted what was older than its window below this id: a replay
         # from before it says so ("purged"), since what it can give from there is not everything that was sent.
         horizon = self.retention.horizon()

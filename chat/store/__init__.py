@@ -82,6 +82,7 @@ class Store:
         self._q_directs_to_since = q(f"{_SELECT} WHERE m.recipient = ? AND m.id > ? AND m.id > {NAME_FLOOR} AND {_MESSAGES_ONLY} ORDER BY m.id LIMIT ?")
         self._q_floor = q("SELECT floor_id, file_floor_id FROM users WHERE name = ?")
         self._q_max_id = q("SELECT COALESCE(MAX(id), 0) FROM messages")
+        self._q_newest = q(f"{_SELECT} ORDER BY m.id DESC LIMIT ?")
         self._q_add_user = q(f"{self.dialect.insert_ignore} INTO users (name, created_ms, last_seen_id) VALUES (?, ?, 0)")
         self._q_user = q("SELECT name, last_seen_id FROM users WHERE name = ?")
         self._q_set_last_seen = q("UPDATE users SET last_seen_id = ? WHERE name = ? AND last_seen_id < ?")
@@ -245,6 +246,10 @@ class Store:
     def messages_from(self, first_id, limit, below=2**62):
         """Messages with first_id <= id < below, oldest first: what a process missed from the bus."""
         return self._rows(self._q_messages_from, (first_id, below, limit))
+
+    def newest_records(self, limit):
+        """The newest `limit` records of every kind, oldest first (what one process keeps in memory at start)."""
+        return self._rows(self._q_newest, (limit,))[::-1]
 
     def messages_with_ids(self, ids):
         """The stored messages with these ids (attachments' metadata included), oldest first."""

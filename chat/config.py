@@ -265,7 +265,7 @@ class Settings:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         for name in ("presence_heartbeat", "presence_timeout", "bus_gap_wait", "metrics_flush_interval", "search_index_interval",
-                     "users_write_interval"):
+                     "users_write_interval", "ping_interval", "ping_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0")
         if self.metrics_token != self.metrics_token.strip() or any(c.isspace() for c in self.metrics_token):

@@ -112,3 +112,14 @@ def test_the_listening_line_says_how_to_stop_and_comes_once_every_worker_accepts
     serving = [i for i, text in enumerate(lines) if "chat.server [" in text and ": store: " in text]
     (accepting,) = [i for i, text in enumerate(lines) if "all 3 workers accept connections" in text]
     assert len(serving) == 3 and max(serving) < accepting, err
+
+
+@pytest.mark.parametrize(
+    "setting, value",
+    [("ping_timeout", 0), ("ping_interval", -1), ("users_write_interval", 0), ("recent_records", -1), ("recent_records", 10**8)],
+)
+def test_a_setting_out_of_its_range_is_refused_by_name(setting, value):
+    from chat.config import Settings
+
+    with pytest.raises(ValueError, match=setting):
+        Settings(**{setting: value}).validate()

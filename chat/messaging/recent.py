@@ -96,20 +96,7 @@ class RecentGeneral:
             if not gone:
                 self._requote(target, quote_of(event.sender, event.body))
         elif record is not None and not gone:
-            key, op = reaction_details(event.body)
-            state = dict(record.state or ())
-            reactions = {k: list(v) for k, v in state.get("reactions", {}).items()}
-            users = reactions.setdefault(key, [])
-            if op == "add" and event.sender not in users:
-                users.append(event.sender)
-            elif op == "remove" and event.sender in users:
-                users.remove(event.sender)
-            reactions = {k: v for k, v in reactions.items() if v}
-            if reactions:
-                state["reactions"] = reactions
-            else:
-                state.pop("reactions", None)
-            self._records[i] = record._replace(state=state or None)
+            self._records[i] = record._replace(state=with_reaction(record.state, event))
 
     def _requote(self, target, quote):
         """The replies to message `target` kept here show `quote` of it from now on."""
@@ -117,3 +104,22 @@ class RecentGeneral:
         for i, r in enumerate(records):
             if r.target_id == target and r.body != "":
                 records[i] = r._replace(state={**(r.state or {}), "quote": quote})
+
+
+def with_reaction(state, event):
+    """A message's `state` after the reaction event `event`: the same user and key count once, and a key nobody reacts
+    with any more is gone (as the reactions table has it: chat/store/lifecycle.py)."""
+    key, op = reaction_details(event.body)
+    state = dict(state or ())
+    reactions = {k: list(v) for k, v in state.get("reactions", {}).items()}
+    users = reactions.setdefault(key, [])
+    if op == "add" and event.sender not in users:
+        users.append(event.sender)
+    elif op == "remove" and event.sender in users:
+        users.remove(event.sender)
+    reactions = {k: v for k, v in reactions.items() if v}
+    if reactions:
+        state["reactions"] = reactions
+    else:
+        state.pop("reactions", None)
+    return state or None

@@ -2,7 +2,8 @@
 what it holds needs no database query."""
 import bisect
 
-from chat.records import LIFECYCLE_KINDS, ROOM_KINDS, reaction_details
+from chat.messaging.recent import with_reaction
+from chat.records import LIFECYCLE_KINDS, ROOM_KINDS
 from chat.store.lifecycle import quote_of
 
 
@@ -140,20 +141,7 @@ class RecentStream:
             self._requote(target, quote_of(event.sender, event.body))
             return event
         if record is not None and not gone:
-            key, op = reaction_details(event.body)
-            state = dict(record.state or ())
-            reactions = {k: list(v) for k, v in state.get("reactions", {}).items()}
-            users = reactions.setdefault(key, [])
-            if op == "add" and event.sender not in users:
-                users.append(event.sender)
-            elif op == "remove" and event.sender in users:
-                users.remove(event.sender)
-            reactions = {k: v for k, v in reactions.items() if v}
-            if reactions:
-                state["reactions"] = reactions
-            else:
-                state.pop("reactions", None)
-            by_id[target] = record._replace(state=state or None)
+            by_id[target] = record._replace(state=with_reaction(record.state, event))
         return event
 
     def _requote(self, target, quote):

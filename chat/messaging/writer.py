@@ -121,6 +121,10 @@ class MessageWriter:
         while True:
             self._wake.wait()
             self._wake.clear()
+            # Let what the poster scheduled after submit() run first: the frames it queued for live delivery go out
+            # before this commit, which for a small SQLite batch runs on this thread (chat/store/inline.py) rather
+            # than in a worker thread while the loop carries on. One greenlet switch per batch, no system call.
+            gevent.sleep(0)
             while pending:
                 n = min(len(pending), self._batch_size)
                 batch = [pending.popleft() for _ in range(n)]

@@ -10,6 +10,7 @@ from chat.clock import now_ms
 from chat.config import Settings
 from chat.records import AttachmentRef, MessageRecord
 from .dialects import ADDED_INDEXES, dialect_for, schema_statements
+from .inline import INLINE_MAX_BYTES, INLINE_MAX_RECORDS, RESTART_TABLE, Busy, InlineSQLite
 from .lifecycle import Effects
 from .mentions import MentionRows
 from .sent import SentKeys
@@ -54,6 +55,12 @@ class Store:
             reset=False,
             **self.dialect.pool_args(connect_timeout),
         )
+        # SQLite: a small batch of messages is committed on the event loop's thread, not handed to a worker thread
+        # (chat/store/inline.py: the hand-off was a third of a lone message's CPU).
+        self._inline = None
+        if self.dialect.blocking:
+            setsession = self.dialect.pool_args(connect_timeout).get("setsession", ())
+            self._inline = InlineSQLite(self.dialect.path, setsession, self._operational_errors, StoreUnavailable)
         q = self.dialect.sql
         # A batch of plain messages (no file, room, event or reply: nearly every batch) names only the columns it fills:
         # PyMySQL escapes each value of each row in Python, so five NULLs a row were ~1/6 of a direct message's CPU.
@@ -146,6 +153,8 @@ class Store:
         with self.cursor() as cur:
             for statement in schema_statements(self.dialect):
                 cur.execute(statement)
+            if self._inline is not None:
+                cur.execute(RESTART_TABLE)  # chat/store/inline.py
         self._add_missing_columns()
         self._add_missing_indexes()
         from .search import ensure_index  # here, not at the top: chat/store/search.py imports this module
@@ -201,7 +210,7 @@ class Store:
     def insert_messages(self, records):
         """Store a batch in one transaction (one multi-row INSERT on MySQL); returns each record's outcome, in order: the
         record, or a chat.records.Duplicate for one whose (sender, client_id) is stored already (not stored again)."""
-        return self.transaction(_insert_rows, self._q_reserve, self._q_insert, records, self._effects, self._sent, self._mentions)
+        return self._write(records, _insert_rows, self._q_reserve, self._q_insert, records, self._effects, self._sent, self._mentions)
 
     def insert_assigning_ids(self, records):
         """Store a batch under ids assigned here, in the same transaction; returns each record's outcome, in order: the
@@ -211,9 +220,22 @@ class Store:
         follow commit order and have no gaps (a rolled-back batch takes its ids back): see chat/cluster/sequencer.py.
         The same lock orders the client_id checks of concurrent batches (chat/store/sent.py).
         """
-        return self.transaction(
-            _insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects, self._sent, self._mentions
+        return self._write(
+            records, _insert_assigning, self._q_reserve, self._q_next_id, self._q_insert, records, self._effects, self._sent,
+            self._mentions,
         )
+
+    def _write(self, records, fn, *args):
+        """A batch of messages' transaction: on SQLite, a small batch is committed right here on the event loop's thread
+        (chat/store/inline.py) unless another connection holds the write lock; everything else as transaction()."""
+        inline = self._inline
+        if inline is not None and len(records) <= INLINE_MAX_RECORDS:
+            if sum(len(r.body or "") for r in records) <= INLINE_MAX_BYTES:
+                try:
+                    return inline.run(fn, args)
+                except Busy:
+                    pass
+        return self.transaction(fn, *args)
 
     def sent_message(self, sender, client_id):
         """(message id, created_ms, digest) of the message `sender` stored under `client_id`, or None."""
@@ -354,6 +376,8 @@ class Store:
         return rows
 
     def close(self):
+        if self._inline is not None:
+            self._inline.close()
         self._pool.close()
 
 

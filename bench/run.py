@@ -239,7 +239,13 @@ def clone_database(admin, source, target):
         cur.execute(f"SHOW FULL TABLES FROM `{source}` WHERE Table_type = 'BASE TABLE'")
         for (table, _kind) in cur.fetchall():
             cur.execute(f"CREATE TABLE `{target}`.`{table}` LIKE `{source}`.`{table}`")
-            cur.execute(f"INSERT INTO `{target}`.`{table}` SELECT * FROM `{source}`.`{table}`")
+            # Generated columns (messages.search_text, the FULLTEXT index's) are computed again, never copied.
+            cur.execute(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                "AND GENERATION_EXPRESSION IS NULL ORDER BY ORDINAL_POSITION", (source, table),
+            )
+            columns = ", ".join(f"`{c}`" for (c,) in cur.fetchall())
+            cur.execute(f"INSERT INTO `{target}`.`{table}` ({columns}) SELECT {columns} FROM `{source}`.`{table}`")
     conn.close()
 
 

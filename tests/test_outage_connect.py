@@ -6,6 +6,7 @@ import websocket
 
 from chat.accounts.holds import RememberingHolds
 from chat.accounts.live import LiveSockets
+from chat.clock import now_ms
 from chat.records import Kick
 from tests.support.clients import next_message, post, wait_presence
 from tests.support.mariadb_instance import ThrowawayMariaDB, mariadb_binaries
@@ -70,20 +71,31 @@ def test_a_guest_comes_back_while_the_database_is_down_and_gets_what_it_missed_a
 
 
 class FakeHolds:
+    """Holds as the guest_holds table keeps them, on the wall clock: name -> (digest, expires_ms)."""
+
     def __init__(self):
         self.held = {}
+        self.extensions = 0
 
     def holder(self, name):
-        return self.held.get(name)
+        return self.held.get(name, (None,))[0]
+
+    def hold_of(self, name):
+        found = self.held.get(name)
+        return found if found is not None and found[1] > now_ms() else None
 
     def claim(self, name, digest, hold):
         if name in self.held:
             return False
-        self.held[name] = digest
+        self.held[name] = (digest, now_ms() + int(hold * 1000))
         return True
 
     def extend(self, name, digest, hold):
-        return self.held.get(name) == digest
+        if self.holder(name) != digest:
+            return False
+        self.extensions += 1
+        self.held[name] = (digest, now_ms() + int(hold * 1000))
+        return True
 
     def drop(self, name):
         self.held.pop(name, None)
@@ -118,3 +130,14 @@ def test_remembered_holds_past_their_time_are_swept():
         holds.claim(f"g{i}", "d", 10)
         now[0] += 1
     assert len(holds._until) < 100  # only those within the hold, and a sweep's slack
+
+
+def test_a_guest_coming_back_costs_a_read_and_a_commit_only_past_half_its_hold():
+    fake = FakeHolds()
+    holds = RememberingHolds(fake, hold_seconds=3600)
+    assert holds.claim("gus", "d1", 3600)
+    assert holds.running("gus", "d1", 3600) and fake.extensions == 0 and holds.confirmed("gus", "d1")
+    assert not holds.running("gus", "d2", 3600) and not holds.running("amy", "d1", 3600)
+    fake.held["gus"] = ("d1", now_ms() + 1000 * 1000)  # less than half of the hour left
+    assert holds.running("gus", "d1", 3600) and fake.extensions == 1
+    assert fake.held["gus"][1] > now_ms() + 3500 * 1000

@@ -1,4 +1,5 @@
 """Who holds a guest name (a resume token's digest, in the database or Redis) and the floor a name gets when it changes hands."""
+import secrets
 import time
 
 from chat.accounts.redis_calls import RedisCalls
@@ -23,6 +24,9 @@ class DatabaseHolds:
 
     def holder(self, name):
         return self._q.hold_digest(name)
+
+    def hold_of(self, name):
+        return self._q.hold_of(name)
 
     def claim(self, name, digest, hold):
         return self._q.claim_hold(name, digest, now_ms() + int(hold * 1000))
@@ -85,6 +89,19 @@ class RememberingHolds:
 
     def holder(self, name):
         return self._holds.holder(name)
+
+    def running(self, name, digest, hold):
+        """Whether the guest with `digest` holds `name` (read from the store), and the hold is extended if it has less
+        than half of `hold` seconds left: a guest coming back (after a restart, everyone at once) usually costs a read,
+        not a commit. Online guests' holds are extended every half hold anyway (AuthService.start_holding)."""
+        found = self._holds.hold_of(name)
+        if found is None or not secrets.compare_digest(found[0], digest):
+            return False
+        left = (found[1] - now_ms()) / 1000
+        if left > hold / 2:
+            self._until[name] = (digest, self._clock() + left)
+            return True
+        return self.extend(name, digest, hold)
 
     def claim(self, name, digest, hold):
         claimed = self._holds.claim(name, digest, hold)

@@ -50,6 +50,7 @@ class AccountQueries:
         self._q_forget_markers = q("DELETE FROM read_markers WHERE user = ?")
         self._q_max_file = q("SELECT COALESCE(MAX(id), 0) FROM attachments")
         self._q_hold_get = q("SELECT secret_hash FROM guest_holds WHERE name = ? AND expires_ms > ?")
+        self._q_hold_until = q("SELECT secret_hash, expires_ms FROM guest_holds WHERE name = ? AND expires_ms > ?")
         self._q_hold_insert = q("INSERT INTO guest_holds (name, secret_hash, expires_ms) VALUES (?, ?, ?)")
         self._q_hold_take_expired = q("UPDATE guest_holds SET secret_hash = ?, expires_ms = ? WHERE name = ? AND expires_ms <= ?")
         self._q_hold_extend = q("UPDATE guest_holds SET expires_ms = ? WHERE name = ? AND secret_hash = ?")
@@ -149,6 +150,13 @@ class AccountQueries:
             cur.execute(self._q_hold_get, (name, now_ms()))
             row = cur.fetchone()
         return None if row is None else row[0]
+
+    def hold_of(self, name):
+        """(the resume-token digest of the guest holding `name`, when its hold ends in ms), or None when none runs."""
+        with self._store.cursor() as cur:
+            cur.execute(self._q_hold_until, (name, now_ms()))
+            row = cur.fetchone()
+        return None if row is None else (row[0], int(row[1]))
 
     def claim_hold(self, name, digest, expires_ms):
         """Take `name` for the guest with `digest` unless a hold is running; True if taken (two racers: one wins)."""

@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from tests.support.clients import presence_changes
-from tests.support.mariadb_instance import ThrowawayMariaDB, mariadb_binaries
+from tests.support.mariadb_instance import needs_mariadb_binaries
 from tests.support.rawws import RawWebSocket
 
 
@@ -105,18 +105,6 @@ def test_kill_9_loses_no_acknowledged_message(start_server, database_url):
         client.handshake()
         client.send({"type": "message", "msg": "after the crash", "ref": 1})
         assert client.recv_type("ack")["id"] > max(stored)
-
-
-needs_mariadb_binaries = pytest.mark.skipif(
-    None in mariadb_binaries(), reason="mariadb-install-db/mariadbd not installed: cannot run a throwaway MariaDB"
-)
-
-
-@pytest.fixture
-def throwaway_mariadb(tmp_path):
-    db = ThrowawayMariaDB(tmp_path / "mariadb").install()
-    yield db
-    db.stop()
 
 
 @needs_mariadb_binaries

@@ -9,19 +9,7 @@ from chat.accounts.live import LiveSockets
 from chat.clock import now_ms
 from chat.records import Kick
 from tests.support.clients import next_message, post, wait_presence
-from tests.support.mariadb_instance import ThrowawayMariaDB, mariadb_binaries
-
-needs_mariadb_binaries = pytest.mark.skipif(
-    None in mariadb_binaries(), reason="mariadb-install-db/mariadbd not installed: cannot run a throwaway MariaDB"
-)
-
-
-@pytest.fixture
-def throwaway_mariadb(tmp_path):
-    db = ThrowawayMariaDB(tmp_path / "mariadb").install()
-    yield db
-    db.stop()
-
+from tests.support.mariadb_instance import needs_mariadb_binaries
 
 def refused_status(server, name, resume=True, query=""):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:

@@ -103,11 +103,7 @@ class InlineSQLite:
 
     def _drop(self):
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_quietly(conn)
 
     def close(self):
         self._drop()
@@ -177,11 +173,7 @@ class Checkpoints:
 
     def _close_conn(self):
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001
-                pass
+        _close_quietly(conn)
 
     def close(self):
         self._closed = True
@@ -197,3 +189,12 @@ def _is_busy(error):
         return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     text = str(error)
     return "locked" in text or "busy" in text
+
+
+def _close_quietly(conn):
+    """Close a connection that may already be broken (None: nothing to close)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from tests.support.databases import MYSQL_ADMIN_URL, MySQLDatabases, fresh_database_url, mysql_reachable
+from tests.support.mariadb_instance import ThrowawayMariaDB
 from tests.support.redis_instance import ThrowawayRedis, redis_binary
 from tests.support.polling import wait_until
 from tests.support.servers import ROOT, Chat, ServerProcess, health
@@ -125,3 +126,11 @@ def wscat_path():
     if shutil.which("node") is None:
         pytest.skip("node is not on PATH: wscat cannot run")
     return WSCAT
+
+
+@pytest.fixture
+def throwaway_mariadb(tmp_path):
+    """A MariaDB server of the test's own, which the test may stop and start (needs_mariadb_binaries)."""
+    db = ThrowawayMariaDB(tmp_path / "mariadb").install()
+    yield db
+    db.stop()

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 
 import pymysql
+import pytest
 
 from tests.support.polling import wait_until
 from tests.support.servers import free_port
@@ -76,3 +77,9 @@ class ThrowawayMariaDB:
                 return cur.fetchall()
         finally:
             conn.close()
+
+
+# Tests that stop and start a database of their own (the throwaway_mariadb fixture) need its binaries.
+needs_mariadb_binaries = pytest.mark.skipif(
+    None in mariadb_binaries(), reason="mariadb-install-db/mariadbd not installed: cannot run a throwaway MariaDB"
+)

@@ -21,7 +21,7 @@ import gevent.event  # noqa: E402
 from gevent import socket  # noqa: E402
 from gevent.pywsgi import LoggingLogAdapter, WSGIServer  # noqa: E402
 
-from chat import create_app  # noqa: E402
+from chat import collector, create_app  # noqa: E402
 from chat.config import load_settings  # noqa: E402
 from chat.startup import explain  # noqa: E402
 from chat.websocket.handler import ChatWebSocketHandler  # noqa: E402
@@ -77,6 +77,7 @@ def serve(settings, listener, announce_ready=True, ready=None):
         error_log=LoggingLogAdapter(logging.getLogger("chat.http"), logging.ERROR),
     )
     stopping, _ = stop_event()
+    collector.settle(settings.gc_young_threshold)
     server.start()
     log.info("store: %s", service.store.describe())
     if announce_ready:

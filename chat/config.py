@@ -29,6 +29,10 @@ class Settings:
     users_write_interval: float = _setting(
         0.5, "one process: seconds between the batched writes of new user names and of the last message each saw"
     )
+    gc_young_threshold: int = _setting(
+        7000, "container objects allocated between two young collections of Python's cyclic garbage collector (Python's "
+        "own default: 700); what exists once the server is up is frozen out of the collections (chat/collector.py)"
+    )
     # Conversations (chat/messaging/conversations.py)
     max_unread_count: int = _setting(999, "unread messages counted per conversation at most: the count stops there")
     max_conversations: int = _setting(200, "one-to-one conversations listed per user (the newest); general is always listed")
@@ -388,6 +392,8 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.recent_records <= 10_000_000:
             raise ValueError("recent_records must be between 0 and 10000000")
+        if not 100 <= self.gc_young_threshold <= 1_000_000:
+            raise ValueError("gc_young_threshold must be between 100 and 1000000")
         if self.history_frame_bytes < 1024:
             raise ValueError("history_frame_bytes must be at least 1024")
         # A history event is queued only once the queue is empty (chat/messaging/history.py): it must fit in it alone.

@@ -34,6 +34,7 @@ from gunicorn.http.wsgi import base_environ
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import VERSION, PyWSGIHandler
 
+from chat import collector
 from chat.config import load_settings
 from chat.websocket.handler import ChatWebSocketHandler, redact_tokens
 
@@ -107,6 +108,7 @@ class ChatWebSocketWorker(GeventWebSocketWorker):
         self.wsgi_handler = GunicornChatHandler.configured(settings)
         super().load_wsgi()
         self.chat_service = find_chat_service(self.wsgi)
+        collector.settle(settings.gc_young_threshold)
         if self.chat_service is None:
             log.warning(
                 "no chat service found in the app %r: websockets will not be closed with 1001 nor messages flushed on stop",

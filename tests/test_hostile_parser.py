@@ -224,6 +224,20 @@ def test_database_refusing_one_message_refuses_it_alone(server, opened):
     status, body = health(server)
     assert (status, body["status"], body["writer_running"], body["refused_writes"]) == (200, "ok", True, refused_before + 1)
     assert "the database refused a message from " + attacker_name in server.read_log()
+    # What the server keeps in memory forgot it too: a replay from before it (answered from memory: the recent stream)
+    # and a fresh connect's history (general's newest, from memory) hold the messages around it, not it.
+    with server.connect(unique("late"), f"?since={ids[0] - 1}") as late:
+        _, event = late.handshake()
+        replayed = event["messages"]
+        while event.get("complete") is False:
+            event = late.recv_type("history")
+            replayed += event["messages"]
+    replayed_ids = [m["id"] for m in replayed]
+    assert set(ids) <= set(replayed_ids) and POISON not in [m.get("msg") for m in replayed]
+    with server.connect(unique("fresh")) as fresh:
+        _, history = fresh.handshake()
+    assert "an honest one" in [m.get("msg") for m in history["messages"]]
+    assert POISON not in [m.get("msg") for m in history["messages"]]
 
 
 def test_upload_whose_message_the_database_refuses_is_answered(server, opened):

@@ -35,7 +35,9 @@ class LocalDelivery:
         self.rooms.load(self.store)
         self.ids.start()
         settings = self.settings
-        self.writer = MessageWriter(self.store, settings.write_buffer, settings.write_batch, **writer_options(settings))
+        self.writer = MessageWriter(
+            self.store, settings.write_buffer, settings.write_batch, on_any_refused=self._forget, **writer_options(settings)
+        )
 
     def post(
         self, session, recipient, body, ref, attachment=None, room=None, kind=None, subject=None, target_id=None,
@@ -51,8 +53,6 @@ class LocalDelivery:
         )
         refused = sent.refused if sent is not None else refusal(session, ref)
         general = recipient is None and room is None and self.recent is not None
-        if general or self.stream is not None:
-            refused = self._forgetting(refused)
         self.writer.submit(record, sent.stored if sent is not None else (lambda stored: session.acknowledge(stored, ref)), refused)
         if general:
             self.recent.apply(record)
@@ -76,17 +76,12 @@ class LocalDelivery:
             hub.to_bots(record)
         return record
 
-    def _forgetting(self, on_refused):
-        """`on_refused`, which first takes the refused record out of what is kept in memory."""
-        kept = [k for k in (self.recent, self.stream) if k is not None]
-
-        def refused(record):
-            for k in kept:
-                k.discard(record.id)
-            if on_refused is not None:
-                on_refused(record)
-
-        return refused
+    def _forget(self, record):
+        """Take a record the database refused out of what is kept in memory (no closure per post: what a post allocates
+        and the writer holds until the commit is what the garbage collector promotes and scans)."""
+        for kept in (self.recent, self.stream):
+            if kept is not None:
+                kept.discard(record.id)
 
     def to_room(self, record, frame, exclude=None):
         """Deliver a room record to its audience in this process (bots take part in general only)."""

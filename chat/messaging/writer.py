@@ -28,15 +28,18 @@ class BatchRefused(Exception):
 
 class MessageWriter:
     def __init__(
-        self, store, capacity, batch_size, assign_ids=False, after_commit=None, refusal_retries=3, restart_delay=1.0
+        self, store, capacity, batch_size, assign_ids=False, after_commit=None, refusal_retries=3, restart_delay=1.0,
+        on_any_refused=None,
     ):
         """With `assign_ids`, records come without ids and get them in the commit (several processes: see
-        Store.insert_assigning_ids). `after_commit(stored)` runs once per commit, after the records' callbacks.
+        Store.insert_assigning_ids). `after_commit(stored)` runs once per commit, after the records' callbacks;
+        `on_any_refused(record)` for every record the database refuses, before that record's own `on_refused`.
         A batch that fails while the database answers pings is retried `refusal_retries` times, then split until
         the records it refuses are alone; a stopped writer is restarted after `restart_delay` seconds."""
         self._store = store
         self._insert = store.insert_assigning_ids if assign_ids else store.insert_messages
         self._after_commit = after_commit
+        self._on_any_refused = on_any_refused
         self._capacity = capacity
         self._batch_size = batch_size
         self._refusal_retries = refusal_retries
@@ -174,11 +177,12 @@ class MessageWriter:
             "the database refused a message from %s (%d characters), refused to its sender: %s",
             record.sender, len(record.body), ascii(str(error))[:300],
         )
-        if on_refused is not None:
-            try:
-                on_refused(record)
-            except Exception:
-                log.exception("refusal callback failed")
+        for callback in (self._on_any_refused, on_refused):
+            if callback is not None:
+                try:
+                    callback(record)
+                except Exception:
+                    log.exception("refusal callback failed")
 
     def _commit(self, records, refusal_retries):
         """Insert `records`, retrying for as long as the database is unreachable. Raises when it answers but refuses

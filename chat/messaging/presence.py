@@ -43,6 +43,8 @@ class PresenceAnnouncer:
             frame = frames.encode_text(encode_event({"type": "presence", **change}))
             for client in self.hub.all_clients():
                 if client.user != change["user"]:  # the user's own welcome already says it is online
-                    client.deliver(frame)
+                    client.deliver_presence(frame)
         elif changes:
-            self.hub.broadcast(frames.encode_text(encode_event({"type": "presence", "changes": changes})))
+            frame = frames.encode_text(encode_event({"type": "presence", "changes": changes}))
+            for client in self.hub.all_clients():
+                client.deliver_presence(frame)

@@ -55,7 +55,7 @@ HELD_OVERFLOW_REASON = "too many live messages while sending history: reconnect 
 class ChatSession:
     __slots__ = (
         "service", "user", "conn", "since", "deliver", "_held", "_held_bytes", "_held_ids", "_history_sent", "_parse_options",
-        "_typing", "room", "address",
+        "_typing", "room", "address", "_welcomed",
     )
 
     def __init__(self, service, user, conn, since=None, address=None):
@@ -70,6 +70,7 @@ class ChatSession:
         self._held_bytes = 0
         self._held_ids = None  # a set once a held message has an id
         self._history_sent = False
+        self._welcomed = False  # the welcome's online list is read: presence events count from then on
         self._typing = None  # conversation key -> when this connection's last typing notice was forwarded (made at the first)
         self.room = GENERAL  # where plain text goes (/room #r)
         self.deliver = self._hold
@@ -95,6 +96,14 @@ class ChatSession:
         """deliver, for a client that saw more on another process than this one has delivered yet."""
         if message_id is None or message_id > self.since:
             self.conn.send_frame(frame)
+
+    def deliver_presence(self, frame):
+        """A presence event (chat/messaging/presence.py). Before the welcome's online list is read it is dropped: the
+        list holds the change. Held, it would take a place in the send queue for nothing, and a connect that waits
+        long for the database (a reconnect herd: tens of seconds) would be closed by a presence event every
+        presence_batch_delay before its history went out."""
+        if self._welcomed:
+            self.deliver(frame)
 
     def send_event(self, event):
         self.conn.send_text(encode_event(event))
@@ -145,6 +154,7 @@ class ChatSession:
                 if history is None:
                     raise
                 log.warning("connecting %s from memory: store unavailable: %s", self.user, e)
+            self._welcomed = True  # before the list is read: a change after it comes as a presence event
             welcome = {"type": "welcome", "user": self.user, **service.online_page(), "help": HELP_TEXT, "conversations": conversations}
             if partial:
                 welcome["partial"] = partial

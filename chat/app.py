@@ -71,11 +71,11 @@ def build_chat(settings, store=None, instance_id=None):
         # Names this process among several (Redis keys, /healthz); unique even if a pid is reused.
         instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         everyone = ClusterPresence(hub)
-        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online)
+        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, everyone.is_online, settings.presence_sends_per_second)
         delivery = ClusterDelivery(settings, store, hub, live.close, directory, instance_id, everyone, presence.may_have_changed)
         recent = stream = None
     else:
-        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online)
+        presence = PresenceAnnouncer(hub, settings.presence_batch_delay, hub.is_online, settings.presence_sends_per_second)
         # One process delivers every record itself, with its text: general's newest are kept in memory for connects.
         recent = RecentGeneral(settings.history_on_connect)
         stream = RecentStream(settings.recent_records) if settings.recent_records > 0 else None

@@ -100,7 +100,11 @@ class Settings:
         10.0, "seconds a client has to send a request line and headers (also how long an idle keep-alive connection stays)"
     )
     http_body_timeout: float = _setting(120.0, "seconds a client has to send a request body once its headers are in")
-    presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event")
+    presence_batch_delay: float = _setting(0.05, "seconds presence changes are gathered into one event, at least")
+    presence_sends_per_second: int = _setting(
+        10000, "presence events sent per second to all connections together, at most: with more connections online "
+        "than this times presence_batch_delay, changes are gathered longer (10,000 online: one event a second)"
+    )
     write_buffer: int = _setting(20000, "messages waiting to be stored before new ones are refused")
     write_batch: int = _setting(500, "most messages stored in one commit")
     # Exactly-once sends (chat/messaging/resends.py, chat/store/sent.py)
@@ -392,6 +396,8 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1")
         if not 0 <= self.recent_records <= 10_000_000:
             raise ValueError("recent_records must be between 0 and 10000000")
+        if self.presence_sends_per_second < 1:
+            raise ValueError("presence_sends_per_second must be at least 1")
         if not 100 <= self.gc_young_threshold <= 1_000_000:
             raise ValueError("gc_young_threshold must be between 100 and 1000000")
         if self.history_frame_bytes < 1024:

@@ -63,3 +63,22 @@ def test_presence_while_a_connect_waits_for_the_database_neither_closes_it_nor_i
     assert watcher.recv_type("message")["id"] == sent["id"]
     slow.close()
     watcher.close()
+
+
+def test_with_many_online_presence_changes_are_gathered_longer(tmp_path):
+    """presence_sends_per_second 1 with 3 online: a window of 3 s (the 50 ms floor would split these): two users who
+    come online one after the other reach the watcher in one presence event."""
+    from tests.support.clients import presence_changes
+
+    server = ServerProcess(f"sqlite:///{tmp_path / 'chat.db'}", tmp_path / "server.log", bots="",
+                           presence_sends_per_second=1).start()
+    try:
+        watcher = server.connect("watcher")
+        watcher.handshake()
+        first, second = server.connect("first"), server.connect("second")
+        first.handshake()
+        second.handshake()
+        event = watcher.recv_type("presence")
+        assert {("first", True), ("second", True)} <= set(presence_changes(event))
+    finally:
+        server.stop()

@@ -117,7 +117,7 @@ def test_the_listening_line_says_how_to_stop_and_comes_once_every_worker_accepts
 @pytest.mark.parametrize(
     "setting, value",
     [("ping_timeout", 0), ("ping_interval", -1), ("users_write_interval", 0), ("recent_records", -1), ("recent_records", 10**8),
-     ("gc_young_threshold", 99), ("gc_young_threshold", 10**7)],
+     ("gc_young_threshold", 99), ("gc_young_threshold", 10**7), ("presence_sends_per_second", 0)],
 )
 def test_a_setting_out_of_its_range_is_refused_by_name(setting, value):
     from chat.config import Settings

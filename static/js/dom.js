@@ -33,6 +33,7 @@ export const ui = {
   thread: $("thread"),
   empty: $("empty"),
   typing: $("typing"),
+  partial: $("partial"),
   notice: $("notice"),
   noticeText: $("notice-text"),
   noticeClose: $("notice-close"),
@@ -131,6 +132,12 @@ export function showNotice(text) {
   ui.notice.hidden = false;
   clearTimeout(noticeTimer);
   noticeTimer = setTimeout(hideNotice, 8000);
+}
+
+// Shown while this connection was let in without the database (a welcome marked "partial"), until the next welcome.
+export function showPartial(text) {
+  ui.partial.textContent = text || "";
+  ui.partial.hidden = !text;
 }
 
 export function hideNotice() {

@@ -1,7 +1,7 @@
 // Events from the server (docs/protocol.md), each handed to the module it concerns.
 
 import { ACCOUNT } from "./config.js";
-import { showNotice } from "./dom.js";
+import { showNotice, showPartial } from "./dom.js";
 import { normalizeName } from "./format.js";
 import * as history from "./history.js";
 import * as lifecycle from "./lifecycle.js";
@@ -30,7 +30,13 @@ function onWelcome(ev) {
   roomevents.onWelcome(ev.conversations);
   reads.onWelcome(ev);
   roomcommands.listRooms(); // the topics and roles of the rooms this user is in
+  // Let in while the server's database is down (docs/protocol.md): say what this connect could not bring.
+  showPartial(Array.isArray(ev.partial) && ev.partial.length ? PARTIAL_NOTICE : "");
 }
+
+const PARTIAL_NOTICE =
+  "The server cannot reach its database right now. You are connected and can chat, but your conversation list is " +
+  "empty and direct messages sent while you were away will come when you reconnect after it is back.";
 
 function onAck(ev) {
   state.noteId(ev.id);

@@ -13,7 +13,7 @@ class PresenceAnnouncer:
     together: every event goes to every connection, each a system call of its own (events are far apart), so a herd
     of 3,000 reconnecting with a 50 ms window spent a third of the server's CPU writing presence."""
 
-    def __init__(self, hub, batch_delay, is_online, sends_per_second=10000):
+    def __init__(self, hub, batch_delay, is_online, sends_per_second):
         self.hub = hub
         self.batch_delay = batch_delay
         self.sends_per_second = sends_per_second
